@@ -1,0 +1,172 @@
+"""Audio in and out, resampling, level normalisation and mu-law: the only feature code in the project.
+
+Training and inference both come through here, so a waveform is prepared the same way in both:
+
+    load_audio (any WAV/FLAC/OGG -> mono float32 at the model rate)
+      -> normalize_level (RMS to `level_dbfs`, peak-limited; the gain is returned so decode can undo it)
+      -> mu_law_encode (the decoder's 256-way targets)
+
+soundfile is imported inside the functions that read or write files, so that the models (which need
+only the tensor functions here) import on machines that have torch but not soundfile.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+import torchaudio.functional as AF
+from torch import Tensor
+
+from .atomic import atomic_path
+from .errors import SpeechVQError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+PEAK_LIMIT = 0.99  # normalisation never drives a sample past this, so mu-law never clips a level-raised input
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int) -> Tensor:
+    """Read an audio file as mono float32 at `sample_rate`.
+
+    Multi-channel audio is averaged to mono; other rates are resampled with torchaudio's windowed-sinc
+    resampler.
+
+    Args:
+        path: a WAV, FLAC or OGG file (anything libsndfile reads).
+        sample_rate: the rate to return, in Hz.
+
+    Returns:
+        float32 `[1, T]` in [-1, 1], T >= 1.
+
+    Raises:
+        SpeechVQError: the file is missing, unreadable, or holds no samples.
+    """
+    wav, file_rate = read_audio_file(path)
+    return resample(wav.mean(dim=0, keepdim=True), file_rate, sample_rate)
+
+
+def read_audio_file(path: str | os.PathLike) -> tuple[Tensor, int]:
+    """Read an audio file as it is stored: all channels, its own sample rate.
+
+    Returns:
+        (float32 `[C, T]` in [-1, 1], sample rate in Hz).
+
+    Raises:
+        SpeechVQError: the file is missing, unreadable, or holds no samples.
+    """
+    import soundfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechVQError(f"no such audio file: {path}")
+    try:
+        data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise SpeechVQError(f"cannot read audio file {path}: {err}") from None
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise SpeechVQError(f"audio file {path} holds no samples")
+    return torch.from_numpy(data.T.copy()), int(file_rate)
+
+
+def save_audio(path: str | os.PathLike, wav: Tensor, sample_rate: int) -> None:
+    """Write a waveform as 16-bit PCM (the format follows the extension: .wav, .flac, .ogg), atomically.
+
+    Args:
+        path: output file; written to a temporary file beside it and renamed, so a crash never leaves
+            half a file.
+        wav: float `[T]` or `[C, T]` in [-1, 1]; values outside are clipped.
+        sample_rate: in Hz.
+    """
+    import soundfile
+
+    wav = wav.detach().to("cpu", torch.float32)
+    if wav.dim() == 1:
+        wav = wav.unsqueeze(0)
+    if wav.dim() != 2:
+        raise ValueError(f"expected [T] or [C, T] audio, got shape {tuple(wav.shape)}")
+    data = wav.clamp(-1.0, 1.0).T.contiguous().numpy()
+    suffix = Path(path).suffix.lower()
+    subtype = "VORBIS" if suffix == ".ogg" else "PCM_16"
+    with atomic_path(path) as tmp:
+        soundfile.write(str(tmp), data, sample_rate, subtype=subtype, format=_sf_format(suffix))
+
+
+def _sf_format(suffix: str) -> str:
+    formats = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+    if suffix not in formats:
+        raise SpeechVQError(f"cannot write audio with extension {suffix!r} (use {', '.join(formats)})")
+    return formats[suffix]
+
+
+def resample(wav: Tensor, orig_rate: int, new_rate: int) -> Tensor:
+    """Resample along the last axis (windowed sinc, torchaudio); a no-op when the rates agree.
+
+    Args:
+        wav: float `[..., T]`.
+        orig_rate, new_rate: sample rates in Hz.
+
+    Returns:
+        float `[..., T']` with T' = ceil(T * new_rate / orig_rate).
+    """
+    if orig_rate == new_rate:
+        return wav
+    return AF.resample(wav, orig_rate, new_rate)
+
+
+def rms_dbfs(wav: Tensor) -> float:
+    """RMS level of a waveform in dB relative to full scale (a full-scale square wave is 0 dBFS)."""
+    rms = wav.detach().float().pow(2).mean().sqrt().item()
+    return 20.0 * math.log10(max(rms, 1e-10))
+
+
+def normalize_level(wav: Tensor, level_dbfs: float | None) -> tuple[Tensor, float]:
+    """Scale a waveform to an RMS of `level_dbfs`, limited so that no sample exceeds `PEAK_LIMIT`.
+
+    Recordings differ in level by 20 dB or more; the model sees every utterance at one level, at
+    training and at encode time alike. Dividing the output by the returned gain restores the level.
+
+    Args:
+        wav: float `[..., T]`, one utterance.
+        level_dbfs: target RMS in dBFS (e.g. -23), or None to leave the level as it is.
+
+    Returns:
+        (scaled waveform, same shape and dtype; linear gain applied, > 0). Silence gets gain 1.
+    """
+    if level_dbfs is None:
+        return wav, 1.0
+    rms = wav.detach().float().pow(2).mean().sqrt().item()
+    peak = wav.detach().abs().max().item()
+    if rms < 1e-6 or peak == 0.0:  # digital silence (or nearly): nothing to normalise
+        return wav, 1.0
+    gain = min(10.0 ** (level_dbfs / 20.0) / rms, PEAK_LIMIT / peak)
+    return wav * gain, gain
+
+
+def mu_law_encode(wav: Tensor, classes: int = 256) -> Tensor:
+    """Mu-law companding and quantisation (ITU-T G.711 curve with mu = classes - 1).
+
+    Args:
+        wav: float `[...]` in [-1, 1] (values outside are clipped).
+        classes: number of quantisation levels.
+
+    Returns:
+        int64 `[...]` in [0, classes).
+    """
+    return AF.mu_law_encoding(wav.clamp(-1.0, 1.0), classes)
+
+
+def mu_law_decode(codes: Tensor, classes: int = 256) -> Tensor:
+    """Inverse of `mu_law_encode`: int64 `[...]` in [0, classes) -> float32 `[...]` in [-1, 1]."""
+    return AF.mu_law_decoding(codes, classes).to(torch.float32)
+
+
+def mu_law_silence(classes: int = 256) -> int:
+    """The class that decodes closest to 0.0 (128 of 256): the decoder's first input."""
+    return classes // 2
+
+
+def is_audio_file(path: str | os.PathLike) -> bool:
+    """True for a file name with an extension the loaders read (.wav, .flac, .ogg, any case)."""
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS

@@ -1,0 +1,136 @@
+"""One checkpoint format for training and inference: weights, config, speakers, optimiser state, step.
+
+A checkpoint is a `torch.save`d dict of plain types and tensors only:
+
+    {"format": "speechvq-checkpoint", "format_version": 1, "speechvq_version": "0.1.0",
+     "config": {...nested plain dict...}, "speakers": ["p225", ...], "step": 1200,
+     "model": state_dict, "optimizer": state_dict | None, "scheduler": state_dict | None, "extra": {...}}
+
+It is read with `torch.load(..., weights_only=True)`, which refuses to unpickle arbitrary objects, so a
+checkpoint from an untrusted source cannot run code. Writes go to a temporary file that is renamed into
+place, so an interrupted save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from .atomic import atomic_path
+from .config import Config
+from .errors import ConfigError, SpeechVQError
+from .models.vqvae import SpeechVQ
+from .version import __version__
+
+CHECKPOINT_FORMAT = "speechvq-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """The contents of a checkpoint file.
+
+    Attributes:
+        config: the resolved Config the model was built with.
+        speakers: speaker names, one per row of the model's speaker table.
+        model_state: the model's state_dict (CPU tensors).
+        step: training steps taken.
+        optimizer_state, scheduler_state: state_dicts, or None (e.g. an exported inference model).
+        extra: more plain data a training run needs to resume (RNG states, data order, best score).
+        speechvq_version: the version that wrote the file.
+    """
+
+    config: Config
+    speakers: list[str]
+    model_state: dict[str, torch.Tensor]
+    step: int = 0
+    optimizer_state: Optional[dict[str, Any]] = None
+    scheduler_state: Optional[dict[str, Any]] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    speechvq_version: str = __version__
+
+    def build_model(self, device: torch.device | str = "cpu") -> SpeechVQ:
+        """Instantiate the model and load its weights, in eval mode."""
+        model = SpeechVQ(self.config.model, speakers=self.speakers)
+        try:
+            model.load_state_dict(self.model_state)
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0]
+            raise SpeechVQError(f"checkpoint weights do not match its own config: {first}") from None
+        return model.to(device).eval()
+
+
+def save_checkpoint(path: str | os.PathLike, model: SpeechVQ, config: Config, step: int = 0,
+                    optimizer: Optional[torch.optim.Optimizer] = None, scheduler: Any = None,
+                    extra: Optional[dict[str, Any]] = None) -> None:
+    """Write a checkpoint atomically.
+
+    Args:
+        path: output file (conventionally `*.pt`).
+        model: the model; its speaker names are saved with it.
+        config: the full resolved Config (its model section must be the model's).
+        step: training steps taken.
+        optimizer, scheduler: saved by their state_dict when given.
+        extra: plain data (dicts, lists, numbers, strings, tensors) for resuming.
+    """
+    if config.model != model.config:
+        raise ValueError("config.model differs from the config the model was built with")
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "speechvq_version": __version__,
+        "config": config.to_dict(),
+        "speakers": list(model.speakers),
+        "step": int(step),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "extra": dict(extra or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str = "cpu") -> Checkpoint:
+    """Read a checkpoint without unpickling arbitrary objects.
+
+    Raises:
+        SpeechVQError: missing, unreadable or corrupt file; not a speechvq checkpoint; a newer format;
+            an invalid stored config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechVQError(f"no such checkpoint: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file; all mean the same to a user
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SpeechVQError(f"cannot read checkpoint {path}: {reason}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise SpeechVQError(f"{path} is not a speechvq checkpoint")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise SpeechVQError(f"{path} has checkpoint format {version}; this speechvq ({__version__}) "
+                            f"reads up to {CHECKPOINT_VERSION}")
+    try:
+        config = Config.from_dict(payload["config"])
+    except ConfigError as err:
+        raise SpeechVQError(f"checkpoint {path} holds an invalid config: {err}") from None
+    return Checkpoint(config=config, speakers=list(payload["speakers"]), model_state=payload["model"],
+                      step=int(payload["step"]), optimizer_state=payload.get("optimizer"),
+                      scheduler_state=payload.get("scheduler"), extra=dict(payload.get("extra") or {}),
+                      speechvq_version=str(payload.get("speechvq_version", "unknown")))
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> SpeechVQ:
+    """Load a model for inference (eval mode) from a checkpoint file.
+
+    Raises:
+        SpeechVQError: see `load_checkpoint`; also weights that do not fit the stored config.
+    """
+    return load_checkpoint(path).build_model(device)
+

@@ -1,0 +1,59 @@
+"""Strided convolutional encoder: wav [B, 1, T] -> z_e [B, D, F], one latent vector per `hop_length` samples."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import EncoderConfig
+
+
+class Encoder(nn.Module):
+    """The paper's encoder: strided Conv1d + ReLU layers, then a 1x1 convolution to `latent_dim`.
+
+    Padding policy, which makes F = ceil(T / hop_length) exact for every T:
+
+        input  |x0 x1 ... x(T-1)|0 ... 0|          right zero-padding up to F * hop_length samples
+        layer  with stride s and kernel k = 2s pads (k - s) // 2 on the left and the rest of k - s on
+               the right, so every layer maps n samples to exactly n / s (n is a multiple of s there):
+               out = floor((n + (k - s) - k) / s) + 1 = n / s
+
+    Frame f then summarises samples around [f * hop, (f + 1) * hop): each layer is centred on its
+    stride, so the encoder looks slightly ahead and behind, as the paper's non-causal encoder does.
+    """
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.config = config
+        self.hop_length = config.hop_length
+        layers: list[nn.Module] = []
+        in_channels = 1
+        for stride, kernel in zip(config.strides, config.kernel_sizes):
+            pad_left = (kernel - stride) // 2
+            layers += [
+                nn.ConstantPad1d((pad_left, kernel - stride - pad_left), 0.0),
+                nn.Conv1d(in_channels, config.channels, kernel, stride=stride),
+                nn.ReLU(),
+            ]
+            in_channels = config.channels
+        layers.append(nn.Conv1d(config.channels, config.latent_dim, 1))
+        self.layers = nn.Sequential(*layers)
+
+    def num_frames(self, n_samples: int) -> int:
+        """Number of latent frames for `n_samples` input samples: ceil(n_samples / hop_length)."""
+        return -(-n_samples // self.hop_length)
+
+    def forward(self, wav: Tensor) -> Tensor:
+        """Encode a waveform.
+
+        Args:
+            wav: float32 `[B, 1, T]`, T >= 1.
+
+        Returns:
+            z_e: float32 `[B, latent_dim, F]` with F = `num_frames(T)`.
+        """
+        if wav.dim() != 3 or wav.shape[1] != 1:
+            raise ValueError(f"expected wav of shape [B, 1, T], got {tuple(wav.shape)}")
+        n_samples = wav.shape[-1]
+        wav = F.pad(wav, (0, self.num_frames(n_samples) * self.hop_length - n_samples))
+        return self.layers(wav)

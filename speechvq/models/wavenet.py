@@ -1,0 +1,337 @@
+"""Autoregressive WaveNet decoder: teacher-forced `forward` and one-sample-at-a-time `step` over shared weights.
+
+One residual layer (van den Oord et al. 2016, "WaveNet", sections 2.3-2.5):
+
+    x (R) --dilated causal conv, kernel k (R -> G)--+--> h --> tanh(h[:G/2]) * sigmoid(h[G/2:]) = z (G/2)
+                    local cond (1x1 of the codes) --+                                              |
+                    speaker (linear of embedding) --+        z --1x1--> residual (R) + skip (S) <-+
+    x_next = (x + residual) * sqrt(1/2)            skips summed over layers * sqrt(1/L)
+    output: ReLU -> 1x1 (S -> S) -> ReLU -> 1x1 (S -> classes): logits of the next mu-law sample
+
+Conditioning: the codes' latent vectors pass through a small frame-rate conv stack, and each layer projects
+the result (1x1, no bias) once per frame; a frame's projection is repeated for its `hop_length` samples
+(nearest-neighbour upsampling), so projecting per frame and then repeating is exactly the same as repeating
+and then projecting per sample, and the incremental path never projects per sample.
+
+Incremental generation keeps, per layer, a ring buffer of the last (k - 1) * dilation inputs of that layer
+(the "Fast WaveNet" queues, Paine et al. 2016), so each new sample costs one pass through the layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import DecoderConfig
+
+
+_SQRT_HALF = math.sqrt(0.5)  # keeps the variance of the residual stream constant across layers
+
+
+def gated_activation(h: Tensor, dim: int) -> Tensor:
+    """tanh(first half) * sigmoid(second half) along `dim`: the WaveNet gate, shared by both paths."""
+    filter_part, gate_part = h.chunk(2, dim=dim)
+    return torch.tanh(filter_part) * torch.sigmoid(gate_part)
+
+
+class ResidualLayer(nn.Module):
+    """One gated, dilated causal layer with residual and skip outputs."""
+
+    def __init__(self, config: DecoderConfig, dilation: int, local_channels: int, global_channels: int):
+        super().__init__()
+        self.dilation = dilation
+        self.kernel_size = config.kernel_size
+        self.residual_channels = config.residual_channels
+        # The dilated conv's weight is stored as a linear map over the k taps concatenated, [G, k * R]:
+        # columns [j*R, (j+1)*R) multiply the input (k - 1 - j) * dilation samples back. `step` then uses it
+        # as it is, and `forward` views it as a Conv1d weight [G, R, k]. Same init as nn.Conv1d (fan-in R * k).
+        self.dilated = nn.Linear(config.kernel_size * config.residual_channels, config.gate_channels)
+        self.local_proj = nn.Conv1d(local_channels, config.gate_channels, 1, bias=False) if local_channels else None
+        self.global_proj = nn.Linear(global_channels, config.gate_channels, bias=False) if global_channels else None
+        # Residual and skip 1x1 convolutions as one product: rows [:R] residual, [R:] skip.
+        self.out = nn.Conv1d(config.gate_channels // 2, config.residual_channels + config.skip_channels, 1)
+
+    @property
+    def history(self) -> int:
+        """Past inputs of this layer that its next output needs: (k - 1) * dilation."""
+        return (self.kernel_size - 1) * self.dilation
+
+    def conditioning(self, local: Optional[Tensor], speaker: Optional[Tensor]) -> Optional[Tensor]:
+        """This layer's conditioning term at frame rate.
+
+        Args:
+            local: float `[B, C_local, F]` frame-rate conditioning, or None.
+            speaker: float `[B, C_global]`, or None.
+
+        Returns:
+            float `[B, G, F]` (or `[B, G, 1]` with a speaker only), or None without conditioning.
+        """
+        terms = []
+        if self.local_proj is not None:
+            terms.append(self.local_proj(local))
+        if self.global_proj is not None:
+            terms.append(self.global_proj(speaker).unsqueeze(-1))
+        if not terms:
+            return None
+        return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+    def forward(self, x: Tensor, cond: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """Teacher-forced pass over a whole sequence.
+
+        Args:
+            x: float `[B, R, T]`.
+            cond: float `[B, G, T]` (or broadcastable `[B, G, 1]`), or None.
+
+        Returns:
+            (next layer's input `[B, R, T]`, skip contribution `[B, S, T]`).
+        """
+        weight = self.dilated.weight.view(-1, self.kernel_size, self.residual_channels).transpose(1, 2)  # (G, R, k)
+        h = F.conv1d(F.pad(x, (self.history, 0)), weight, self.dilated.bias, dilation=self.dilation)  # causal
+        if cond is not None:
+            h = h + cond
+        return self._residual_and_skip(x, gated_activation(h, dim=1))
+
+    def step(self, x: Tensor, cond: Optional[Tensor], buffer: Tensor, position: int) -> tuple[Tensor, Tensor]:
+        """One sample: the same computation as `forward` at time `position`, reading past inputs from `buffer`.
+
+        Args:
+            x: float `[B, R]`, this layer's input at time `position`.
+            cond: float `[B, G]` (or None): this layer's conditioning at time `position`.
+            buffer: float `[B, history, R]` ring buffer; slot (t mod history) holds the input at time t.
+                Updated in place with `x`.
+            position: the time index t of `x`.
+
+        Returns:
+            (next layer's input `[B, R]`, skip contribution `[B, S]`).
+        """
+        taps = [buffer[:, (position - back * self.dilation) % self.history]
+                for back in range(self.kernel_size - 1, 0, -1)]
+        h = self.dilated(torch.cat(taps + [x], dim=1))
+        if cond is not None:
+            h = h + cond
+        buffer[:, position % self.history] = x  # after reading: the oldest tap shares this slot
+        return self._residual_and_skip(x, gated_activation(h, dim=1))
+
+    def _residual_and_skip(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        # z is [B, G/2, T] (forward) or [B, G/2] (step); channels are on dim 1 either way.
+        out = self.out(z) if z.dim() == 3 else F.linear(z, self.out.weight[:, :, 0], self.out.bias)
+        residual, skip = out.split([self.residual_channels, out.shape[1] - self.residual_channels], dim=1)
+        return (x + residual) * _SQRT_HALF, skip
+
+
+class ConditionNetwork(nn.Module):
+    """Frame-rate conv stack over the quantized latents: `[B, C_in, F] -> [B, cond_channels, F]`."""
+
+    def __init__(self, in_channels: int, config: DecoderConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(config.cond_layers):
+            layers += [nn.Conv1d(channels, config.cond_channels, config.cond_kernel_size,
+                                 padding=config.cond_kernel_size // 2), nn.ReLU()]
+            channels = config.cond_channels
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = channels
+
+    def forward(self, latents: Tensor) -> Tensor:
+        """float `[B, C_in, F]` -> float `[B, out_channels, F]` (identity when cond_layers = 0)."""
+        return self.layers(latents)
+
+
+@dataclass
+class WaveNetState:
+    """Incremental-generation state, passed in and out of `WaveNet.step` (no hidden module buffers).
+
+    Attributes:
+        buffers: per layer, float `[B, history, R]` ring buffer of that layer's past inputs.
+        position: time index of the next input sample.
+    """
+
+    buffers: list[Tensor]
+    position: int = 0
+
+
+class WaveNet(nn.Module):
+    """Dilated causal WaveNet over mu-law classes with optional local (code) and global (speaker) conditioning.
+
+    Args:
+        config: decoder sizes.
+        classes: number of mu-law classes (256).
+        hop_length: samples per conditioning frame.
+        local_channels: channels of the frame-rate conditioning input (the latent dim); 0 for none.
+        global_channels: size of the speaker vector; 0 for none.
+    """
+
+    def __init__(self, config: DecoderConfig, classes: int, hop_length: int, local_channels: int = 0,
+                 global_channels: int = 0):
+        super().__init__()
+        self.config = config
+        self.classes = classes
+        self.hop_length = hop_length
+        self.local_channels = local_channels
+        self.global_channels = global_channels
+        self.receptive_field = config.receptive_field
+        self.cond_net = ConditionNetwork(local_channels, config) if local_channels else None
+        cond_out = self.cond_net.out_channels if self.cond_net is not None else 0
+        self.input_embedding = nn.Embedding(classes, config.residual_channels)  # == 1x1 conv of a one-hot input
+        self.layers = nn.ModuleList(ResidualLayer(config, d, cond_out, global_channels) for d in config.dilations)
+        self.post_hidden = nn.Conv1d(config.skip_channels, config.skip_channels, 1)
+        self.post_logits = nn.Conv1d(config.skip_channels, classes, 1)
+
+    # ------------------------------------------------------------------ conditioning
+
+    def layer_conditioning(self, local: Optional[Tensor], speaker: Optional[Tensor]) -> Optional[Tensor]:
+        """Every layer's conditioning term, once per frame.
+
+        Args:
+            local: float `[B, local_channels, F]` (the quantized latents), or None.
+            speaker: float `[B, global_channels]`, or None.
+
+        Returns:
+            float `[B, F, L, G]` (F = 1 with a speaker only), or None for an unconditioned model.
+        """
+        self._check_conditioning(local, speaker)
+        frames = self.cond_net(local) if self.cond_net is not None else None
+        per_layer = [layer.conditioning(frames, speaker) for layer in self.layers]
+        if per_layer[0] is None:
+            return None
+        return torch.stack(per_layer, dim=1).permute(0, 3, 1, 2)  # (B, L, G, F) -> (B, F, L, G)
+
+    def _check_conditioning(self, local: Optional[Tensor], speaker: Optional[Tensor]) -> None:
+        if (local is not None) != bool(self.local_channels):
+            raise ValueError(f"this decoder expects {'' if self.local_channels else 'no '}local conditioning")
+        if (speaker is not None) != bool(self.global_channels):
+            raise ValueError(f"this decoder expects {'a' if self.global_channels else 'no'} speaker vector")
+
+    # ------------------------------------------------------------------ teacher forcing
+
+    def forward(self, inputs: Tensor, local: Optional[Tensor] = None, speaker: Optional[Tensor] = None) -> Tensor:
+        """Teacher-forced logits for every position in one parallel pass.
+
+        Args:
+            inputs: int64 `[B, T]` mu-law classes; inputs[:, t] is the sample before the one predicted at t.
+            local: float `[B, local_channels, F]` with F >= ceil(T / hop_length), or None.
+            speaker: float `[B, global_channels]`, or None.
+
+        Returns:
+            float `[B, classes, T]`: logits[:, :, t] depends on inputs[:, :t + 1] only (causal) and on
+            the conditioning of frame t // hop_length.
+        """
+        n_samples = inputs.shape[1]
+        cond = self.layer_conditioning(local, speaker)  # (B, F, L, G)
+        if cond is not None:
+            cond = cond.permute(0, 2, 3, 1)  # (B, L, G, F)
+            if cond.shape[-1] > 1:
+                if cond.shape[-1] * self.hop_length < n_samples:
+                    raise ValueError(f"{cond.shape[-1]} conditioning frames cannot cover {n_samples} samples")
+                cond = cond.repeat_interleave(self.hop_length, dim=-1)[..., :n_samples]
+        x = self.input_embedding(inputs).transpose(1, 2)  # (B, R, T)
+        skips = 0
+        for index, layer in enumerate(self.layers):
+            x, skip = layer(x, None if cond is None else cond[:, index])
+            skips = skips + skip
+        return self._logits(skips)
+
+    def _logits(self, skips: Tensor) -> Tensor:
+        # skips is [B, S, T] (forward) or [B, S] (step).
+        h = F.relu(skips * math.sqrt(1.0 / len(self.layers)))
+        if h.dim() == 3:
+            return self.post_logits(F.relu(self.post_hidden(h)))
+        h = F.relu(F.linear(h, self.post_hidden.weight[:, :, 0], self.post_hidden.bias))
+        return F.linear(h, self.post_logits.weight[:, :, 0], self.post_logits.bias)
+
+    # ------------------------------------------------------------------ incremental generation
+
+    def init_state(self, batch_size: int, device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32) -> WaveNetState:
+        """Empty ring buffers (zeros, as the causal padding of `forward`) for `batch_size` streams."""
+        buffers = [torch.zeros(batch_size, layer.history, self.config.residual_channels, device=device, dtype=dtype)
+                   for layer in self.layers]
+        return WaveNetState(buffers=buffers, position=0)
+
+    def step(self, previous: Tensor, cond: Optional[Tensor], state: WaveNetState) -> tuple[Tensor, WaveNetState]:
+        """Logits of the next sample given the previous one: `forward` computed for one time step.
+
+        Args:
+            previous: int64 `[B]`, the input class at time `state.position`.
+            cond: float `[B, L, G]`, the conditioning of that time step (one frame of
+                `layer_conditioning`), or None for an unconditioned model.
+            state: ring buffers and position; the buffers are updated in place.
+
+        Returns:
+            (float `[B, classes]` logits, the state advanced by one sample).
+        """
+        x = self.input_embedding(previous)  # (B, R)
+        skips = 0
+        for index, (layer, buffer) in enumerate(zip(self.layers, state.buffers)):
+            x, skip = layer.step(x, None if cond is None else cond[:, index], buffer, state.position)
+            skips = skips + skip
+        state.position += 1
+        return self._logits(skips), state
+
+    @torch.no_grad()
+    def generate(self, n_samples: int, local: Optional[Tensor] = None, speaker: Optional[Tensor] = None,
+                 batch_size: Optional[int] = None, temperature: float = 1.0, first_input: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None,
+                 progress: Optional[Callable[[int], None]] = None) -> Tensor:
+        """Sample a waveform one class at a time, feeding each sample back as the next input.
+
+        Args:
+            n_samples: samples T to generate per stream.
+            local: float `[B, local_channels, F]` with F * hop_length >= T, or None.
+            speaker: float `[B, global_channels]`, or None.
+            batch_size: streams B, needed only for an unconditioned model.
+            temperature: softmax temperature; 0 takes the most likely class (argmax).
+            first_input: class fed before the first sample (default: the middle class, mu-law silence).
+            generator: random generator for reproducible sampling.
+            progress: called with the number of samples just generated, every `hop_length` samples.
+
+        Returns:
+            int64 `[B, T]` classes.
+        """
+        cond = self.layer_conditioning(local, speaker)  # (B, F, L, G)
+        if cond is not None:
+            batch_size = cond.shape[0]
+            if cond.shape[1] > 1 and cond.shape[1] * self.hop_length < n_samples:
+                raise ValueError(f"{cond.shape[1]} conditioning frames cannot cover {n_samples} samples")
+        if batch_size is None:
+            raise ValueError("batch_size is required for an unconditioned decoder")
+        device = self.input_embedding.weight.device
+        state = self.init_state(batch_size, device)
+        previous = torch.full((batch_size,), self.classes // 2 if first_input is None else first_input,
+                              dtype=torch.long, device=device)
+        out = torch.empty(batch_size, n_samples, dtype=torch.long, device=device)
+        for t in range(n_samples):
+            frame_cond = None if cond is None else cond[:, min(t // self.hop_length, cond.shape[1] - 1)]
+            logits, state = self.step(previous, frame_cond, state)
+            previous = sample_logits(logits, temperature, generator)
+            out[:, t] = previous
+            if progress is not None and (t + 1) % self.hop_length == 0:
+                progress(self.hop_length)
+        if progress is not None and n_samples % self.hop_length:
+            progress(n_samples % self.hop_length)
+        return out
+
+
+def sample_logits(logits: Tensor, temperature: float = 1.0, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Draw one class per row from softmax(logits / temperature); argmax when temperature is 0.
+
+    Args:
+        logits: float `[B, classes]`.
+        temperature: >= 0.
+        generator: random generator for reproducible draws.
+
+    Returns:
+        int64 `[B]`.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)

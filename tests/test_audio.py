@@ -1,0 +1,116 @@
+"""Audio I/O, resampling, level normalisation and mu-law."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from speechvq.audio import (load_audio, mu_law_decode, mu_law_encode, mu_law_silence, normalize_level,
+                            read_audio_file, resample, rms_dbfs, save_audio)
+from speechvq.errors import SpeechVQError
+
+
+def sine(n_samples: int, rate: int, freq: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
+    return (amplitude * np.sin(2 * np.pi * freq * np.arange(n_samples) / rate)).astype(np.float32)
+
+
+@pytest.mark.parametrize("suffix, subtype", [(".wav", "PCM_16"), (".flac", "PCM_24"), (".ogg", "VORBIS")])
+def test_load_downmixes_and_resamples(tmp_path, suffix, subtype):
+    rate = 48000
+    left, right = sine(rate, rate, 440.0, 0.6), sine(rate, rate, 440.0, 0.2)
+    path = tmp_path / f"stereo{suffix}"
+    soundfile.write(path, np.stack([left, right], axis=1), rate, subtype=subtype)
+    wav = load_audio(path, 16000)
+    assert wav.dtype == torch.float32 and wav.shape[0] == 1
+    assert abs(wav.shape[1] - 16000) <= 1
+    # the mono mix of two in-phase sines of 0.6 and 0.2 is a sine of 0.4: RMS 0.4 / sqrt(2)
+    middle = wav[0, 1000:-1000]
+    assert abs(middle.pow(2).mean().sqrt().item() - 0.4 / math.sqrt(2)) < 0.01
+
+
+def test_save_then_load_round_trip(tmp_path):
+    wav = torch.from_numpy(sine(8000, 16000)).unsqueeze(0)
+    path = tmp_path / "out" / "tone.wav"
+    save_audio(path, wav, 16000)
+    back = load_audio(path, 16000)
+    torch.testing.assert_close(back, wav, rtol=0, atol=1.0 / 32768 + 1e-6)  # 16-bit PCM
+    assert read_audio_file(path)[1] == 16000
+    assert [p.name for p in path.parent.iterdir()] == ["tone.wav"]  # no temporary file left behind
+
+
+def test_save_clips_and_rejects_unknown_extension(tmp_path):
+    save_audio(tmp_path / "loud.wav", torch.tensor([[2.0, -2.0, 0.5]]), 16000)
+    assert load_audio(tmp_path / "loud.wav", 16000).abs().max() <= 1.0
+    with pytest.raises(SpeechVQError, match="extension"):
+        save_audio(tmp_path / "x.mp4", torch.zeros(1, 10), 16000)
+    assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob(".x.mp4*"))
+
+
+def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "keep.wav"
+    save_audio(path, torch.full((1, 100), 0.25), 16000)
+    before = path.read_bytes()
+
+    def broken_write(file, *args, **kwargs):
+        with open(file, "wb") as handle:
+            handle.write(b"RIFF half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(soundfile, "write", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        save_audio(path, torch.zeros(1, 100), 16000)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.wav"]
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    with pytest.raises(SpeechVQError, match="no such audio file"):
+        load_audio(tmp_path / "missing.wav", 16000)
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"this is not audio at all" * 10)
+    with pytest.raises(SpeechVQError, match="cannot read audio file"):
+        load_audio(garbage, 16000)
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros((0,), np.float32), 16000)
+    with pytest.raises(SpeechVQError, match="holds no samples"):
+        load_audio(empty, 16000)
+    with pytest.raises(SpeechVQError, match="no such audio file"):
+        load_audio(tmp_path, 16000)  # a folder
+
+
+def test_resample_length_and_identity():
+    wav = torch.randn(1, 44100)
+    assert resample(wav, 44100, 16000).shape == (1, 16000)
+    assert resample(wav, 16000, 16000) is wav
+
+
+def test_normalize_level_hits_target_and_limits_peaks():
+    quiet = torch.from_numpy(sine(16000, 16000, amplitude=0.01))
+    loud, gain = normalize_level(quiet, -23.0)
+    assert abs(rms_dbfs(loud) - (-23.0)) < 0.01
+    torch.testing.assert_close(loud / gain, quiet)
+    # a spiky signal would clip at the target RMS: the peak limit wins
+    spiky = torch.zeros(16000)
+    spiky[::1000] = 0.5
+    limited, _ = normalize_level(spiky, -10.0)
+    assert limited.abs().max().item() == pytest.approx(0.99)
+    silence = torch.zeros(100)
+    assert normalize_level(silence, -23.0) == (silence, 1.0)
+    assert normalize_level(quiet, None) == (quiet, 1.0)
+
+
+def test_mu_law_round_trip():
+    wav = torch.linspace(-1, 1, 10001)
+    codes = mu_law_encode(wav, 256)
+    assert codes.dtype == torch.int64 and codes.min() == 0 and codes.max() == 255
+    back = mu_law_decode(codes, 256)
+    # mu-law steps are finest near zero: relative error bounded by the step size of the curve
+    error = (back - wav).abs()
+    assert error[(wav.abs() < 0.01)].max() < 0.001
+    assert error.max() < 0.04
+    assert mu_law_decode(torch.tensor(mu_law_silence(256)), 256).abs() < 1e-3
+    assert mu_law_encode(torch.tensor([3.0, -3.0])).tolist() == [255, 0]  # clipped, not wrapped
