@@ -6,8 +6,8 @@ Training and inference both come through here, so a waveform is prepared the sam
       -> normalize_level (RMS to `level_dbfs`, peak-limited; the gain is returned so decode can undo it)
       -> mu_law_encode (the decoder's 256-way targets)
 
-soundfile is imported inside the functions that read or write files, so that the models (which need
-only the tensor functions here) import on machines that have torch but not soundfile.
+soundfile and librosa are imported inside the functions that use them, so that the models (which need
+only the tensor functions here) import on machines that have torch but neither of those.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchaudio.functional as AF
 from torch import Tensor
@@ -142,6 +143,28 @@ def normalize_level(wav: Tensor, level_dbfs: float | None) -> tuple[Tensor, floa
         return wav, 1.0
     gain = min(10.0 ** (level_dbfs / 20.0) / rms, PEAK_LIMIT / peak)
     return wav * gain, gain
+
+
+def log_mel_spectrogram(wav: Tensor, sample_rate: int, n_mels: int = 80, win_ms: float = 25.0,
+                        hop_ms: float = 10.0) -> Tensor:
+    """Log-mel power spectrogram (librosa's Slaney mel filters), for plots and spectral distances.
+
+    Args:
+        wav: float `[T]` in [-1, 1].
+        sample_rate: in Hz.
+        n_mels: mel bands (up to sample_rate / 2).
+        win_ms, hop_ms: analysis window and hop, in milliseconds.
+
+    Returns:
+        float32 `[n_mels, frames]` in dB (10 log10 of power, floored at -100 dB).
+    """
+    import librosa
+
+    n_fft = int(round(sample_rate * win_ms / 1000))
+    mel = librosa.feature.melspectrogram(y=wav.detach().cpu().float().numpy(), sr=sample_rate, n_fft=n_fft,
+                                         hop_length=int(round(sample_rate * hop_ms / 1000)), n_mels=n_mels,
+                                         power=2.0)
+    return torch.from_numpy(10.0 * np.log10(np.maximum(mel, 1e-10))).float()
 
 
 def mu_law_encode(wav: Tensor, classes: int = 256) -> Tensor:

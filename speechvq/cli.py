@@ -1,17 +1,21 @@
 """The `speechvq` command: argparse subcommands; the only module that talks to users or exits.
 
     speechvq config -c tiny --set model.quantizer.codebook_size=32      # print a resolved config as YAML
-    speechvq config --list                                               # the presets that ship
+    speechvq download librispeech --subset dev-clean --dir download     # fetch, verify, extract a corpus
+    speechvq manifest folder /data/my_speakers --out data/manifests     # manifests, splits, speaker table
+    speechvq prepare -c tiny --manifests data/manifests                 # check audio and fill the cache
+    speechvq train -c tiny --exp exp/tiny                               # train, or resume, a model
 
 Expected failures (`SpeechVQError`) print one line `speechvq: error: ...` on stderr and exit 1; usage
 errors exit 2 (argparse); Ctrl-C exits 130. Anything else is a bug and keeps its traceback.
+Heavy modules (torch) are imported inside the handlers, so `--help` stays quick.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from .config import load_config, preset_names
 from .errors import SpeechVQError
@@ -28,24 +32,74 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
-        prog="speechvq",
+        prog="speechvq", formatter_class=_HelpFormatter,
         description="VQ-VAE speech codec: compress speech into discrete codes, resynthesise it with a WaveNet, "
                     "and convert voices.",
-        formatter_class=_HelpFormatter,
-        epilog="examples:\n  speechvq config -c paper\n  speechvq config -c tiny --set train.lr=3e-4",
-    )
+        epilog="examples:\n  speechvq config -c paper\n  speechvq train -c tiny --exp exp/tiny")
     parser.add_argument("--version", action="version", version=f"speechvq {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    config = commands.add_parser(
-        "config", help="print a resolved configuration",
-        description="Resolve a preset or YAML file plus --set overrides and print the full config as YAML.",
-        formatter_class=_HelpFormatter,
-        epilog="examples:\n  speechvq config -c paper\n"
-               "  speechvq config -c recipes/vctk/conf/base.yaml --set model.quantizer.ema=true")
+    def command(name: str, handler: Callable[[argparse.Namespace], int], summary: str, description: str,
+                examples: Sequence[str]) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=description, formatter_class=_HelpFormatter,
+                                  epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
+        sub.set_defaults(handler=handler)
+        return sub
+
+    config = command("config", run_config, "print a resolved configuration",
+                     "Resolve a preset or YAML file plus --set overrides and print the full config as YAML.",
+                     ["speechvq config -c paper",
+                      "speechvq config -c recipes/vctk/conf/paper.yaml --set model.quantizer.ema=true"])
     add_config_arguments(config)
     config.add_argument("--list", action="store_true", help="list the presets that ship with speechvq and exit")
-    config.set_defaults(handler=run_config)
+
+    download = command("download", run_download, "download and extract VCTK or LibriSpeech",
+                       "Fetch the official archives (resuming partial downloads), check their size and SHA-256, "
+                       "and extract them safely. Idempotent: finished steps are not repeated.",
+                       ["speechvq download librispeech --subset dev-clean train-clean-100 --dir download",
+                        "speechvq download vctk --dir download"])
+    download.add_argument("corpus", choices=["vctk", "librispeech"])
+    download.add_argument("--subset", nargs="+", default=None,
+                          help="LibriSpeech subsets (default: train-clean-100 dev-clean test-clean); VCTK: 0.92")
+    download.add_argument("--dir", default="download", help="where archives are stored and extracted")
+    download.add_argument("--mirror", default=None, help="base URL of a mirror holding the same archive names")
+
+    manifest = command("manifest", run_manifest, "build manifests, splits and the speaker table for a corpus",
+                       "Scan a corpus and write all/train/valid/test/unseen.jsonl and speakers.json.",
+                       ["speechvq manifest vctk download/VCTK-Corpus-0.92 --holdout-speakers p225 p226",
+                        "speechvq manifest librispeech download/LibriSpeech --subset train-clean-100",
+                        "speechvq manifest folder ~/recordings   # one subfolder per speaker"])
+    manifest.add_argument("kind", choices=["vctk", "vctk080", "librispeech", "folder"],
+                          help="corpus layout: vctk (0.92), vctk080, librispeech, folder (one folder per speaker)")
+    manifest.add_argument("corpus_dir")
+    manifest.add_argument("--out", default="data/manifests")
+    manifest.add_argument("--mic", default="mic2", choices=["mic1", "mic2"], help="VCTK 0.92 microphone")
+    manifest.add_argument("--subset", nargs="+", default=None, help="LibriSpeech subsets (default: all found)")
+    manifest.add_argument("--valid-per-speaker", type=int, default=2)
+    manifest.add_argument("--test-per-speaker", type=int, default=4)
+    manifest.add_argument("--holdout-speakers", nargs="+", default=[], metavar="SPEAKER",
+                          help="speakers kept out of training entirely (their utterances go to unseen.jsonl)")
+    manifest.add_argument("--seed", type=int, default=0)
+
+    prepare = command("prepare", run_prepare, "check every utterance and fill the audio cache",
+                      "Decode, resample and level-normalise every utterance once, as training will see it; "
+                      "reject unreadable, empty, non-finite or silent files from the split manifests.",
+                      ["speechvq prepare -c paper --manifests data/manifests"])
+    add_config_arguments(prepare)
+    prepare.add_argument("--manifests", default="data/manifests", help="folder written by `speechvq manifest`")
+    prepare.add_argument("--workers", type=int, default=2)
+
+    train = command("train", run_train, "train a model, or resume training",
+                    "Train as the config says; running the same command again resumes from EXP/last.pt. "
+                    "Under torchrun, every process runs this command.",
+                    ["speechvq train -c paper --exp exp/paper",
+                     "torchrun --nproc_per_node 8 -m speechvq train -c paper --exp exp/paper"])
+    add_config_arguments(train)
+    train.add_argument("--exp", required=True, help="experiment folder (checkpoints, logs, config.yaml)")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    train.add_argument("--stop-at-step", type=int, default=None,
+                       help="end this run after this many steps in all (saving last.pt) without changing the "
+                            "learning-rate schedule; run again to continue")
     return parser
 
 
@@ -57,14 +111,83 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override config values by dotted key, e.g. model.quantizer.codebook_size=256")
 
 
+def _progress(total: Optional[int], description: str, unit: str = "it", **kwargs):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True, file=sys.stderr, **kwargs)
+
+
 def run_config(args: argparse.Namespace) -> int:
     """Print the resolved config (or the preset list) on stdout."""
     if args.list:
         print("\n".join(preset_names()))
         return 0
-    cfg = load_config(args.config, args.overrides)
-    sys.stdout.write(cfg.to_yaml())
+    sys.stdout.write(load_config(args.config, args.overrides).to_yaml())
     return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    """Download, verify and extract each requested archive."""
+    from .data.download import ARCHIVES, download_archive, extract_archive, with_mirror
+
+    table = ARCHIVES[args.corpus]
+    names = args.subset or (["train-clean-100", "dev-clean", "test-clean"] if args.corpus == "librispeech" else ["0.92"])
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise SpeechVQError(f"unknown {args.corpus} subset(s) {', '.join(unknown)} (known: {', '.join(table)})")
+    for name in names:
+        archive = with_mirror(table[name], args.mirror)
+        with _progress(archive.size, archive.name, unit="B", unit_scale=True, unit_divisor=1024) as bar:
+            path = download_archive(archive, args.dir, progress=bar.update)
+        print(f"verified {path}", file=sys.stderr)
+        extract_archive(path, args.dir)
+        print(f"extracted {path.name} into {args.dir}", file=sys.stderr)
+    return 0
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    """Scan the corpus, split it, write the manifests; print a summary on stderr."""
+    from .data.corpora import scan_corpus
+    from .data.manifest import SplitSpec, write_splits
+
+    with _progress(None, f"scanning {args.kind}", unit="file") as bar:
+        result = scan_corpus(args.kind, args.corpus_dir, mic=args.mic, subsets=args.subset, progress=bar.update)
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} file(s), e.g.:", file=sys.stderr)
+        for path, reason in list(result.skipped.items())[:5]:
+            print(f"  {path}: {reason}", file=sys.stderr)
+    spec = SplitSpec(args.valid_per_speaker, args.test_per_speaker, tuple(args.holdout_speakers), args.seed)
+    counts = write_splits(args.out, result.entries, spec)
+    hours = sum(e.duration_s for e in result.entries) / 3600
+    print(f"{len(result.entries)} utterances ({hours:.2f} h) from {len({e.speaker for e in result.entries})} "
+          f"speakers -> {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    """Check the audio of every utterance and fill the cache."""
+    from .data.check import check_manifests
+    from .data.dataset import AudioCache
+    from .data.manifest import read_manifest
+
+    cfg = load_config(args.config, args.overrides)
+    cache = AudioCache(cfg.data.cache_dir, cfg.model.sample_rate, cfg.model.level_dbfs)
+    total = len(read_manifest(f"{args.manifests}/all.jsonl"))
+    with _progress(total, "checking audio", unit="file") as bar:
+        report = check_manifests(args.manifests, cache, workers=args.workers, progress=bar.update)
+    print(f"kept {report.kept} utterances ({report.kept_duration_s / 3600:.2f} h), rejected {len(report.rejected)}"
+          f" (see {args.manifests}/rejected.jsonl); splits: "
+          + ", ".join(f"{k} {v}" for k, v in report.split_sizes.items()), file=sys.stderr)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train or resume; exit 130 when stopped by Ctrl-C (after saving)."""
+    from .train import train
+
+    cfg = load_config(args.config, args.overrides)
+    result = train(cfg, args.exp, device=args.device, stop_at_step=args.stop_at_step)
+    return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -175,12 +175,15 @@ class DataConfig:
     train_manifest: str = "data/manifests/train.jsonl"
     valid_manifest: str = "data/manifests/valid.jsonl"
     speakers: str = "data/manifests/speakers.json"
+    cache_dir: typing.Optional[str] = "data/cache"  # prepared (resampled, level-normalised) audio; null = no cache
     segment_s: float = 1.0  # random crop length of a training example
-    batch_size: int = 8
+    batch_size: int = 8  # per process: the global batch under torchrun is batch_size x world size
     num_workers: int = 2
+    valid_max_utterances: int = 32  # validation scores one fixed crop from each of the first N valid utterances
 
     def __post_init__(self) -> None:
         _require(self.segment_s > 0, "data.segment_s", "must be positive")
+        _require(self.valid_max_utterances >= 1, "data.valid_max_utterances", "must be positive")
         _require(self.batch_size >= 1, "data.batch_size", "must be positive")
         _require(self.num_workers >= 0, "data.num_workers", "must be >= 0")
 
@@ -201,6 +204,7 @@ class TrainConfig:
     log_every: int = 50
     valid_every: int = 2000
     checkpoint_every: int = 1000
+    valid_audio_s: float = 0.5  # seconds resynthesised (autoregressively) for TensorBoard at validation; 0 = none
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "train.lr", "must be positive")
@@ -210,6 +214,7 @@ class TrainConfig:
         for name in ("max_steps", "log_every", "valid_every", "checkpoint_every"):
             _require(getattr(self, name) >= 1, f"train.{name}", "must be positive")
         _require(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+        _require(self.valid_audio_s >= 0, "train.valid_audio_s", "must be >= 0")
 
 
 @dataclass(frozen=True)

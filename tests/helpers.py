@@ -22,3 +22,24 @@ def voiced_signal(n_samples: int, sample_rate: int = 16000, f0_hz: float = 140.0
         wav += amplitude * torch.sin(k * phase + float(torch.rand(1, generator=gen)) * 2 * math.pi)
     wav += 0.01 * torch.randn(n_samples, generator=gen, dtype=torch.float64)
     return (0.5 * wav / wav.abs().max()).float()
+
+
+def make_folder_corpus(root, speakers: int = 3, utterances: int = 4, seconds: float = 0.5,
+                       sample_rate: int = 16000) -> list:
+    """Write a speaker-folder corpus of vowel-like WAVs (each speaker its own pitch and level).
+
+    Returns the written paths.
+    """
+    import soundfile
+    from pathlib import Path
+
+    paths = []
+    for s in range(speakers):
+        folder = Path(root) / f"spk{s}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for u in range(utterances):
+            wav = voiced_signal(int(seconds * sample_rate), sample_rate, f0_hz=100.0 + 60.0 * s + 7.0 * u, seed=u)
+            path = folder / f"utt{u:02d}.wav"
+            soundfile.write(path, (wav * (0.3 + 0.5 * s / max(1, speakers - 1))).numpy(), sample_rate)
+            paths.append(path)
+    return paths
