@@ -167,6 +167,29 @@ def log_mel_spectrogram(wav: Tensor, sample_rate: int, n_mels: int = 80, win_ms:
     return torch.from_numpy(10.0 * np.log10(np.maximum(mel, 1e-10))).float()
 
 
+def mel_cepstrum(wav: Tensor, sample_rate: int, n_coefficients: int = 25, n_mels: int = 80) -> Tensor:
+    """Mel-cepstral coefficients per 10 ms frame, scaled as a real cepstrum of the log amplitude.
+
+    c_n = (1 / M) * sum_m ln|A_m| cos(pi n (m + 1/2) / M) over the M mel bands (|A|^2 = mel power): the
+    cepstrum of the mel-warped log spectrum, so that distances come out on the usual mel-cepstral scale.
+    Coefficient 0 (overall energy) is included; mel-cepstral distortion conventionally leaves it out.
+
+    Args:
+        wav: float `[T]`.
+        sample_rate: in Hz.
+        n_coefficients: coefficients kept per frame.
+
+    Returns:
+        float32 `[frames, n_coefficients]`.
+    """
+    import scipy.fft
+
+    log_amplitude = log_mel_spectrogram(wav, sample_rate, n_mels=n_mels).numpy() * (math.log(10.0) / 20.0)
+    # scipy's unnormalised DCT-II is 2 * sum_m x_m cos(pi n (m + 1/2) / M)
+    cepstrum = scipy.fft.dct(log_amplitude, type=2, axis=0, norm=None)[:n_coefficients] / (2 * n_mels)
+    return torch.from_numpy(np.ascontiguousarray(cepstrum.T)).float()
+
+
 def mu_law_encode(wav: Tensor, classes: int = 256) -> Tensor:
     """Mu-law companding and quantisation (ITU-T G.711 curve with mu = classes - 1).
 

@@ -5,6 +5,8 @@
     speechvq manifest folder /data/my_speakers --out data/manifests     # manifests, splits, speaker table
     speechvq prepare -c tiny --manifests data/manifests                 # check audio and fill the cache
     speechvq train -c tiny --exp exp/tiny                               # train, or resume, a model
+    speechvq eval --model exp/tiny/best.pt --manifest data/manifests/test.jsonl --out exp/tiny/eval
+    speechvq convert a.wav --speaker p226 --model exp/tiny/best.pt       # voice conversion
 
 Expected failures (`SpeechVQError`) print one line `speechvq: error: ...` on stderr and exit 1; usage
 errors exit 2 (argparse); Ctrl-C exits 130. Anything else is a bug and keeps its traceback.
@@ -14,6 +16,7 @@ Heavy modules (torch) are imported inside the handlers, so `--help` stays quick.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -100,7 +103,49 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-at-step", type=int, default=None,
                        help="end this run after this many steps in all (saving last.pt) without changing the "
                             "learning-rate schedule; run again to continue")
+
+    evaluate = command("eval", run_eval, "reconstruct a manifest's utterances and report quality",
+                       "Encode and decode each utterance; write the decoded WAVs, report.json and report.md "
+                       "(MCD, SI-SDR, bitrates, real-time factors, codebook use).",
+                       ["speechvq eval --model exp/paper/best.pt --manifest data/manifests/test.jsonl --out exp/eval"])
+    evaluate.add_argument("--model", required=True, help="checkpoint (.pt)")
+    evaluate.add_argument("--manifest", required=True)
+    evaluate.add_argument("--out", required=True, help="folder for the decoded WAVs and the reports")
+    evaluate.add_argument("--max-files", type=int, default=None, help="only the first N utterances")
+    evaluate.add_argument("--max-seconds", type=float, default=None, help="only the first S seconds of each")
+    add_decoding_arguments(evaluate)
+
+    convert = command("convert", run_convert, "convert utterances to other speakers' voices",
+                      "Encode each source into codes and decode them with each target speaker's embedding. "
+                      "A source is an audio file or a manifest (.jsonl) of them.",
+                      ["speechvq convert source.wav --speaker p226 --model exp/paper/best.pt -o p226.wav",
+                       "speechvq convert data/manifests/test.jsonl --max-files 4 --speaker p226 p227 "
+                       "--model exp/paper/best.pt --out-dir exp/vc"])
+    convert.add_argument("sources", nargs="+", metavar="SOURCE")
+    convert.add_argument("--speaker", nargs="+", required=True, help="target speakers (names from the model's table)")
+    convert.add_argument("--model", required=True, help="checkpoint (.pt)")
+    convert.add_argument("-o", "--output", default=None, help="output WAV, for one source and one speaker "
+                                                              "(default: SOURCE.SPEAKER.wav beside the source)")
+    convert.add_argument("--out-dir", default=None, help="write STEM.SPEAKER.wav files here")
+    convert.add_argument("--max-files", type=int, default=None, help="only the first N utterances of a manifest")
+    convert.add_argument("--max-seconds", type=float, default=None, help="only the first S seconds of each source")
+    convert.add_argument("--force", action="store_true", help="overwrite existing output files")
+    add_decoding_arguments(convert)
+
+    info = command("info", run_info, "describe a model checkpoint",
+                   "Print a checkpoint's training step, sample rate, codebook, nominal bitrate and speakers.",
+                   ["speechvq info --model exp/paper/best.pt", "speechvq info --model exp/paper/best.pt --speakers"])
+    info.add_argument("--model", required=True, help="checkpoint (.pt)")
+    info.add_argument("--speakers", action="store_true", help="print only the speaker names, one per line")
+    info.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
+
+
+def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
+    """Sampling and device options of every subcommand that runs the decoder."""
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: argmax)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the decoder's sampling")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -188,6 +233,96 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     result = train(cfg, args.exp, device=args.device, stop_at_step=args.stop_at_step)
     return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
+
+
+def _load_model(path: str, device_name: str):
+    from .checkpoint import load_model
+    from .train.distributed import resolve_device
+
+    return load_model(path, resolve_device(device_name))
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Reconstruct and score the utterances of a manifest."""
+    from .data.manifest import read_manifest
+    from .evaluation import evaluate_utterances
+
+    model = _load_model(args.model, args.device)
+    entries = read_manifest(args.manifest)[: args.max_files]
+    seconds = sum(min(e.duration_s, args.max_seconds or math.inf) for e in entries)
+    with _progress(int(seconds * model.sample_rate), "decoding", unit="sample", unit_scale=True) as bar:
+        report = evaluate_utterances(model, entries, args.out, args.max_seconds, args.temperature, args.seed,
+                                     progress=bar.update)
+    mean = report["mean"]
+    print(f"{len(entries)} utterances: MCD {mean['mcd_db']:.2f} dB, SI-SDR {mean['si_sdr_db']:.2f} dB, "
+          f"decode RTF {mean['decode_rtf']:.2f}; report in {args.out}/report.md", file=sys.stderr)
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Convert each source to each target speaker's voice."""
+    from pathlib import Path
+
+    from .audio import load_audio, save_audio
+    from .data.manifest import read_manifest
+    from .inference import decode_codes, encode_waveform, speaker_row
+
+    sources: list[Path] = []
+    for source in args.sources:
+        if source.endswith(".jsonl"):
+            sources += [Path(e.path) for e in read_manifest(source)[: args.max_files]]
+        else:
+            sources.append(Path(source))
+    if args.output and (len(sources) > 1 or len(args.speaker) > 1):
+        raise SpeechVQError("-o names one file: use --out-dir for several sources or speakers")
+    jobs = []
+    for source in sources:
+        for speaker in args.speaker:
+            folder = Path(args.out_dir) if args.out_dir else source.parent
+            output = Path(args.output) if args.output else folder / f"{source.stem}.{speaker}.wav"
+            if output.exists() and not args.force:
+                raise SpeechVQError(f"{output} exists; use --force to overwrite it")
+            jobs.append((source, speaker, output))
+    model = _load_model(args.model, args.device)
+    for speaker in args.speaker:
+        speaker_row(model, speaker)  # fail before the slow part
+    for source, speaker, output in jobs:
+        wav = load_audio(source, model.sample_rate)[0]
+        if args.max_seconds is not None:
+            wav = wav[: max(1, int(args.max_seconds * model.sample_rate))]
+        encoded = encode_waveform(model, wav)
+        with _progress(encoded.n_samples, f"{source.name} as {speaker}", unit="sample", unit_scale=True) as bar:
+            converted = decode_codes(model, encoded, speaker=speaker, temperature=args.temperature,
+                                     seed=args.seed, progress=bar.update)
+        save_audio(output, converted, model.sample_rate)
+        print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Describe a checkpoint: its speakers only, or a summary as text or JSON, on stdout."""
+    import json
+
+    from .checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(args.model)
+    if args.speakers:
+        print("\n".join(checkpoint.speakers))
+        return 0
+    model_cfg = checkpoint.config.model
+    summary = {"checkpoint": args.model, "step": checkpoint.step, "speechvq_version": checkpoint.speechvq_version,
+               "sample_rate": model_cfg.sample_rate, "hop_length": model_cfg.hop_length,
+               "codebook_size": model_cfg.quantizer.codebook_size, "nominal_bitrate_bps": model_cfg.bitrate_bps,
+               "receptive_field": model_cfg.decoder.receptive_field, "speakers": checkpoint.speakers,
+               "parameters": sum(int(v.numel()) for k, v in checkpoint.model_state.items()
+                                 if not k.startswith("quantizer.ema_"))}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    for key, value in summary.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        print(f"{key:>20}: {shown}")
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -26,6 +26,9 @@ ALLOWED = {
                        "speechvq.data", "speechvq.errors", "speechvq.models", "speechvq.version"},
     "speechvq.inference": {"speechvq.atomic", "speechvq.audio", "speechvq.bitstream", "speechvq.checkpoint",
                            "speechvq.config", "speechvq.errors", "speechvq.models", "speechvq.version"},
+    "speechvq.metrics": {"speechvq.audio"},
+    "speechvq.evaluation": {"speechvq.atomic", "speechvq.audio", "speechvq.data", "speechvq.inference",
+                            "speechvq.metrics", "speechvq.models"},
     "speechvq.cli": {"*"},
     "speechvq.__main__": {"speechvq.cli"},
     "speechvq": {"*"},  # __init__: the public API re-exports

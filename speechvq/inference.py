@@ -1,0 +1,144 @@
+"""Compress, decompress, resynthesise and convert: waveforms in, waveforms out, around a loaded model.
+
+    wav (any level)  --normalize_level-->  wav at model level  --encode-->  codes [F]     (+ gain, length)
+    codes            --decode (WaveNet, chosen speaker)-->      wav at model level  --/ gain-->  wav
+
+The level gain travels with the codes so that decoding gives back the input's level; voice conversion is
+decoding the source's codes with another speaker's embedding.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from .audio import normalize_level
+from .errors import SpeechVQError
+from .models import SpeechVQ
+
+
+@dataclass
+class Encoded:
+    """The codes of one utterance and what decoding needs besides them.
+
+    Attributes:
+        codes: int64 `[F]` in [0, K).
+        n_samples: samples of the input at the model rate (F = ceil(n_samples / hop)).
+        gain: linear gain applied before encoding (decoding divides by it).
+        speaker: the speaker to decode with by default (the source speaker, when known), or None.
+    """
+
+    codes: Tensor
+    n_samples: int
+    gain: float
+    speaker: Optional[str] = None
+
+
+def model_device(model: SpeechVQ) -> torch.device:
+    """The device the model's weights are on."""
+    return next(model.parameters()).device
+
+
+def encode_waveform(model: SpeechVQ, wav: Tensor, speaker: Optional[str] = None) -> Encoded:
+    """Encode one utterance.
+
+    Args:
+        model: a model in eval mode.
+        wav: float32 `[T]` mono at `model.sample_rate`, any level.
+        speaker: the speaker to record with the codes (checked against the model's table).
+
+    Returns:
+        Encoded codes, length and level gain.
+
+    Raises:
+        SpeechVQError: empty or non-finite audio, or a speaker the model does not know.
+    """
+    if wav.dim() != 1 or wav.numel() == 0:
+        raise SpeechVQError("expected a non-empty mono waveform")
+    if not torch.isfinite(wav).all():
+        raise SpeechVQError("the audio holds NaN or infinite samples")
+    if speaker is not None:
+        speaker_row(model, speaker)
+    level_wav, gain = normalize_level(wav, model.config.level_dbfs)
+    codes = model.encode(level_wav.clamp(-1.0, 1.0).view(1, 1, -1).to(model_device(model)))[0].cpu()
+    return Encoded(codes=codes, n_samples=wav.numel(), gain=gain, speaker=speaker)
+
+
+def decode_codes(model: SpeechVQ, encoded: Encoded, speaker: Optional[str] = None, temperature: float = 1.0,
+                 seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None) -> Tensor:
+    """Generate the waveform of encoded codes, at the level of the original input.
+
+    Args:
+        model: a model in eval mode.
+        encoded: codes, length and gain.
+        speaker: whose voice to decode in (default: `encoded.speaker`, else the first speaker of the table);
+            ignored by a model without speaker conditioning.
+        temperature: sampling temperature (0: argmax).
+        seed: seed of the sampling generator (None: nondeterministic).
+        progress: called with samples generated since the last call.
+
+    Returns:
+        float32 `[T]` with T = encoded.n_samples.
+    """
+    device = model_device(model)
+    name = speaker or encoded.speaker
+    row = None
+    if model.has_speakers:
+        row = torch.tensor([speaker_row(model, name) if name else 0], device=device)
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    wav = model.decode(encoded.codes.view(1, -1).to(device), row, encoded.n_samples, temperature=temperature,
+                       generator=generator, progress=progress)
+    return (wav[0, 0].cpu() / encoded.gain).clamp(-1.0, 1.0)
+
+
+def speaker_row(model: SpeechVQ, name: str) -> int:
+    """Row of `name` in the model's speaker table, as a SpeechVQError for an unknown name."""
+    if not model.has_speakers:
+        raise SpeechVQError("this model has no speaker table, so it cannot decode in a chosen voice")
+    try:
+        return model.speaker_index(name)
+    except KeyError as err:
+        raise SpeechVQError(str(err.args[0])) from None
+
+
+@dataclass
+class Timing:
+    """Wall-clock seconds and the real-time factor (seconds of compute per second of audio)."""
+
+    seconds: float
+    audio_seconds: float
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.seconds / max(self.audio_seconds, 1e-9)
+
+
+def timed_call(function: Callable[[], object], audio_seconds: float):
+    """Run `function`; return (its result, Timing)."""
+    start = time.perf_counter()
+    result = function()
+    return result, Timing(time.perf_counter() - start, audio_seconds)
+
+
+def code_entropy_bits(codes: Tensor, codebook_size: int) -> float:
+    """Empirical entropy of a code sequence in bits per code (0 for one repeated code, at most log2 K)."""
+    counts = torch.bincount(codes.reshape(-1), minlength=codebook_size).double()
+    probs = counts[counts > 0] / counts.sum()
+    return max(0.0, float(-(probs * probs.log2()).sum())) if probs.numel() else 0.0
+
+
+def bitrates(model: SpeechVQ, codes: Tensor) -> dict[str, float]:
+    """Nominal (frame rate x ceil(log2 K)) and empirical-entropy bitrates of `codes`, in bits per second."""
+    frame_rate = model.sample_rate / model.hop_length
+    return {"nominal_bps": model.config.bitrate_bps,
+            "entropy_bps": frame_rate * code_entropy_bits(codes, model.quantizer.codebook_size),
+            "log2_codebook_bps": frame_rate * math.log2(model.quantizer.codebook_size)}

@@ -1,0 +1,99 @@
+"""Inference: level round trip, speakers, conversion and evaluation through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import soundfile
+import torch
+
+from speechvq.audio import load_audio, rms_dbfs
+from speechvq.checkpoint import save_checkpoint
+from speechvq.cli import main
+from speechvq.data.corpora import scan_corpus
+from speechvq.data.manifest import write_manifest
+from speechvq.errors import SpeechVQError
+from speechvq.inference import code_entropy_bits, decode_codes, encode_waveform
+from speechvq.models import SpeechVQ
+from tests.helpers import make_folder_corpus, voiced_signal
+
+
+@pytest.fixture
+def model(tiny_config):
+    return SpeechVQ(tiny_config.model, speakers=["spk0", "spk1"]).eval()
+
+
+@pytest.fixture
+def checkpoint(tmp_path, model, tiny_config):
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, tiny_config)
+    return path
+
+
+def test_encode_records_gain_and_decode_restores_the_level(model):
+    quiet = 0.01 * voiced_signal(1000)
+    encoded = encode_waveform(model, quiet, speaker="spk1")
+    assert encoded.codes.shape == (16,) and encoded.n_samples == 1000 and encoded.speaker == "spk1"
+    assert encoded.gain > 1  # raised to the model's level
+    decoded = decode_codes(model, encoded, temperature=0.0)
+    assert decoded.shape == (1000,)
+    # what the model generates sits at the model level; dividing by the gain brings it back down
+    assert rms_dbfs(decoded) < rms_dbfs(decoded * encoded.gain) - 10
+
+
+def test_decode_is_reproducible_and_speaker_dependent(model):
+    encoded = encode_waveform(model, voiced_signal(640), speaker="spk0")
+    a, b = decode_codes(model, encoded, seed=3), decode_codes(model, encoded, seed=3)
+    assert torch.equal(a, b)
+    assert not torch.equal(decode_codes(model, encoded, speaker="spk1", seed=3), a)
+
+
+def test_bad_inputs_and_unknown_speakers(model):
+    with pytest.raises(SpeechVQError, match="NaN"):
+        encode_waveform(model, torch.tensor([0.1, float("nan")]))
+    with pytest.raises(SpeechVQError, match="non-empty"):
+        encode_waveform(model, torch.zeros(0))
+    with pytest.raises(SpeechVQError, match="unknown speaker 'zed'"):
+        encode_waveform(model, voiced_signal(100), speaker="zed")
+
+
+def test_code_entropy():
+    assert code_entropy_bits(torch.tensor([3, 3, 3]), 16) == 0.0
+    assert code_entropy_bits(torch.arange(16).repeat(4), 16) == pytest.approx(4.0)
+
+
+def test_convert_cli(tmp_path, checkpoint, capsys):
+    source = tmp_path / "src.wav"
+    soundfile.write(source, (0.3 * voiced_signal(3000, 22050)).numpy(), 22050)
+    out = tmp_path / "out.wav"
+    args = ["convert", str(source), "--speaker", "spk1", "--model", str(checkpoint), "-o", str(out), "--device", "cpu"]
+    assert main(args) == 0
+    assert load_audio(out, 16000).shape[1] == pytest.approx(3000 * 16000 / 22050, abs=1)
+    assert main(args) == 1 and "exists" in capsys.readouterr().err  # kept without --force
+    assert main([*args, "--force"]) == 0
+    assert main([*args[:3], "nobody", *args[4:], "--force"]) == 1
+    assert "unknown speaker 'nobody'" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "missing.wav"), "--speaker", "spk1", "--model", str(checkpoint),
+                 "-o", str(tmp_path / "m.wav")]) == 1
+    assert "no such audio file" in capsys.readouterr().err and not (tmp_path / "m.wav").exists()
+
+
+def test_eval_cli_writes_reports(tmp_path, checkpoint):
+    make_folder_corpus(tmp_path / "corpus", speakers=2, utterances=1, seconds=0.1)
+    manifest = tmp_path / "test.jsonl"
+    write_manifest(manifest, scan_corpus("folder", tmp_path / "corpus").entries)
+    assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
+                 "--max-seconds", "0.05", "--device", "cpu"]) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert [f["id"] for f in report["files"]] == ["spk0/utt00", "spk1/utt00"]
+    assert report["codes"]["nominal_bps"] == 1000.0 and report["mean"]["mcd_db"] > 0
+    assert (tmp_path / "eval" / "wav" / "spk0__utt00.wav").is_file()
+    assert "| spk1/utt00 | spk1 | spk1 |" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_info_cli(checkpoint, capsys):
+    assert main(["info", "--model", str(checkpoint), "--speakers"]) == 0
+    assert capsys.readouterr().out.split() == ["spk0", "spk1"]
+    assert main(["info", "--model", str(checkpoint), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["codebook_size"] == 16

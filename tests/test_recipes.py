@@ -1,0 +1,85 @@
+"""Recipes: the folder recipe end to end with the tiny config; the corpus recipes' manifest stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from tests.helpers import make_folder_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def recipe_copy(tmp_path: Path, name: str) -> Path:
+    """A copy of recipes/<name> with ../../tools beside it, so the run writes nothing into the repository."""
+    shutil.copytree(ROOT / "recipes" / name, tmp_path / "recipes" / name)
+    shutil.copytree(ROOT / "tools", tmp_path / "tools")
+    return tmp_path / "recipes" / name
+
+
+def run_recipe(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run(["bash", "run.sh", *args], cwd=folder, capture_output=True, text=True, env=env,
+                          timeout=900)
+
+
+@pytest.mark.slow
+def test_folder_recipe_runs_every_stage_with_the_tiny_config(tmp_path):
+    make_folder_corpus(tmp_path / "corpus", speakers=3, utterances=5, seconds=0.5)
+    recipe = recipe_copy(tmp_path, "folder")
+    args = ["--corpus_dir", str(tmp_path / "corpus"), "--conf", "conf/tiny.yaml", "--holdout_speakers", "spk2",
+            "--valid_per_speaker", "1", "--test_per_speaker", "1", "--eval_files", "2", "--eval_seconds", "0.1",
+            "--overrides", "train.max_steps=20 train.valid_every=10 train.checkpoint_every=10"]
+    result = run_recipe(recipe, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifests, exp = recipe / "data" / "manifests", recipe / "exp" / "tiny"
+    assert json.loads((manifests / "speakers.json").read_text()) == {"speakers": ["spk0", "spk1"]}
+    assert len((manifests / "unseen.jsonl").read_text().splitlines()) == 5
+    assert json.loads((manifests / "check.json").read_text())["rejected"] == 0
+    for name in ("last.pt", "best.pt", "config.yaml", "metrics.jsonl", "eval/report.md", "eval/report.json"):
+        assert (exp / name).is_file(), name
+    assert len(json.loads((exp / "eval" / "report.json").read_text())["files"]) == 2
+    assert sorted(p.name for p in (exp / "vc").glob("*.wav")) == [
+        "utt00.spk0.wav", "utt00.spk1.wav", "utt01.spk0.wav", "utt01.spk1.wav"]
+    # every stage is done: a second run does nothing and succeeds
+    again = run_recipe(recipe, *args)
+    assert again.returncode == 0 and "Stage" not in again.stderr
+
+
+def test_vctk_and_librispeech_manifest_stages_on_fake_trees(tmp_path):
+    tone = (0.3 * np.sin(np.arange(4800) * 0.05)).astype(np.float32)
+    vctk = tmp_path / "VCTK-Corpus-0.92" / "wav48_silence_trimmed"
+    for speaker in ("p225", "p226"):
+        for i in range(1, 4):
+            (vctk / speaker).mkdir(parents=True, exist_ok=True)
+            soundfile.write(vctk / speaker / f"{speaker}_{i:03d}_mic2.flac", tone, 48000)
+    recipe = recipe_copy(tmp_path / "v", "vctk")
+    result = run_recipe(recipe, "--stage", "1", "--stop_stage", "1", "--corpus_dir", str(tmp_path / "VCTK-Corpus-0.92"),
+                        "--valid_per_speaker", "1", "--test_per_speaker", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len((recipe / "data/manifests/train.jsonl").read_text().splitlines()) == 2
+
+    libri = tmp_path / "LibriSpeech" / "train-clean-100" / "19" / "198"
+    libri.mkdir(parents=True)
+    for i in range(3):
+        soundfile.write(libri / f"19-198-{i:04d}.flac", tone, 16000)
+    recipe = recipe_copy(tmp_path / "l", "librispeech")
+    result = run_recipe(recipe, "--stage", "1", "--stop_stage", "1", "--corpus_dir", str(tmp_path / "LibriSpeech"),
+                        "--valid_per_speaker", "1", "--test_per_speaker", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((recipe / "data/manifests/speakers.json").read_text()) == {"speakers": ["19"]}
+
+
+def test_unknown_recipe_option_is_a_usage_error(tmp_path):
+    recipe = recipe_copy(tmp_path, "folder")
+    result = run_recipe(recipe, "--corpus_dir", "x", "--stgae", "3")
+    assert result.returncode == 2 and "unknown option --stgae" in result.stderr
