@@ -39,6 +39,27 @@ def gated_activation(h: Tensor, dim: int) -> Tensor:
     return torch.tanh(filter_part) * torch.sigmoid(gate_part)
 
 
+def add_frame_conditioning(h: Tensor, cond: Tensor, hop_length: int) -> Tensor:
+    """h + cond repeated `hop_length` times along time, without materialising the repeated tensor.
+
+    Args:
+        h: float `[B, G, T]`.
+        cond: float `[B, G, F]` with F * hop_length >= T, or `[B, G, 1]` (the same for every sample).
+
+    Returns:
+        float `[B, G, T]`: sample t gets cond[..., t // hop_length].
+    """
+    batch, channels, n_samples = h.shape
+    if cond.shape[-1] == 1:
+        return h + cond
+    if cond.shape[-1] * hop_length < n_samples:
+        raise ValueError(f"{cond.shape[-1]} conditioning frames cannot cover {n_samples} samples")
+    if n_samples % hop_length == 0:  # the usual case: view the samples as (frames, hop) and broadcast
+        frames = n_samples // hop_length
+        return (h.view(batch, channels, frames, hop_length) + cond[..., :frames, None]).view(batch, channels, n_samples)
+    return h + cond.repeat_interleave(hop_length, dim=-1)[..., :n_samples]
+
+
 class ResidualLayer(nn.Module):
     """One gated, dilated causal layer with residual and skip outputs."""
 
@@ -80,20 +101,27 @@ class ResidualLayer(nn.Module):
             return None
         return terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
-    def forward(self, x: Tensor, cond: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, cond: Optional[Tensor], hop_length: int) -> tuple[Tensor, Tensor]:
         """Teacher-forced pass over a whole sequence.
 
         Args:
             x: float `[B, R, T]`.
-            cond: float `[B, G, T]` (or broadcastable `[B, G, 1]`), or None.
+            cond: this layer's conditioning at frame rate, float `[B, G, F]` with F * hop_length >= T
+                (or `[B, G, 1]` for a speaker only), or None.
+            hop_length: samples per conditioning frame.
 
         Returns:
             (next layer's input `[B, R, T]`, skip contribution `[B, S, T]`).
         """
-        weight = self.dilated.weight.view(-1, self.kernel_size, self.residual_channels).transpose(1, 2)  # (G, R, k)
-        h = F.conv1d(F.pad(x, (self.history, 0)), weight, self.dilated.bias, dilation=self.dilation)  # causal
+        # The causal dilated convolution as one 1x1 convolution over the k shifted copies of x, stacked in
+        # the same tap order as `step` uses: on CPU this is ~3.5x faster (forward + backward) than a
+        # dilated Conv1d through oneDNN, and it reads the weight in its stored layout.
+        n_samples = x.shape[-1]
+        taps = [F.pad(x, (back * self.dilation, 0))[..., :n_samples] if back else x
+                for back in range(self.kernel_size - 1, -1, -1)]
+        h = F.conv1d(torch.cat(taps, dim=1), self.dilated.weight.unsqueeze(-1), self.dilated.bias)
         if cond is not None:
-            h = h + cond
+            h = add_frame_conditioning(h, cond, hop_length)
         return self._residual_and_skip(x, gated_activation(h, dim=1))
 
     def step(self, x: Tensor, cond: Optional[Tensor], buffer: Tensor, position: int) -> tuple[Tensor, Tensor]:
@@ -185,7 +213,7 @@ class WaveNet(nn.Module):
 
     # ------------------------------------------------------------------ conditioning
 
-    def layer_conditioning(self, local: Optional[Tensor], speaker: Optional[Tensor]) -> Optional[Tensor]:
+    def frame_conditioning(self, local: Optional[Tensor], speaker: Optional[Tensor]) -> Optional[list[Tensor]]:
         """Every layer's conditioning term, once per frame.
 
         Args:
@@ -193,14 +221,19 @@ class WaveNet(nn.Module):
             speaker: float `[B, global_channels]`, or None.
 
         Returns:
-            float `[B, F, L, G]` (F = 1 with a speaker only), or None for an unconditioned model.
+            per layer, float `[B, G, F]` (`[B, G, 1]` with a speaker only); None for an unconditioned model.
         """
         self._check_conditioning(local, speaker)
         frames = self.cond_net(local) if self.cond_net is not None else None
         per_layer = [layer.conditioning(frames, speaker) for layer in self.layers]
-        if per_layer[0] is None:
+        return None if per_layer[0] is None else per_layer
+
+    def layer_conditioning(self, local: Optional[Tensor], speaker: Optional[Tensor]) -> Optional[Tensor]:
+        """`frame_conditioning` stacked for incremental generation: float `[B, F, L, G]`, or None."""
+        per_layer = self.frame_conditioning(local, speaker)
+        if per_layer is None:
             return None
-        return torch.stack(per_layer, dim=1).permute(0, 3, 1, 2)  # (B, L, G, F) -> (B, F, L, G)
+        return torch.stack(per_layer, dim=1).permute(0, 3, 1, 2).contiguous()  # (B, L, G, F) -> (B, F, L, G)
 
     def _check_conditioning(self, local: Optional[Tensor], speaker: Optional[Tensor]) -> None:
         if (local is not None) != bool(self.local_channels):
@@ -222,18 +255,11 @@ class WaveNet(nn.Module):
             float `[B, classes, T]`: logits[:, :, t] depends on inputs[:, :t + 1] only (causal) and on
             the conditioning of frame t // hop_length.
         """
-        n_samples = inputs.shape[1]
-        cond = self.layer_conditioning(local, speaker)  # (B, F, L, G)
-        if cond is not None:
-            cond = cond.permute(0, 2, 3, 1)  # (B, L, G, F)
-            if cond.shape[-1] > 1:
-                if cond.shape[-1] * self.hop_length < n_samples:
-                    raise ValueError(f"{cond.shape[-1]} conditioning frames cannot cover {n_samples} samples")
-                cond = cond.repeat_interleave(self.hop_length, dim=-1)[..., :n_samples]
+        per_layer = self.frame_conditioning(local, speaker) or [None] * len(self.layers)
         x = self.input_embedding(inputs).transpose(1, 2)  # (B, R, T)
         skips = 0
-        for index, layer in enumerate(self.layers):
-            x, skip = layer(x, None if cond is None else cond[:, index])
+        for layer, cond in zip(self.layers, per_layer):
+            x, skip = layer(x, cond, self.hop_length)
             skips = skips + skip
         return self._logits(skips)
 
