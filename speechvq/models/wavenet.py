@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import DecoderConfig
+from .encoder import init_relu_stack
 
 
 _SQRT_HALF = math.sqrt(0.5)  # keeps the variance of the residual stream constant across layers
@@ -164,6 +165,7 @@ class ConditionNetwork(nn.Module):
                                  padding=config.cond_kernel_size // 2), nn.ReLU()]
             channels = config.cond_channels
         self.layers = nn.Sequential(*layers)
+        init_relu_stack(self.layers)
         self.out_channels = channels
 
     def forward(self, latents: Tensor) -> Tensor:
