@@ -118,10 +118,18 @@ def test_two_process_ddp_matches_one_process(corpus, tmp_path):
     cfg_path = tmp_path / "ddp.yaml"
     cfg_path.write_text(small_config(corpus, *common).to_yaml())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             "-m", "speechvq", "train", "-c", str(cfg_path),
-                             "--exp", str(tmp_path / "ddp"), "--device", "cpu"],
-                            capture_output=True, text=True, env=env, timeout=300)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "speechvq", "train", "-c", str(cfg_path), "--exp", str(tmp_path / "ddp"), "--device", "cpu"]
+    # Its own session, so that a hang cannot leave the worker processes behind: the whole group is killed.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    result = subprocess.CompletedProcess(command, process.returncode, "", stderr)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "ddp").glob("*.pt")) == ["best.pt", "last.pt"]
     ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")
