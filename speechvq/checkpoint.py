@@ -42,6 +42,7 @@ class Checkpoint:
         optimizer_state, scheduler_state: state_dicts, or None (e.g. an exported inference model).
         extra: more plain data a training run needs to resume (RNG states, data order, best score).
         speechvq_version: the version that wrote the file.
+        code_statistics: code counts measured on training data, for entropy coding; None until measured.
     """
 
     config: Config
@@ -52,6 +53,7 @@ class Checkpoint:
     scheduler_state: Optional[dict[str, Any]] = None
     extra: dict[str, Any] = field(default_factory=dict)
     speechvq_version: str = __version__
+    code_statistics: Optional[dict[str, Any]] = None  # counts for entropy coding (speechvq.entropy), if measured
 
     def build_model(self, device: torch.device | str = "cpu") -> SpeechVQ:
         """Instantiate the model and load its weights, in eval mode."""
@@ -123,7 +125,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str = 
     return Checkpoint(config=config, speakers=list(payload["speakers"]), model_state=payload["model"],
                       step=int(payload["step"]), optimizer_state=payload.get("optimizer"),
                       scheduler_state=payload.get("scheduler"), extra=dict(payload.get("extra") or {}),
-                      speechvq_version=str(payload.get("speechvq_version", "unknown")))
+                      speechvq_version=str(payload.get("speechvq_version", "unknown")),
+                      code_statistics=payload.get("code_statistics"))
+
+
+def attach_code_statistics(path: str | os.PathLike, statistics: dict[str, Any]) -> None:
+    """Store code statistics in an existing checkpoint (rewritten atomically; everything else is kept)."""
+    load_checkpoint(path)  # the same checks as any load
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload["code_statistics"] = statistics
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> SpeechVQ:

@@ -44,13 +44,15 @@ def model_device(model: SpeechVQ) -> torch.device:
     return next(model.parameters()).device
 
 
-def encode_waveform(model: SpeechVQ, wav: Tensor, speaker: Optional[str] = None) -> Encoded:
+def encode_waveform(model: SpeechVQ, wav: Tensor, speaker: Optional[str] = None,
+                    chunk_frames: Optional[int] = None) -> Encoded:
     """Encode one utterance.
 
     Args:
         model: a model in eval mode.
         wav: float32 `[T]` mono at `model.sample_rate`, any level.
         speaker: the speaker to record with the codes (checked against the model's table).
+        chunk_frames: encoder frames per pass (bounded memory on long inputs; the same codes).
 
     Returns:
         Encoded codes, length and level gain.
@@ -65,7 +67,7 @@ def encode_waveform(model: SpeechVQ, wav: Tensor, speaker: Optional[str] = None)
     if speaker is not None:
         speaker_row(model, speaker)
     level_wav, gain = normalize_level(wav, model.config.level_dbfs)
-    codes = model.encode(level_wav.clamp(-1.0, 1.0).view(1, 1, -1).to(model_device(model)))[0].cpu()
+    codes = model.encode(level_wav.clamp(-1.0, 1.0).view(1, 1, -1).to(model_device(model)), chunk_frames)[0].cpu()
     return Encoded(codes=codes, n_samples=wav.numel(), gain=gain, speaker=speaker)
 
 

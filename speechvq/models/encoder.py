@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -56,6 +57,15 @@ class Encoder(nn.Module):
         self.layers = nn.Sequential(*layers)
         init_relu_stack(self.layers)
 
+    @property
+    def receptive_field(self) -> int:
+        """Input samples that can influence one output frame: 1 + sum_i (k_i - 1) * prod_{j<i} s_j."""
+        field, jump = 1, 1
+        for stride, kernel in zip(self.config.strides, self.config.kernel_sizes):
+            field += (kernel - 1) * jump
+            jump *= stride
+        return field
+
     def num_frames(self, n_samples: int) -> int:
         """Number of latent frames for `n_samples` input samples: ceil(n_samples / hop_length)."""
         return -(-n_samples // self.hop_length)
@@ -71,6 +81,33 @@ class Encoder(nn.Module):
         """
         if wav.dim() != 3 or wav.shape[1] != 1:
             raise ValueError(f"expected wav of shape [B, 1, T], got {tuple(wav.shape)}")
+        return self.layers(self.pad(wav))
+
+    def pad(self, wav: Tensor) -> Tensor:
+        """Right zero-padding of `[..., T]` up to num_frames(T) * hop_length samples (the padding policy)."""
         n_samples = wav.shape[-1]
-        wav = F.pad(wav, (0, self.num_frames(n_samples) * self.hop_length - n_samples))
-        return self.layers(wav)
+        return F.pad(wav, (0, self.num_frames(n_samples) * self.hop_length - n_samples))
+
+    def forward_chunked(self, wav: Tensor, chunk_frames: int) -> Tensor:
+        """`forward` computed `chunk_frames` frames at a time, with memory bounded by one chunk.
+
+        Each chunk is encoded with enough real samples on both sides (the receptive field) that its
+        frames equal those of the whole-signal pass; only the chunk's own frames are kept.
+
+        Args:
+            wav: float32 `[B, 1, T]`.
+            chunk_frames: frames per chunk (>= 1).
+
+        Returns:
+            the same as `forward(wav)`, up to floating-point rounding of the convolutions.
+        """
+        padded = self.pad(wav)
+        total = padded.shape[-1] // self.hop_length
+        margin = -(-self.receptive_field // self.hop_length) + 1  # frames of context on each side
+        pieces = []
+        for start in range(0, total, chunk_frames):
+            stop = min(total, start + chunk_frames)
+            left, right = max(0, start - margin), min(total, stop + margin)
+            z_e = self.layers(padded[..., left * self.hop_length:right * self.hop_length])
+            pieces.append(z_e[..., start - left:stop - left])
+        return torch.cat(pieces, dim=-1)

@@ -123,11 +123,13 @@ class SpeechVQ(nn.Module):
         return self.speaker_embedding(speaker)
 
     @torch.no_grad()
-    def encode(self, wav: Tensor) -> Tensor:
+    def encode(self, wav: Tensor, chunk_frames: Optional[int] = None) -> Tensor:
         """Encode waveforms into discrete codes (the quantizer in eval mode: no codebook updates).
 
         Args:
             wav: float32 `[B, 1, T]` at `sample_rate`, level-normalised, in [-1, 1].
+            chunk_frames: encode this many frames at a time (bounded memory for long inputs, the same
+                codes as a whole pass); None encodes in one pass.
 
         Returns:
             int64 codes `[B, F]`, F = ceil(T / hop_length), in [0, codebook_size).
@@ -135,7 +137,9 @@ class SpeechVQ(nn.Module):
         was_training = self.quantizer.training
         self.quantizer.eval()
         try:
-            return self.quantizer(self.encoder(wav)).codes
+            if chunk_frames is None or self.num_frames(wav.shape[-1]) <= chunk_frames:
+                return self.quantizer(self.encoder(wav)).codes
+            return self.quantizer(self.encoder.forward_chunked(wav, chunk_frames)).codes
         finally:
             self.quantizer.train(was_training)
 

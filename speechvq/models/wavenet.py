@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -317,16 +317,19 @@ class WaveNet(nn.Module):
             temperature: softmax temperature; 0 takes the most likely class (argmax).
             first_input: class fed before the first sample (default: the middle class, mu-law silence).
             generator: random generator for reproducible sampling.
-            progress: called with the number of samples just generated, every `hop_length` samples.
+            progress: called with the number of samples just generated, once per frame.
 
         Returns:
             int64 `[B, T]` classes.
         """
-        cond = self.layer_conditioning(local, speaker)  # (B, F, L, G)
-        if cond is not None:
-            batch_size = cond.shape[0]
-            if cond.shape[1] > 1 and cond.shape[1] * self.hop_length < n_samples:
-                raise ValueError(f"{cond.shape[1]} conditioning frames cannot cover {n_samples} samples")
+        self._check_conditioning(local, speaker)
+        n_frames = -(-n_samples // self.hop_length)
+        if local is not None:
+            batch_size = local.shape[0]
+            if local.shape[-1] < n_frames:
+                raise ValueError(f"{local.shape[-1]} conditioning frames cannot cover {n_samples} samples")
+        elif speaker is not None:
+            batch_size = speaker.shape[0]
         if batch_size is None:
             raise ValueError("batch_size is required for an unconditioned decoder")
         device = self.input_embedding.weight.device
@@ -334,16 +337,36 @@ class WaveNet(nn.Module):
         previous = torch.full((batch_size,), self.classes // 2 if first_input is None else first_input,
                               dtype=torch.long, device=device)
         out = torch.empty(batch_size, n_samples, dtype=torch.long, device=device)
-        for t in range(n_samples):
-            frame_cond = None if cond is None else cond[:, min(t // self.hop_length, cond.shape[1] - 1)]
-            logits, state = self.step(previous, frame_cond, state)
-            previous = sample_logits(logits, temperature, generator)
-            out[:, t] = previous
-            if progress is not None and (t + 1) % self.hop_length == 0:
-                progress(self.hop_length)
-        if progress is not None and n_samples % self.hop_length:
-            progress(n_samples % self.hop_length)
+        for frame, frame_cond in enumerate(self.frame_conditions(local, speaker, n_frames)):
+            for t in range(frame * self.hop_length, min(n_samples, (frame + 1) * self.hop_length)):
+                logits, state = self.step(previous, frame_cond, state)
+                previous = sample_logits(logits, temperature, generator)
+                out[:, t] = previous
+            if progress is not None:
+                progress(min(n_samples, (frame + 1) * self.hop_length) - frame * self.hop_length)
         return out
+
+    def frame_conditions(self, local: Optional[Tensor], speaker: Optional[Tensor], n_frames: int,
+                         block_frames: int = 1000) -> Iterator[Optional[Tensor]]:
+        """Each frame's conditioning for `step`, float `[B, L, G]` (None for an unconditioned model).
+
+        The conditioning network runs on blocks of `block_frames` frames (with the few frames of context
+        its convolutions need on each side), so memory stays bounded for long inputs while every frame
+        gets exactly what `layer_conditioning` over the whole input would give it.
+        """
+        if local is None:
+            constant = None if speaker is None else self.layer_conditioning(None, speaker)[:, 0]
+            for _ in range(n_frames):
+                yield constant
+            return
+        margin = self.config.cond_layers * (self.config.cond_kernel_size // 2)
+        total = local.shape[-1]
+        for start in range(0, n_frames, block_frames):
+            stop = min(n_frames, start + block_frames)
+            left, right = max(0, start - margin), min(total, stop + margin)
+            block = self.layer_conditioning(local[..., left:right], speaker)  # (B, right - left, L, G)
+            for index in range(start - left, stop - left):
+                yield block[:, index]
 
 
 def sample_logits(logits: Tensor, temperature: float = 1.0, generator: Optional[torch.Generator] = None) -> Tensor:

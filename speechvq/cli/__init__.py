@@ -7,6 +7,8 @@
     speechvq train -c tiny --exp exp/tiny                               # train, or resume, a model
     speechvq eval --model exp/tiny/best.pt --manifest data/manifests/test.jsonl --out exp/tiny/eval
     speechvq convert a.wav --speaker p226 --model exp/tiny/best.pt       # voice conversion
+    speechvq encode a.wav --model exp/tiny/best.pt && speechvq decode a.svq --model exp/tiny/best.pt
+    speechvq info a.svq                                                 # header and bitrates
 
 Expected failures (`SpeechVQError`) print one line `speechvq: error: ...` on stderr and exit 1; usage
 errors exit 2 (argparse); Ctrl-C exits 130. Anything else is a bug and keeps its traceback.
@@ -16,13 +18,14 @@ Heavy modules (torch) are imported inside the handlers, so `--help` stays quick.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Callable, Optional, Sequence
 
-from .config import load_config, preset_names
-from .errors import SpeechVQError
-from .version import __version__
+from ..config import load_config, preset_names
+from ..errors import SpeechVQError
+from ..version import __version__
+from .codec_commands import run_code_stats, run_decode, run_encode, run_info
+from .workflow import run_convert, run_download, run_eval, run_manifest, run_prepare, run_train
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -132,12 +135,58 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--force", action="store_true", help="overwrite existing output files")
     add_decoding_arguments(convert)
 
-    info = command("info", run_info, "describe a model checkpoint",
-                   "Print a checkpoint's training step, sample rate, codebook, nominal bitrate and speakers.",
-                   ["speechvq info --model exp/paper/best.pt", "speechvq info --model exp/paper/best.pt --speakers"])
-    info.add_argument("--model", required=True, help="checkpoint (.pt)")
-    info.add_argument("--speakers", action="store_true", help="print only the speaker names, one per line")
-    info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    encode = command("encode", run_encode, "compress audio files into .svq code files",
+                     "Encode WAV/FLAC/OGG files (any rate and channel count: resampled and downmixed, with a note) "
+                     "into code files. Inputs may be files, folders (searched recursively) or quoted globs.",
+                     ["speechvq encode speech.wav --model model.pt                  # -> speech.svq",
+                      "speechvq encode recordings/ -o codes/ --model model.pt --speaker p225",
+                      "speechvq encode 'takes/*.flac' --model model.pt --coding packed"])
+    encode.add_argument("inputs", nargs="+", metavar="INPUT")
+    encode.add_argument("-o", "--output", default=None,
+                        help="output file (one input) or folder (default: beside each input, .svq)")
+    encode.add_argument("--model", required=True, help="checkpoint (.pt)")
+    encode.add_argument("--speaker", default=None, help="voice to record as the default for decoding")
+    encode.add_argument("--coding", default="auto", choices=["auto", "packed", "markov1"],
+                        help="auto: entropy-coded (markov1) when the checkpoint has code statistics, else packed")
+    encode.add_argument("--chunk-frames", type=int, default=25_000,
+                        help="encoder frames per pass: bounds memory on long files, same codes")
+    encode.add_argument("--force", action="store_true", help="overwrite existing output files")
+    encode.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+
+    decode = command("decode", run_decode, "resynthesise .svq code files into WAV",
+                     "Decode code files with the model that made them, in the recorded speaker's voice unless "
+                     "--speaker says otherwise. Shows progress and the real-time factor.",
+                     ["speechvq decode speech.svq --model model.pt                 # -> speech.decoded.wav",
+                      "speechvq decode codes/ -o decoded/ --model model.pt --speaker p226"])
+    decode.add_argument("inputs", nargs="+", metavar="INPUT")
+    decode.add_argument("-o", "--output", default=None,
+                        help="output WAV (one input) or folder (default: beside each input, .decoded.wav)")
+    decode.add_argument("--model", required=True, help="checkpoint (.pt)")
+    decode.add_argument("--speaker", default=None, help="voice to decode in (default: the one the file records)")
+    decode.add_argument("--force", action="store_true", help="overwrite existing output files")
+    add_decoding_arguments(decode)
+
+    info = command("info", run_info, "describe .svq code files or a model checkpoint",
+                   "Print each code file's header, duration and three bitrates (nominal frame rate x log2 K, "
+                   "empirical entropy of its codes, actual file size per second); no model needed. "
+                   "With --model, describe the checkpoint too.",
+                   ["speechvq info speech.svq", "speechvq info speech.svq --json",
+                    "speechvq info --model model.pt --speakers"])
+    info.add_argument("files", nargs="*", metavar="FILE.svq")
+    info.add_argument("--model", default=None, help="a checkpoint (.pt) to describe")
+    info.add_argument("--speakers", action="store_true", help="with --model: only the speaker names, one per line")
+    info.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    stats = command("code-stats", run_code_stats, "measure code statistics for entropy coding",
+                    "Encode a manifest's utterances (training data) and store the counts of codes and code pairs "
+                    "in the checkpoint, which then writes entropy-coded (markov1) code files.",
+                    ["speechvq code-stats --model exp/paper/best.pt --manifest data/manifests/train.jsonl "
+                     "--max-files 2000"])
+    stats.add_argument("--model", required=True, help="checkpoint (.pt), rewritten atomically with the counts")
+    stats.add_argument("--manifest", required=True)
+    stats.add_argument("--max-files", type=int, default=None)
+    stats.add_argument("--max-seconds", type=float, default=None)
+    stats.add_argument("--device", default="auto")
     return parser
 
 
@@ -156,172 +205,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override config values by dotted key, e.g. model.quantizer.codebook_size=256")
 
 
-def _progress(total: Optional[int], description: str, unit: str = "it", **kwargs):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True, file=sys.stderr, **kwargs)
-
-
 def run_config(args: argparse.Namespace) -> int:
     """Print the resolved config (or the preset list) on stdout."""
     if args.list:
         print("\n".join(preset_names()))
         return 0
     sys.stdout.write(load_config(args.config, args.overrides).to_yaml())
-    return 0
-
-
-def run_download(args: argparse.Namespace) -> int:
-    """Download, verify and extract each requested archive."""
-    from .data.download import ARCHIVES, download_archive, extract_archive, with_mirror
-
-    table = ARCHIVES[args.corpus]
-    names = args.subset or (["train-clean-100", "dev-clean", "test-clean"] if args.corpus == "librispeech" else ["0.92"])
-    unknown = [n for n in names if n not in table]
-    if unknown:
-        raise SpeechVQError(f"unknown {args.corpus} subset(s) {', '.join(unknown)} (known: {', '.join(table)})")
-    for name in names:
-        archive = with_mirror(table[name], args.mirror)
-        with _progress(archive.size, archive.name, unit="B", unit_scale=True, unit_divisor=1024) as bar:
-            path = download_archive(archive, args.dir, progress=bar.update)
-        print(f"verified {path}", file=sys.stderr)
-        extract_archive(path, args.dir)
-        print(f"extracted {path.name} into {args.dir}", file=sys.stderr)
-    return 0
-
-
-def run_manifest(args: argparse.Namespace) -> int:
-    """Scan the corpus, split it, write the manifests; print a summary on stderr."""
-    from .data.corpora import scan_corpus
-    from .data.manifest import SplitSpec, write_splits
-
-    with _progress(None, f"scanning {args.kind}", unit="file") as bar:
-        result = scan_corpus(args.kind, args.corpus_dir, mic=args.mic, subsets=args.subset, progress=bar.update)
-    if result.skipped:
-        print(f"skipped {len(result.skipped)} file(s), e.g.:", file=sys.stderr)
-        for path, reason in list(result.skipped.items())[:5]:
-            print(f"  {path}: {reason}", file=sys.stderr)
-    spec = SplitSpec(args.valid_per_speaker, args.test_per_speaker, tuple(args.holdout_speakers), args.seed)
-    counts = write_splits(args.out, result.entries, spec)
-    hours = sum(e.duration_s for e in result.entries) / 3600
-    print(f"{len(result.entries)} utterances ({hours:.2f} h) from {len({e.speaker for e in result.entries})} "
-          f"speakers -> {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
-    return 0
-
-
-def run_prepare(args: argparse.Namespace) -> int:
-    """Check the audio of every utterance and fill the cache."""
-    from .data.check import check_manifests
-    from .data.dataset import AudioCache
-    from .data.manifest import read_manifest
-
-    cfg = load_config(args.config, args.overrides)
-    cache = AudioCache(cfg.data.cache_dir, cfg.model.sample_rate, cfg.model.level_dbfs)
-    total = len(read_manifest(f"{args.manifests}/all.jsonl"))
-    with _progress(total, "checking audio", unit="file") as bar:
-        report = check_manifests(args.manifests, cache, workers=args.workers, progress=bar.update)
-    print(f"kept {report.kept} utterances ({report.kept_duration_s / 3600:.2f} h), rejected {len(report.rejected)}"
-          f" (see {args.manifests}/rejected.jsonl); splits: "
-          + ", ".join(f"{k} {v}" for k, v in report.split_sizes.items()), file=sys.stderr)
-    return 0
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """Train or resume; exit 130 when stopped by Ctrl-C (after saving)."""
-    from .train import train
-
-    cfg = load_config(args.config, args.overrides)
-    result = train(cfg, args.exp, device=args.device, stop_at_step=args.stop_at_step)
-    return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
-
-
-def _load_model(path: str, device_name: str):
-    from .checkpoint import load_model
-    from .train.distributed import resolve_device
-
-    return load_model(path, resolve_device(device_name))
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    """Reconstruct and score the utterances of a manifest."""
-    from .data.manifest import read_manifest
-    from .evaluation import evaluate_utterances
-
-    model = _load_model(args.model, args.device)
-    entries = read_manifest(args.manifest)[: args.max_files]
-    seconds = sum(min(e.duration_s, args.max_seconds or math.inf) for e in entries)
-    with _progress(int(seconds * model.sample_rate), "decoding", unit="sample", unit_scale=True) as bar:
-        report = evaluate_utterances(model, entries, args.out, args.max_seconds, args.temperature, args.seed,
-                                     progress=bar.update)
-    mean = report["mean"]
-    print(f"{len(entries)} utterances: MCD {mean['mcd_db']:.2f} dB, SI-SDR {mean['si_sdr_db']:.2f} dB, "
-          f"decode RTF {mean['decode_rtf']:.2f}; report in {args.out}/report.md", file=sys.stderr)
-    return 0
-
-
-def run_convert(args: argparse.Namespace) -> int:
-    """Convert each source to each target speaker's voice."""
-    from pathlib import Path
-
-    from .audio import load_audio, save_audio
-    from .data.manifest import read_manifest
-    from .inference import decode_codes, encode_waveform, speaker_row
-
-    sources: list[Path] = []
-    for source in args.sources:
-        if source.endswith(".jsonl"):
-            sources += [Path(e.path) for e in read_manifest(source)[: args.max_files]]
-        else:
-            sources.append(Path(source))
-    if args.output and (len(sources) > 1 or len(args.speaker) > 1):
-        raise SpeechVQError("-o names one file: use --out-dir for several sources or speakers")
-    jobs = []
-    for source in sources:
-        for speaker in args.speaker:
-            folder = Path(args.out_dir) if args.out_dir else source.parent
-            output = Path(args.output) if args.output else folder / f"{source.stem}.{speaker}.wav"
-            if output.exists() and not args.force:
-                raise SpeechVQError(f"{output} exists; use --force to overwrite it")
-            jobs.append((source, speaker, output))
-    model = _load_model(args.model, args.device)
-    for speaker in args.speaker:
-        speaker_row(model, speaker)  # fail before the slow part
-    for source, speaker, output in jobs:
-        wav = load_audio(source, model.sample_rate)[0]
-        if args.max_seconds is not None:
-            wav = wav[: max(1, int(args.max_seconds * model.sample_rate))]
-        encoded = encode_waveform(model, wav)
-        with _progress(encoded.n_samples, f"{source.name} as {speaker}", unit="sample", unit_scale=True) as bar:
-            converted = decode_codes(model, encoded, speaker=speaker, temperature=args.temperature,
-                                     seed=args.seed, progress=bar.update)
-        save_audio(output, converted, model.sample_rate)
-        print(f"wrote {output}", file=sys.stderr)
-    return 0
-
-
-def run_info(args: argparse.Namespace) -> int:
-    """Describe a checkpoint: its speakers only, or a summary as text or JSON, on stdout."""
-    import json
-
-    from .checkpoint import load_checkpoint
-
-    checkpoint = load_checkpoint(args.model)
-    if args.speakers:
-        print("\n".join(checkpoint.speakers))
-        return 0
-    model_cfg = checkpoint.config.model
-    summary = {"checkpoint": args.model, "step": checkpoint.step, "speechvq_version": checkpoint.speechvq_version,
-               "sample_rate": model_cfg.sample_rate, "hop_length": model_cfg.hop_length,
-               "codebook_size": model_cfg.quantizer.codebook_size, "nominal_bitrate_bps": model_cfg.bitrate_bps,
-               "receptive_field": model_cfg.decoder.receptive_field, "speakers": checkpoint.speakers,
-               "parameters": sum(int(v.numel()) for k, v in checkpoint.model_state.items()
-                                 if not k.startswith("quantizer.ema_"))}
-    if args.json:
-        print(json.dumps(summary, indent=1))
-        return 0
-    for key, value in summary.items():
-        shown = ", ".join(value) if isinstance(value, list) else value
-        print(f"{key:>20}: {shown}")
     return 0
 
 
