@@ -1,4 +1,7 @@
-"""Reconstruction of a manifest's utterances and a report: metrics per file and on average, bitrates, speed.
+"""Reconstruction of a manifest's utterances through the real codec, and a report of quality, bitrate and speed.
+
+Each utterance goes the way a user's file goes: compressed to .svq bytes (whose size gives the actual
+bitrate) and decompressed from them, then scored against the input.
 
     out_dir/wav/<id>.wav       the decoded utterances
     out_dir/report.json        per-file results and the averages
@@ -19,7 +22,8 @@ import torch
 from .atomic import write_bytes_atomic
 from .audio import load_audio, save_audio
 from .data.manifest import Utterance
-from .inference import bitrates, decode_codes, encode_waveform, timed_call
+from .codec import Codec
+from .inference import bitrates, decode_codes, timed_call
 from .metrics import align, mel_cepstral_distortion, si_sdr
 from .models import SpeechVQ
 
@@ -36,18 +40,19 @@ class FileResult:
     si_sdr_db: float
     lag_samples: int
     entropy_bps: float
+    file_bps: float
     used_codes: int
     encode_rtf: float
     decode_rtf: float
 
 
-def evaluate_utterances(model: SpeechVQ, entries: Sequence[Utterance], out_dir: str | os.PathLike,
+def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str | os.PathLike,
                         max_seconds: Optional[float] = None, temperature: float = 1.0, seed: int = 0,
                         progress: Optional[Callable[[int], None]] = None) -> dict:
     """Encode and decode each utterance, score it against its input, and write the report.
 
     Args:
-        model: a model in eval mode.
+        codec: the model (in eval mode) and its code statistics, if any.
         entries: utterances to reconstruct; each is decoded in its own speaker's voice when the model
             knows the speaker, else in the table's first voice (noted in the report).
         out_dir: where the decoded WAVs and reports go.
@@ -59,6 +64,7 @@ def evaluate_utterances(model: SpeechVQ, entries: Sequence[Utterance], out_dir: 
         the report: {"files": [...], "mean": {...}, "model": {...}}.
     """
     out_dir = Path(out_dir)
+    model = codec.model
     results, all_codes = [], []
     for entry in entries:
         wav = load_audio(entry.path, model.sample_rate)[0]
@@ -67,7 +73,8 @@ def evaluate_utterances(model: SpeechVQ, entries: Sequence[Utterance], out_dir: 
         audio_s = wav.numel() / model.sample_rate
         known = model.has_speakers and entry.speaker in model.speakers
         voice = entry.speaker if known else (model.speakers[0] if model.has_speakers else None)
-        encoded, encode_time = timed_call(lambda: encode_waveform(model, wav, voice), audio_s)
+        data, encode_time = timed_call(lambda: codec.compress(wav, speaker=voice), audio_s)
+        encoded, _ = codec.read(data)
         decoded, decode_time = timed_call(
             lambda: decode_codes(model, encoded, temperature=temperature, seed=seed, progress=progress), audio_s)
         save_audio(out_dir / "wav" / f"{entry.id.replace('/', '__')}.wav", decoded, model.sample_rate)
@@ -77,7 +84,7 @@ def evaluate_utterances(model: SpeechVQ, entries: Sequence[Utterance], out_dir: 
             id=entry.id, speaker=entry.speaker, decoded_as=voice, audio_s=round(audio_s, 3),
             mcd_db=mel_cepstral_distortion(reference, estimate, model.sample_rate),
             si_sdr_db=si_sdr(reference, estimate), lag_samples=lag,
-            entropy_bps=bitrates(model, encoded.codes)["entropy_bps"],
+            entropy_bps=bitrates(model, encoded.codes)["entropy_bps"], file_bps=8 * len(data) / audio_s,
             used_codes=int(torch.unique(encoded.codes).numel()),
             encode_rtf=encode_time.real_time_factor, decode_rtf=decode_time.real_time_factor))
     report = _summarise(model, results, torch.cat(all_codes) if all_codes else torch.zeros(0, dtype=torch.long))
@@ -88,7 +95,7 @@ def evaluate_utterances(model: SpeechVQ, entries: Sequence[Utterance], out_dir: 
 
 def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor) -> dict:
     files = [asdict(r) for r in results]
-    numeric = ["audio_s", "mcd_db", "si_sdr_db", "entropy_bps", "used_codes", "encode_rtf", "decode_rtf"]
+    numeric = ["audio_s", "mcd_db", "si_sdr_db", "entropy_bps", "file_bps", "used_codes", "encode_rtf", "decode_rtf"]
     mean = {key: sum(f[key] for f in files) / len(files) for key in numeric} if files else {}
     counts = torch.bincount(codes, minlength=model.quantizer.codebook_size).double()
     probs = counts[counts > 0] / max(1.0, float(counts.sum()))
@@ -108,10 +115,10 @@ def markdown_report(report: dict) -> str:
              f"all codes {codes['entropy_bps_all_files']:.0f} bit/s. Codebook: {codes['codebook_used']} of "
              f"{codes['codebook_size']} codes used, perplexity {codes['codebook_perplexity']:.1f}.", ""]
     if mean:
-        lines += ["| mean | MCD (dB) | SI-SDR (dB) | entropy (bit/s) | encode RTF | decode RTF |",
-                  "| --- | --- | --- | --- | --- | --- |",
+        lines += ["| mean | MCD (dB) | SI-SDR (dB) | entropy (bit/s) | file (bit/s) | encode RTF | decode RTF |",
+                  "| --- | --- | --- | --- | --- | --- | --- |",
                   f"| all | {mean['mcd_db']:.2f} | {mean['si_sdr_db']:.2f} | {mean['entropy_bps']:.0f} | "
-                  f"{mean['encode_rtf']:.3f} | {mean['decode_rtf']:.2f} |", ""]
+                  f"{mean['file_bps']:.0f} | {mean['encode_rtf']:.3f} | {mean['decode_rtf']:.2f} |", ""]
     lines += ["| id | speaker | decoded as | s | MCD (dB) | SI-SDR (dB) | lag | codes used | decode RTF |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for f in report["files"]:

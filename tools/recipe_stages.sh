@@ -3,7 +3,8 @@
 # Expects: stage, stop_stage, conf, overrides, device, eval_files, eval_seconds, vc_files, vc_speakers.
 #   2  audio check and cache      -> data/manifests/{check.json,rejected.jsonl}, data/cache/
 #   3  training (resumes)         -> exp/<conf>/{last,best}.pt, config.yaml, metrics.jsonl, tensorboard/
-#   4  reconstruct the test split -> exp/<conf>/eval/{report.md,report.json,wav/}
+#   4  code statistics for entropy coding (stored in best.pt), then reconstruct the test split
+#                                 -> exp/<conf>/eval/{report.md,report.json,wav/}
 #   5  voice-conversion samples   -> exp/<conf>/vc/<utterance>.<speaker>.wav
 exp=exp/$(basename "$conf" .yaml)
 manifests=data/manifests
@@ -22,7 +23,9 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ ! -e "$exp/.done" ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && [ ! -e "$exp/eval/.done" ]; then
-  log "Stage 4: reconstruct $eval_files test utterances -> $exp/eval/report.md"
+  log "Stage 4: code statistics from $stats_files training utterances, then reconstruct $eval_files test utterances"
+  speechvq code-stats --model "$exp/best.pt" --manifest $manifests/train.jsonl --max-files "$stats_files" \
+    --device "$device"
   speechvq eval --model "$exp/best.pt" --manifest $manifests/test.jsonl --out "$exp/eval" \
     --max-files "$eval_files" --max-seconds "$eval_seconds" --device "$device"
   touch "$exp/eval/.done"

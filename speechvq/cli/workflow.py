@@ -79,14 +79,17 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Reconstruct and score the utterances of a manifest."""
+    from ..codec import Codec
     from ..data.manifest import read_manifest
     from ..evaluation import evaluate_utterances
+    from ..train.distributed import resolve_device
 
-    model = load_model_on(args.model, args.device)
+    codec = Codec.from_checkpoint(args.model, resolve_device(args.device))
+    model = codec.model
     entries = read_manifest(args.manifest)[: args.max_files]
     seconds = sum(min(e.duration_s, args.max_seconds or math.inf) for e in entries)
     with progress_bar(int(seconds * model.sample_rate), "decoding", unit="sample", unit_scale=True) as bar:
-        report = evaluate_utterances(model, entries, args.out, args.max_seconds, args.temperature, args.seed,
+        report = evaluate_utterances(codec, entries, args.out, args.max_seconds, args.temperature, args.seed,
                                      progress=bar.update)
     mean = report["mean"]
     print(f"{len(entries)} utterances: MCD {mean['mcd_db']:.2f} dB, SI-SDR {mean['si_sdr_db']:.2f} dB, "
