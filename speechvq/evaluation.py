@@ -23,6 +23,7 @@ from .atomic import write_bytes_atomic
 from .audio import load_audio, save_audio
 from .data.manifest import Utterance
 from .codec import Codec
+from .generation import DecodeOptions
 from .inference import bitrates, decode_codes, timed_call
 from .metrics import align, mel_cepstral_distortion, si_sdr
 from .models import SpeechVQ
@@ -48,7 +49,8 @@ class FileResult:
 
 def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str | os.PathLike,
                         max_seconds: Optional[float] = None, temperature: float = 1.0, seed: int = 0,
-                        progress: Optional[Callable[[int], None]] = None) -> dict:
+                        progress: Optional[Callable[[int], None]] = None,
+                        options: Optional[DecodeOptions] = None) -> dict:
     """Encode and decode each utterance, score it against its input, and write the report.
 
     Args:
@@ -59,6 +61,7 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
         max_seconds: only the first this many seconds of each utterance (decoding is autoregressive and slow).
         temperature, seed: sampling settings of the decoder.
         progress: called with samples decoded since the last call.
+        options: decoding engine and chunking (default: DecodeOptions()).
 
     Returns:
         the report: {"files": [...], "mean": {...}, "model": {...}}.
@@ -76,7 +79,8 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
         data, encode_time = timed_call(lambda: codec.compress(wav, speaker=voice), audio_s)
         encoded, _ = codec.read(data)
         decoded, decode_time = timed_call(
-            lambda: decode_codes(model, encoded, temperature=temperature, seed=seed, progress=progress), audio_s)
+            lambda: decode_codes(model, encoded, temperature=temperature, seed=seed, progress=progress,
+                                 options=options), audio_s)
         save_audio(out_dir / "wav" / f"{entry.id.replace('/', '__')}.wav", decoded, model.sample_rate)
         reference, estimate, lag = align(wav, decoded, max_shift=2 * model.hop_length)
         all_codes.append(encoded.codes)

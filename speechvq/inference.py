@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from .audio import normalize_level
 from .errors import SpeechVQError
+from .generation import DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
 from .models import SpeechVQ
 
 
@@ -72,7 +73,8 @@ def encode_waveform(model: SpeechVQ, wav: Tensor, speaker: Optional[str] = None,
 
 
 def decode_codes(model: SpeechVQ, encoded: Encoded, speaker: Optional[str] = None, temperature: float = 1.0,
-                 seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None) -> Tensor:
+                 seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
+                 options: Optional[DecodeOptions] = None) -> Tensor:
     """Generate the waveform of encoded codes, at the level of the original input.
 
     Args:
@@ -82,24 +84,52 @@ def decode_codes(model: SpeechVQ, encoded: Encoded, speaker: Optional[str] = Non
             ignored by a model without speaker conditioning.
         temperature: sampling temperature (0: argmax).
         seed: seed of the sampling generator (None: nondeterministic).
-        progress: called with samples generated since the last call.
+        progress: called with samples generated since the last call (warm-up samples of chunks included).
+        options: engine and chunking (default: the compiled engine when available, chunk-parallel).
 
     Returns:
         float32 `[T]` with T = encoded.n_samples.
     """
+    return decode_many(model, [encoded], [speaker], temperature, seed, progress, options)[0]
+
+
+def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[Optional[str]],
+                temperature: float = 1.0, seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
+                options: Optional[DecodeOptions] = None, engine: Optional[GenerationEngine] = None) -> list[Tensor]:
+    """Decode several utterances together, as one batch of generation streams (see `decode_codes`).
+
+    Args:
+        speakers: per utterance, the voice (None: its recorded speaker, else the table's first).
+        engine: a generation engine of this model to reuse (default: one built for `options.engine`).
+
+    Returns:
+        per utterance, float32 `[T]` at its input's level.
+    """
+    options = options or DecodeOptions()
     device = model_device(model)
-    name = speaker or encoded.speaker
-    row = None
-    if model.has_speakers:
-        row = torch.tensor([speaker_row(model, name) if name else 0], device=device)
-    generator = torch.Generator(device=device)
+    if engine is None:
+        try:
+            engine = GenerationEngine(model.decoder, options.engine, options.threads)
+        except ValueError as err:  # an engine this machine or model cannot run
+            raise SpeechVQError(str(err)) from None
+    requests = []
+    for item, name in zip(encoded, speakers):
+        name = name or item.speaker
+        vector = None
+        if model.has_speakers:
+            row = torch.tensor([speaker_row(model, name) if name else 0], device=device)
+            vector = model.speaker_vectors(row)[0]
+        latents = model.quantizer.lookup(item.codes.view(1, -1).to(device))[0]
+        requests.append(DecodeRequest(latents.detach(), None if vector is None else vector.detach(), item.n_samples))
+    generator = torch.Generator(device="cpu")
     if seed is None:
         generator.seed()
     else:
         generator.manual_seed(seed)
-    wav = model.decode(encoded.codes.view(1, -1).to(device), row, encoded.n_samples, temperature=temperature,
-                       generator=generator, progress=progress)
-    return (wav[0, 0].cpu() / encoded.gain).clamp(-1.0, 1.0)
+    with torch.no_grad():
+        waveforms = decode_requests(engine, requests, options, model.sample_rate, temperature, generator,
+                                    first_input=None, progress=progress)
+    return [(wav.cpu() / item.gain).clamp(-1.0, 1.0) for wav, item in zip(waveforms, encoded)]
 
 
 def speaker_row(model: SpeechVQ, name: str) -> int:

@@ -191,10 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
-    """Sampling and device options of every subcommand that runs the decoder."""
+    """Sampling, engine, chunking and device options of every subcommand that runs the decoder."""
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: argmax)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the decoder's sampling")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--engine", default="auto", choices=["auto", "numba", "torch", "reference"],
+                        help="generation engine: auto = compiled (numba) on the CPU when available, else fused "
+                             "PyTorch; reference = the plain step, the ground truth")
+    parser.add_argument("--sequential", action="store_true",
+                        help="decode each utterance as one stream instead of chunk-parallel")
+    parser.add_argument("--chunk-s", type=float, default=1.0, help="chunk length for chunk-parallel decoding")
+    parser.add_argument("--overlap-s", type=float, default=0.192,
+                        help="each chunk's warm-up plus cross-fade before its own start")
+    parser.add_argument("--crossfade-s", type=float, default=0.064, help="cross-fade at each join")
+    parser.add_argument("--threads", type=int, default=None, help="threads of the compiled engine")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Optional
 
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import SpeechVQError
-from .common import progress_bar
+from .common import decode_options, progress_bar
 
 CLIP_LEVEL = 0.999
 CLIP_FRACTION = 0.001  # more samples than this at full scale: warn that the input looks clipped
@@ -134,31 +134,58 @@ def run_encode(args: argparse.Namespace) -> int:
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    """Decode .svq code files into WAV files."""
+    """Decode .svq code files into WAV files, all files as one batch of generation streams."""
     from ..audio import save_audio
     from ..bitstream import read_bytes
-    from ..inference import decode_codes
+    from ..generation import GenerationEngine
+    from ..inference import decode_many
 
     inputs = expand_inputs(args.inputs, (".svq",))
+    if not inputs:
+        raise SpeechVQError("no input files")
     outputs = output_paths(inputs, args.output, ".decoded.wav")
     codec = load_codec(args)
-    if args.speaker is not None and args.speaker not in codec.model.speakers:
-        raise SpeechVQError(f"unknown speaker {args.speaker!r} (this model knows: {', '.join(codec.model.speakers)})")
-
-    def work(source: Path, output: Path) -> None:
-        encoded, header = codec.read(read_bytes(source), str(source))
-        voice = args.speaker or header.speaker or (codec.model.speakers[0] if codec.model.has_speakers else None)
-        if codec.model.has_speakers and not (args.speaker or header.speaker):
+    model = codec.model
+    if args.speaker is not None and args.speaker not in model.speakers:
+        raise SpeechVQError(f"unknown speaker {args.speaker!r} (this model knows: {', '.join(model.speakers)})")
+    options = decode_options(args)
+    try:
+        engine = GenerationEngine(model.decoder, options.engine, options.threads)
+    except ValueError as err:
+        raise SpeechVQError(str(err)) from None
+    jobs, failures, claimed = [], 0, set()
+    for source, output in zip(inputs, outputs):  # read and check everything before the slow part
+        try:
+            if output.resolve() in claimed:
+                raise SpeechVQError(f"{source}: another input already writes {output}")
+            claimed.add(output.resolve())
+            if output.exists() and not args.force:
+                raise SpeechVQError(f"{output} exists; use --force to overwrite it")
+            encoded, header = codec.read(read_bytes(source), str(source))
+        except SpeechVQError as err:
+            failures += 1
+            report_error(str(err))
+            continue
+        voice = args.speaker or header.speaker or (model.speakers[0] if model.has_speakers else None)
+        if model.has_speakers and not (args.speaker or header.speaker):
             print(f"note: {source} records no speaker; decoding as {voice}", file=sys.stderr)
+        jobs.append((source, output, encoded, header, voice))
+    if jobs:
+        audio_s = sum(header.duration_s for _, _, _, header, _ in jobs)
         start = time.perf_counter()
-        with progress_bar(header.samples, f"{source.name}", unit="sample", unit_scale=True) as bar:
-            wav = decode_codes(codec.model, encoded, voice, args.temperature, args.seed, progress=bar.update)
+        total = sum(encoded.n_samples for _, _, encoded, _, _ in jobs)
+        with progress_bar(total, f"decoding ({engine.engine}, {options.mode})", unit="sample", unit_scale=True) as bar:
+            waveforms = decode_many(model, [j[2] for j in jobs], [j[4] for j in jobs], args.temperature, args.seed,
+                                    progress=bar.update, options=options, engine=engine)
         elapsed = time.perf_counter() - start
-        save_audio(output, wav, header.sample_rate)
-        print(f"{source} -> {output}: {header.duration_s:.2f} s as {voice} in {elapsed:.1f} s "
-              f"(real-time factor {elapsed / header.duration_s:.2f})", file=sys.stderr)
-
-    return for_each_file(inputs, outputs, args.force, work, "decoding")
+        for (source, output, _, header, voice), wav in zip(jobs, waveforms):
+            save_audio(output, wav, header.sample_rate)
+            print(f"{source} -> {output}: {header.duration_s:.2f} s as {voice}", file=sys.stderr)
+        print(f"decoded {audio_s:.2f} s of audio in {elapsed:.1f} s (real-time factor {elapsed / audio_s:.2f}; "
+              f"engine {engine.engine}, {options.mode})", file=sys.stderr)
+    if failures and len(inputs) > 1:
+        print(f"{failures} of {len(inputs)} files failed", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def bitrates(header, file_bytes: int) -> dict[str, float]:

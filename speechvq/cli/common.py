@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Optional
 
@@ -17,3 +18,16 @@ def load_model_on(path: str, device_name: str):
     from ..train.distributed import resolve_device
 
     return load_model(path, resolve_device(device_name))
+
+
+def decode_options(args: argparse.Namespace):
+    """DecodeOptions from the --engine / --sequential / --chunk-s ... flags."""
+    from ..errors import SpeechVQError
+    from ..generation import DecodeOptions
+
+    try:
+        return DecodeOptions(engine=args.engine, mode="sequential" if args.sequential else "chunked",
+                             chunk_s=args.chunk_s, overlap_s=args.overlap_s, crossfade_s=args.crossfade_s,
+                             threads=args.threads)
+    except ValueError as err:
+        raise SpeechVQError(str(err)) from None

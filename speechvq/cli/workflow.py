@@ -8,7 +8,7 @@ import sys
 
 from ..config import load_config
 from ..errors import SpeechVQError
-from .common import load_model_on, progress_bar
+from .common import decode_options, load_model_on, progress_bar
 
 EXIT_INTERRUPTED = 130  # also the exit status of a run stopped by Ctrl-C after saving
 
@@ -90,7 +90,7 @@ def run_eval(args: argparse.Namespace) -> int:
     seconds = sum(min(e.duration_s, args.max_seconds or math.inf) for e in entries)
     with progress_bar(int(seconds * model.sample_rate), "decoding", unit="sample", unit_scale=True) as bar:
         report = evaluate_utterances(codec, entries, args.out, args.max_seconds, args.temperature, args.seed,
-                                     progress=bar.update)
+                                     progress=bar.update, options=decode_options(args))
     mean = report["mean"]
     print(f"{len(entries)} utterances: MCD {mean['mcd_db']:.2f} dB, SI-SDR {mean['si_sdr_db']:.2f} dB, "
           f"decode RTF {mean['decode_rtf']:.2f}; report in {args.out}/report.md", file=sys.stderr)
@@ -131,7 +131,7 @@ def run_convert(args: argparse.Namespace) -> int:
         encoded = encode_waveform(model, wav)
         with progress_bar(encoded.n_samples, f"{source.name} as {speaker}", unit="sample", unit_scale=True) as bar:
             converted = decode_codes(model, encoded, speaker=speaker, temperature=args.temperature,
-                                     seed=args.seed, progress=bar.update)
+                                     seed=args.seed, progress=bar.update, options=decode_options(args))
         save_audio(output, converted, model.sample_rate)
         print(f"wrote {output}", file=sys.stderr)
     return 0

@@ -306,7 +306,8 @@ class WaveNet(nn.Module):
     def generate(self, n_samples: int, local: Optional[Tensor] = None, speaker: Optional[Tensor] = None,
                  batch_size: Optional[int] = None, temperature: float = 1.0, first_input: Optional[int] = None,
                  generator: Optional[torch.Generator] = None,
-                 progress: Optional[Callable[[int], None]] = None) -> Tensor:
+                 progress: Optional[Callable[[int], None]] = None,
+                 conditioning: Optional[Tensor] = None) -> Tensor:
         """Sample a waveform one class at a time, feeding each sample back as the next input.
 
         Args:
@@ -318,33 +319,58 @@ class WaveNet(nn.Module):
             first_input: class fed before the first sample (default: the middle class, mu-law silence).
             generator: random generator for reproducible sampling.
             progress: called with the number of samples just generated, once per frame.
+            conditioning: float `[B, F, L, G]`, every layer's conditioning per frame as `layer_conditioning`
+                gives it, used instead of `local` and `speaker` (chunked decoding computes it with context).
 
         Returns:
             int64 `[B, T]` classes.
         """
-        self._check_conditioning(local, speaker)
-        n_frames = -(-n_samples // self.hop_length)
-        if local is not None:
-            batch_size = local.shape[0]
-            if local.shape[-1] < n_frames:
-                raise ValueError(f"{local.shape[-1]} conditioning frames cannot cover {n_samples} samples")
-        elif speaker is not None:
-            batch_size = speaker.shape[0]
-        if batch_size is None:
-            raise ValueError("batch_size is required for an unconditioned decoder")
+        batch_size, frames = self.conditioning_stream(n_samples, local, speaker, batch_size, conditioning)
         device = self.input_embedding.weight.device
         state = self.init_state(batch_size, device)
         previous = torch.full((batch_size,), self.classes // 2 if first_input is None else first_input,
                               dtype=torch.long, device=device)
         out = torch.empty(batch_size, n_samples, dtype=torch.long, device=device)
-        for frame, frame_cond in enumerate(self.frame_conditions(local, speaker, n_frames)):
-            for t in range(frame * self.hop_length, min(n_samples, (frame + 1) * self.hop_length)):
+        for frame, frame_cond in enumerate(frames):
+            steps = min(n_samples, (frame + 1) * self.hop_length) - frame * self.hop_length
+            noise = frame_noise(generator, self.hop_length, batch_size, self.classes, device) if temperature else None
+            for step in range(steps):
                 logits, state = self.step(previous, frame_cond, state)
-                previous = sample_logits(logits, temperature, generator)
-                out[:, t] = previous
+                previous = sample_logits(logits, temperature, None if noise is None else noise[step])
+                out[:, frame * self.hop_length + step] = previous
             if progress is not None:
-                progress(min(n_samples, (frame + 1) * self.hop_length) - frame * self.hop_length)
+                progress(steps)
         return out
+
+    def conditioning_stream(self, n_samples: int, local: Optional[Tensor] = None, speaker: Optional[Tensor] = None,
+                            batch_size: Optional[int] = None, conditioning: Optional[Tensor] = None
+                            ) -> tuple[int, Iterator[Optional[Tensor]]]:
+        """The batch size and each frame's conditioning (float `[B, L, G]`, or None) for generating n_samples.
+
+        Args:
+            local, speaker: as for `generate`; or
+            conditioning: float `[B, F, L, G]` per-layer conditioning (F = 1: the same for every frame).
+            batch_size: streams, needed only when nothing else tells it.
+
+        Raises:
+            ValueError: conditioning that does not fit this decoder or cover n_samples.
+        """
+        n_frames = -(-n_samples // self.hop_length)
+        if conditioning is not None:
+            if conditioning.shape[1] != 1 and conditioning.shape[1] < n_frames:
+                raise ValueError(f"{conditioning.shape[1]} conditioning frames cannot cover {n_samples} samples")
+            last = conditioning.shape[1] - 1
+            return conditioning.shape[0], (conditioning[:, min(f, last)] for f in range(n_frames))
+        self._check_conditioning(local, speaker)
+        if local is not None:
+            if local.shape[-1] < n_frames:
+                raise ValueError(f"{local.shape[-1]} conditioning frames cannot cover {n_samples} samples")
+            batch_size = local.shape[0]
+        elif speaker is not None:
+            batch_size = speaker.shape[0]
+        if batch_size is None:
+            raise ValueError("batch_size is required for an unconditioned decoder")
+        return batch_size, self.frame_conditions(local, speaker, n_frames)
 
     def frame_conditions(self, local: Optional[Tensor], speaker: Optional[Tensor], n_frames: int,
                          block_frames: int = 1000) -> Iterator[Optional[Tensor]]:
@@ -369,13 +395,28 @@ class WaveNet(nn.Module):
                 yield block[:, index]
 
 
-def sample_logits(logits: Tensor, temperature: float = 1.0, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Draw one class per row from softmax(logits / temperature); argmax when temperature is 0.
+def frame_noise(generator: Optional[torch.Generator], hop_length: int, batch_size: int, classes: int,
+                device: torch.device | str = "cpu") -> Tensor:
+    """Standard Gumbel noise for one frame of sampling: float32 `[hop_length, B, classes]`.
+
+    Every generation path draws its noise with this function, one frame at a time, from a CPU generator
+    (then moved to `device`), so that the same generator gives the same draws, and hence the same samples,
+    whichever path or device decodes.
+    """
+    uniform = torch.rand(hop_length, batch_size, classes, generator=generator)
+    return (-torch.log(-torch.log(uniform.clamp_(1e-10, 1.0 - 1e-7)))).to(device)
+
+
+def sample_logits(logits: Tensor, temperature: float = 1.0, noise: Optional[Tensor] = None) -> Tensor:
+    """One class per row from softmax(logits / temperature), by the Gumbel-max trick; argmax when temperature is 0.
+
+    argmax(logits / tau + g) with g standard Gumbel is a draw from softmax(logits / tau); it is computed as
+    argmax(logits + tau * g), which needs no division.
 
     Args:
         logits: float `[B, classes]`.
         temperature: >= 0.
-        generator: random generator for reproducible draws.
+        noise: float `[B, classes]` standard Gumbel noise (see `frame_noise`); needed when temperature > 0.
 
     Returns:
         int64 `[B]`.
@@ -384,5 +425,6 @@ def sample_logits(logits: Tensor, temperature: float = 1.0, generator: Optional[
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    if noise is None:
+        raise ValueError("sampling at a temperature above 0 needs Gumbel noise")
+    return (logits.float() + temperature * noise).argmax(dim=-1)

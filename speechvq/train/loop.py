@@ -275,7 +275,7 @@ def _resynthesis_sample(model: SpeechVQ, valid_set: SegmentDataset, cfg: Config)
     original = mu_law_decode(mu_law_encode(item["wav"][:, :n_samples]), cfg.model.mu_law_classes)
     codes = model.encode(original.unsqueeze(0).to(device))
     speaker = torch.tensor([item["speaker"]], device=device) if model.has_speakers else None
-    generator = torch.Generator(device=device).manual_seed(cfg.train.seed)  # keeps the global RNG untouched
+    generator = torch.Generator().manual_seed(cfg.train.seed)  # its own (CPU) generator: the global RNG is untouched
     resynthesis = model.decode(codes, speaker, original.shape[-1], generator=generator)
     return original[0], resynthesis[0, 0].cpu()
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from speechvq.config import DecoderConfig
-from speechvq.models.wavenet import WaveNet, sample_logits
+from speechvq.models.wavenet import WaveNet, frame_noise, sample_logits
 
 HOP = 8
 LOCAL, GLOBAL = 6, 5
@@ -117,13 +117,17 @@ def test_sample_logits_temperature():
     logits = torch.tensor([[0.0, 5.0, 0.0], [3.0, 0.0, 0.0]])
     assert sample_logits(logits, 0.0).tolist() == [1, 0]
     generator = torch.Generator().manual_seed(0)
-    draws = sample_logits(logits.repeat(4000, 1), 1.0, generator).view(4000, 2)
-    # P(class 1 | row 0) = e^5 / (e^5 + 2) = 0.9867; a very low temperature makes it certain.
+    noise = frame_noise(generator, 4000, 2, 3)
+    draws = torch.stack([sample_logits(logits, 1.0, noise[i]) for i in range(4000)])
+    # P(class 1 | row 0) = e^5 / (e^5 + 2) = 0.9867; P(class 0 | row 1) = e^3 / (e^3 + 2) = 0.9094
     assert abs((draws[:, 0] == 1).float().mean().item() - 0.9867) < 0.01
-    cold = sample_logits(logits.repeat(500, 1), 0.05, generator).view(500, 2)
+    assert abs((draws[:, 1] == 0).float().mean().item() - 0.9094) < 0.02
+    cold = torch.stack([sample_logits(logits, 0.05, noise[i]) for i in range(500)])
     assert (cold[:, 0] == 1).all()
     with pytest.raises(ValueError):
         sample_logits(logits, -1.0)
+    with pytest.raises(ValueError, match="noise"):
+        sample_logits(logits, 1.0)
 
 
 def test_conditioning_must_match_the_model():

@@ -1,0 +1,158 @@
+"""Decoding whole utterances fast: many files as one batch, and one long file cut into chunks decoded in parallel.
+
+Chunk-parallel decoding of one utterance of F frames, chunk length C, overlap O, cross-fade X (frames):
+
+    chunk 0   |======== own [0, C) ========|
+    chunk 1             |warm-up|xfade|======== own [C, 2C) ========|
+                        C-O     C-X   C
+    chunk 1 starts generating at frame C - O with empty buffers; its first O - X frames only fill its
+    receptive field and are dropped, the next X frames are cross-faded (equal power) with the end of
+    chunk 0, and from frame C on it is the output. All chunks of all requested utterances run as one
+    batch of streams (at most `max_batch` at a time), which is what lets two cores reach real time.
+
+With one chunk (C >= F) this is exactly sequential decoding: the same stream, the same noise draws.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..audio import mu_law_decode
+from .engine import GenerationEngine
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode.
+
+    Attributes:
+        engine: "auto" (compiled when numba is there, else fused PyTorch), "numba", "torch", "reference".
+        mode: "chunked" (chunk-parallel) or "sequential" (one stream per utterance).
+        chunk_s: chunk length in seconds (chunked mode).
+        overlap_s: frames generated before a chunk's own start, warm-up plus cross-fade (>= crossfade_s).
+        crossfade_s: length of the equal-power cross-fade at each join.
+        threads: threads of the compiled engine (default: torch's thread count).
+        max_batch: most streams generated at once (bounds memory on very long inputs).
+    """
+
+    engine: str = "auto"
+    mode: str = "chunked"
+    chunk_s: float = 1.0
+    overlap_s: float = 0.192
+    crossfade_s: float = 0.064
+    threads: Optional[int] = None
+    max_batch: int = 64
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("chunked", "sequential"):
+            raise ValueError(f"mode must be chunked or sequential, got {self.mode!r}")
+        if not (self.chunk_s > 0 and 0 <= self.crossfade_s <= self.overlap_s):
+            raise ValueError("need chunk_s > 0 and 0 <= crossfade_s <= overlap_s")
+        if self.max_batch < 1:
+            raise ValueError("max_batch must be positive")
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """One utterance to decode: quantized latents float `[D, F]`, speaker vector `[S]` or None, length T."""
+
+    latents: Tensor
+    speaker: Optional[Tensor]
+    n_samples: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A stream to generate: frames [start, stop) of request `request`, of which [own_start, stop) are kept."""
+
+    request: int
+    start: int
+    own_start: int
+    stop: int
+
+
+def plan_chunks(n_frames: int, chunk_frames: Optional[int], overlap_frames: int, request: int = 0) -> list[Chunk]:
+    """Cut frames [0, n_frames) into chunks of `chunk_frames` (None: one chunk), each warmed up on its overlap."""
+    if chunk_frames is None or chunk_frames >= n_frames:
+        return [Chunk(request, 0, 0, n_frames)]
+    return [Chunk(request, max(0, own - overlap_frames), own, min(n_frames, own + chunk_frames))
+            for own in range(0, n_frames, chunk_frames)]
+
+
+def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest], options: DecodeOptions,
+                    sample_rate: int, temperature: float = 1.0, generator: Optional[torch.Generator] = None,
+                    first_input: Optional[int] = None,
+                    progress: Optional[Callable[[int], None]] = None) -> list[Tensor]:
+    """Decode utterances to waveforms at the model's level (float32 `[T]` each, in [-1, 1]).
+
+    Args:
+        engine: the generation engine of the model's decoder.
+        requests: the utterances; they are decoded together as one batch of streams.
+        options: chunking (see DecodeOptions).
+        sample_rate: Hz, to turn the options' seconds into frames.
+        temperature, generator, first_input: as in `WaveNet.generate`.
+        progress: called with the number of samples generated (all streams together, warm-ups included).
+    """
+    decoder = engine.decoder
+    if not decoder.local_channels:
+        raise ValueError("decoding requests needs a decoder conditioned on codes")
+    hop = decoder.hop_length
+    frame_s = hop / sample_rate
+    chunked = options.mode == "chunked"
+    chunk_frames = max(1, round(options.chunk_s / frame_s)) if chunked else None
+    overlap = round(options.overlap_s / frame_s) if chunked else 0
+    crossfade = round(options.crossfade_s / frame_s) if chunked else 0
+    chunks = [c for index, r in enumerate(requests)
+              for c in plan_chunks(-(-r.n_samples // hop), chunk_frames, overlap, index)]
+    margin = decoder.config.cond_layers * (decoder.config.cond_kernel_size // 2)
+    pieces: dict[Chunk, Tensor] = {}
+    for group_start in range(0, len(chunks), options.max_batch):
+        group = chunks[group_start:group_start + options.max_batch]
+        length = max(c.stop - c.start for c in group)
+        conditioning = torch.stack([_chunk_conditioning(decoder, requests[c.request], c, length, margin)
+                                    for c in group])
+        classes, _ = engine.generate(length * hop, temperature=temperature, first_input=first_input,
+                                     generator=generator, progress=progress, conditioning=conditioning)
+        waveforms = mu_law_decode(classes, decoder.classes)
+        for row, chunk in enumerate(group):
+            pieces[chunk] = waveforms[row, : (chunk.stop - chunk.start) * hop]
+    outputs = []
+    for index, request in enumerate(requests):
+        own = [c for c in chunks if c.request == index]
+        outputs.append(_assemble(own, pieces, request.n_samples, hop, crossfade))
+    return outputs
+
+
+def _chunk_conditioning(decoder, request: DecodeRequest, chunk: Chunk, length: int, margin: int) -> Tensor:
+    """The chunk's per-layer conditioning `[length, L, G]`: computed with `margin` real frames of context on each
+    side (so every kept frame gets what the whole utterance would give it), then padded by repeating the last
+    frame (those samples are generated and dropped)."""
+    speaker = None if request.speaker is None else request.speaker[None]
+    n_frames = request.latents.shape[-1]
+    lo, hi = max(0, chunk.start - margin), min(n_frames, chunk.stop + margin)
+    cond = decoder.layer_conditioning(request.latents[None, :, lo:hi], speaker)[0][chunk.start - lo:chunk.stop - lo]
+    if cond.shape[0] < length:
+        cond = torch.cat([cond, cond[-1:].expand(length - cond.shape[0], -1, -1)])
+    return cond
+
+
+def _assemble(chunks: list[Chunk], pieces: dict[Chunk, Tensor], n_samples: int, hop: int, crossfade: int) -> Tensor:
+    out = torch.zeros(n_samples)
+    for chunk in chunks:
+        wav = pieces[chunk]
+        own_start, stop = chunk.own_start * hop, min(n_samples, chunk.stop * hop)
+        offset = chunk.start * hop  # absolute position of the stream's first sample
+        out[own_start:stop] = wav[own_start - offset:stop - offset]
+        fade = min(crossfade * hop, own_start - offset)
+        if chunk.own_start > 0 and fade > 0:
+            ramp = (torch.arange(fade, dtype=torch.float32) + 0.5) / fade
+            fade_in, fade_out = torch.sin(0.5 * math.pi * ramp), torch.cos(0.5 * math.pi * ramp)
+            region = slice(own_start - fade, own_start)
+            incoming = wav[own_start - fade - offset:own_start - offset]
+            out[region] = out[region] * fade_out + incoming * fade_in
+    return out.clamp_(-1.0, 1.0)  # equal-power fades of correlated signals can overshoot slightly
