@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
-"""Time autoregressive generation of the default WaveNet decoder, naive against incremental.
+"""Time autoregressive generation of the default decoder on every path, in one run, with ratios.
 
-Three ways of producing samples from the same randomly initialised decoder (the `paper` preset: 20 layers,
-residual 64, gate 128, skip 256, conditioned on 64-dim codes at hop 64 and a 64-dim speaker vector):
+The decoder of a preset (default `paper`: 20 layers, residual 64, gate 128, skip 256, conditioned on 64-dim
+codes at hop 64 and a 64-dim speaker vector), randomly initialised (speed does not depend on the weights):
 
-    naive           recompute a teacher-forced pass over the last receptive field (2047 samples) per sample
-    incremental B=1 WaveNet.generate: per-layer ring buffers, conditioning projected once per frame
-    incremental B=8 the same with eight streams at once (aggregate samples/s)
+    naive              a teacher-forced pass over the last receptive field (2047 samples) for every sample
+    plain b1           WaveNet.generate: the reference incremental path (ring buffers, per-frame conditioning)
+    fused torch b1     the packed step in eager PyTorch (the fallback without numba)
+    fast b1            the compiled loop (numba), one stream
+    chunked 10 s       one 10-second utterance, chunk-parallel on the compiled loop, end to end (packing,
+                       conditioning, generation, cross-fades), on --threads threads
+    batched 8 x 2 s    eight utterances decoded together as eight streams (aggregate samples/s)
+    ceiling            samples/s this CPU could reach if a step were pure matrix arithmetic at the rate of a
+                       large matrix product measured here (FLOPs per sample from the decoder's sizes)
 
-All three are timed in this one run, so the ratios hold on a noisy machine even when the absolute rates do not.
-
-    python tools/bench_generate.py                       # defaults: 20 naive samples, 2000 incremental
-    python tools/bench_generate.py --threads 1 --samples 4000 --json results.jsonl
+    python tools/bench_generate.py
+    python tools/bench_generate.py --threads 2 --samples 4000 --json results.jsonl
 """
 
 from __future__ import annotations
@@ -23,82 +27,131 @@ import time
 import torch
 
 from speechvq.config import load_config
-from speechvq.models.wavenet import WaveNet, sample_logits
+from speechvq.generation import DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
+from speechvq.models.wavenet import WaveNet, frame_noise, sample_logits
 
 
-def build_decoder(preset: str) -> tuple[WaveNet, int, int]:
+def build_decoder(preset: str) -> tuple[WaveNet, int, int, int]:
     cfg = load_config(preset).model
     model = WaveNet(cfg.decoder, classes=cfg.mu_law_classes, hop_length=cfg.hop_length,
                     local_channels=cfg.encoder.latent_dim, global_channels=cfg.speaker_dim).eval()
-    return model, cfg.encoder.latent_dim, cfg.speaker_dim
+    return model, cfg.encoder.latent_dim, cfg.speaker_dim, cfg.sample_rate
+
+
+def flops_per_sample(model: WaveNet) -> int:
+    """Multiply-adds x 2 of one generation step, conditioning excluded (it is computed per frame)."""
+    c = model.config
+    half = c.gate_channels // 2
+    per_layer = 2 * (2 * c.residual_channels * c.gate_channels + half * c.residual_channels + half * c.skip_channels)
+    return c.n_layers * per_layer + 2 * (c.skip_channels * c.skip_channels + c.skip_channels * model.classes)
+
+
+def matmul_gflops(threads: int, size: int = 1024, repeats: int = 10) -> float:
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 @torch.no_grad()
-def naive_generate(model: WaveNet, local: torch.Tensor, speaker: torch.Tensor, history: torch.Tensor,
-                   n_samples: int, generator: torch.Generator) -> torch.Tensor:
-    """Generate by running `forward` over a frame-aligned window covering the receptive field, per sample.
-
-    history: int64 [B, H] of already generated classes (H >= receptive field) that the first window reads.
-    """
+def naive_generate(model: WaveNet, local, speaker, history, n_samples: int, generator) -> torch.Tensor:
+    """A forward pass over a frame-aligned window covering the receptive field, for every sample."""
     hop, field = model.hop_length, model.receptive_field
     samples = history.clone()
     for _ in range(n_samples):
-        t = samples.shape[1]  # position of the input being fed: the newest sample so far
-        start = max(0, (t - field) // hop * hop)  # frame-aligned, so the window's conditioning lines up
-        window = samples[:, start:t]
-        logits = model(window, local[:, :, start // hop: -(-t // hop)], speaker)[:, :, -1]
-        samples = torch.cat([samples, sample_logits(logits, 1.0, generator)[:, None]], dim=1)
+        t = samples.shape[1]
+        start = max(0, (t - field) // hop * hop)
+        logits = model(samples[:, start:t], local[:, :, start // hop: -(-t // hop)], speaker)[:, :, -1]
+        noise = frame_noise(generator, 1, 1, model.classes)[0]
+        samples = torch.cat([samples, sample_logits(logits, 1.0, noise)[:, None]], dim=1)
     return samples[:, history.shape[1]:]
 
 
-def timed(fn) -> float:
+def timed(function) -> float:
     start = time.perf_counter()
-    fn()
+    function()
     return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--preset", default="paper", help="config preset whose decoder is timed")
+    parser.add_argument("--preset", default="paper")
     parser.add_argument("--naive-samples", type=int, default=20)
-    parser.add_argument("--samples", type=int, default=2000, help="samples per stream for the incremental path")
-    parser.add_argument("--batch", type=int, default=8, help="streams for the batched incremental run")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--samples", type=int, default=2000, help="samples for the plain and fused paths")
+    parser.add_argument("--fast-samples", type=int, default=16000, help="samples for the compiled path, batch 1")
+    parser.add_argument("--utterance-s", type=float, default=10.0, help="length of the chunk-parallel utterance")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch-s", type=float, default=2.0, help="length of each batched utterance")
+    parser.add_argument("--threads", type=int, default=2, help="threads for the chunked and batched runs")
     parser.add_argument("--json", help="append the results as one JSON line to this file")
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model, latent_dim, speaker_dim = build_decoder(args.preset)
+    model, latent_dim, speaker_dim, rate = build_decoder(args.preset)
     hop, field = model.hop_length, model.receptive_field
-    n_frames = -(-(field + hop + args.naive_samples + args.samples) // hop)
-    local = torch.randn(args.batch, latent_dim, n_frames)
+    frames = -(-int(max(args.utterance_s, args.batch_s) * rate + field + hop) // hop)
+    local = torch.randn(args.batch, latent_dim, frames)
     speaker = torch.randn(args.batch, speaker_dim)
-    generator = torch.Generator().manual_seed(0)
+    flops = flops_per_sample(model)
     print(f"decoder '{args.preset}': {len(model.layers)} layers, receptive field {field} samples, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {args.threads} thread(s)")
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {flops / 1e6:.2f} MFLOP per sample")
 
-    model.generate(hop, local=local[:1], speaker=speaker[:1])  # warm-up (allocator, kernels)
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    rates = {}
     history = torch.randint(0, model.classes, (1, field + hop))
-    naive_s = timed(lambda: naive_generate(model, local[:1], speaker[:1], history, args.naive_samples, generator))
-    single_s = timed(lambda: model.generate(args.samples, local=local[:1], speaker=speaker[:1], generator=generator))
-    batch_s = timed(lambda: model.generate(args.samples, local=local, speaker=speaker, generator=generator))
+    rates["naive_b1"] = args.naive_samples / timed(
+        lambda: naive_generate(model, local[:1], speaker[:1], history, args.naive_samples, g))
+    model.generate(hop, local[:1], speaker[:1], generator=g)  # warm-up
+    rates["plain_b1"] = args.samples / timed(lambda: model.generate(args.samples, local[:1], speaker[:1], generator=g))
+    fused = GenerationEngine(model, "torch", threads=1)
+    rates["fused_torch_b1"] = args.samples / timed(lambda: fused.generate(args.samples, local[:1], speaker[:1], generator=g))
+    fast = GenerationEngine(model, "numba", threads=1)
+    compile_s = timed(lambda: fast.generate(hop, local[:1], speaker[:1], generator=g))  # compiles, or loads the cache
+    rates["fast_b1"] = args.fast_samples / timed(
+        lambda: fast.generate(args.fast_samples, local[:1], speaker[:1], generator=g))
 
-    rates = {
-        "naive_b1": args.naive_samples / naive_s,
-        "incremental_b1": args.samples / single_s,
-        f"incremental_b{args.batch}": args.batch * args.samples / batch_s,
-    }
-    real_time = load_config(args.preset).model.sample_rate
-    for name, rate in rates.items():
-        print(f"{name:>18}: {rate:10.1f} samples/s  ({rate / real_time:.4f} x real time)")
-    print(f"incremental b1 / naive b1: {rates['incremental_b1'] / rates['naive_b1']:.1f}x")
-    print(f"incremental b{args.batch} / incremental b1 (aggregate): "
-          f"{rates[f'incremental_b{args.batch}'] / rates['incremental_b1']:.2f}x")
+    torch.set_num_threads(args.threads)
+    utterance_samples = int(args.utterance_s * rate)
+    latents = local[0, :, : -(-utterance_samples // hop)]
+
+    def chunked():
+        engine = GenerationEngine(model, "numba", threads=args.threads)  # setup included: packing
+        decode_requests(engine, [DecodeRequest(latents, speaker[0], utterance_samples)], DecodeOptions(), rate,
+                        generator=g)
+
+    chunked_s = timed(chunked)
+    batch_samples = int(args.batch_s * rate)
+    batched_engine = GenerationEngine(model, "numba", threads=args.threads)
+    requests = [DecodeRequest(local[i, :, : -(-batch_samples // hop)], speaker[i], batch_samples)
+                for i in range(args.batch)]
+    batched_s = timed(lambda: decode_requests(batched_engine, requests, DecodeOptions(mode="sequential"), rate,
+                                              generator=g))
+    rates["batched_aggregate"] = args.batch * batch_samples / batched_s
+    gflops = {t: matmul_gflops(t) for t in (1, 2)}
+
+    for name, value in rates.items():
+        print(f"{name:>18}: {value:10.0f} samples/s  ({value / rate:.3f} x real time)")
+    print(f"{'chunked 10 s':>18}: {utterance_samples / chunked_s:10.0f} samples/s of output, real-time factor "
+          f"{chunked_s / args.utterance_s:.2f} ({args.threads} threads, end to end)")
+    print(f"numba first call (compile or cache load): {compile_s:.1f} s")
+    print(f"matrix product: {gflops[1]:.0f} GFLOP/s on 1 thread, {gflops[2]:.0f} on 2 -> ceiling "
+          f"{gflops[1] * 1e9 / flops:,.0f} samples/s per core ({gflops[1] * 1e9 / flops / rate:.1f}x real time)")
+    print(f"fast b1 / plain b1: {rates['fast_b1'] / rates['plain_b1']:.1f}x (target >= 10); "
+          f"fused torch / plain: {rates['fused_torch_b1'] / rates['plain_b1']:.1f}x (target >= 3); "
+          f"plain / naive: {rates['plain_b1'] / rates['naive_b1']:.0f}x")
+    print(f"10 s utterance real-time factor {chunked_s / args.utterance_s:.2f} (target < 1.0, aim 0.5); "
+          f"batched {args.batch} x {args.batch_s:.0f} s: {rates['batched_aggregate'] / rate:.2f}x real time "
+          f"in aggregate (target >= 1.5)")
     if args.json:
         with open(args.json, "a") as handle:
-            handle.write(json.dumps({"preset": args.preset, "threads": args.threads, **rates}) + "\n")
+            handle.write(json.dumps({"preset": args.preset, "threads": args.threads, **rates,
+                                     "chunked_rtf": chunked_s / args.utterance_s, "gflops": gflops,
+                                     "flops_per_sample": flops}) + "\n")
 
 
 if __name__ == "__main__":

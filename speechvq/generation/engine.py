@@ -71,6 +71,9 @@ class GenerationEngine:
         self.block_frames = block_frames
         self.packed: Optional[PackedWaveNet] = pack(decoder) if self.engine != "reference" else None
         self._torch_weights = None
+        # the compiled loop reads the large products' weights transposed (see kernel.accumulate_transposed)
+        self._transposed = {name: np.ascontiguousarray(getattr(self.packed, name).T)
+                            for name in ("w_skip", "w_hidden", "w_logits")} if self.packed is not None else {}
 
     @torch.no_grad()
     def generate(self, n_samples: int, local: Optional[Tensor] = None, speaker: Optional[Tensor] = None,
@@ -138,64 +141,91 @@ class GenerationEngine:
 
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             run_parallel(threads, n_steps, t0, self.decoder.hop_length, frame0, packed.dilations, packed.offsets,
-                         packed.w_taps, packed.w_res, packed.b_res, packed.w_skip, packed.b_skip, packed.w_hidden,
-                         packed.b_hidden, packed.w_logits, packed.b_logits, packed.embedding, frames, noise,
+                         packed.w_taps, packed.w_res, packed.b_res, self._transposed["w_skip"], packed.b_skip,
+                         self._transposed["w_hidden"], packed.b_hidden, self._transposed["w_logits"], packed.b_logits,
+                         packed.embedding, frames, noise,
                          temperature, ring, previous, block_out, logits, teacher)
             out[:, :] = block_out
         else:
             run_block_torch(self._weights(), n_steps, t0, self.decoder.hop_length, frame0, frames, noise,
                             temperature, ring, previous, out, logits, teacher)
 
-    def _weights(self) -> dict[str, Tensor]:
+    def _weights(self) -> dict:
+        """The packed weights as tensors in the layout of `run_block_torch` (built once)."""
         if self._torch_weights is None:
-            packed = self.packed
-            self._torch_weights = {name: torch.from_numpy(getattr(packed, name)) for name in
-                                   ("w_taps", "w_res", "b_res", "w_skip", "b_skip", "w_hidden", "b_hidden",
-                                    "w_logits", "b_logits", "embedding")}
-            self._torch_weights["dilations"] = [int(d) for d in packed.dilations]
-            self._torch_weights["offsets"] = [int(o) for o in packed.offsets]
+            self._torch_weights = torch_layout(self.packed)
         return self._torch_weights
+
+
+def torch_layout(packed: PackedWaveNet) -> dict:
+    """Weights for `run_block_torch`: the two taps split, and biases folded into products with a ones column.
+
+    z_aug = [z2, 1] per layer, so x' = sqrt(1/2) (x + z2 W_res + b_res) is one addmm with
+    W = sqrt(1/2) [W_res; b_res] and beta = sqrt(1/2), and the skip sum is one product of all layers'
+    z_aug with [W_skip_l; bias row] (the summed skip bias in layer 0's ones row, zeros elsewhere).
+    """
+    n_layers, residual, gate2x = packed.w_taps.shape
+    gate, half = gate2x // 2, gate2x // 4
+    scale = math.sqrt(0.5)
+    res = np.concatenate([packed.w_res, packed.b_res[:, None, :]], axis=1) * scale  # (L, half + 1, R)
+    skip = np.zeros((n_layers, half + 1, packed.w_skip.shape[1]), np.float32)
+    skip[:, :half] = packed.w_skip.reshape(n_layers, half, -1)
+    skip[0, half] = packed.b_skip
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    return {"w_cur": t(packed.w_taps[:, :, :gate]), "w_past": t(packed.w_taps[:, :, gate:]), "w_res_aug": t(res),
+            "w_skip_aug": t(skip.reshape(n_layers * (half + 1), -1)), "w_hidden": t(packed.w_hidden),
+            "b_hidden": t(packed.b_hidden), "w_logits": t(packed.w_logits), "b_logits": t(packed.b_logits),
+            "embedding": t(packed.embedding), "dilations": [int(d) for d in packed.dilations],
+            "offsets": [int(o) for o in packed.offsets], "scale": scale}
 
 
 def run_block_torch(w: dict, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
                     temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits_out: np.ndarray,
                     teacher: np.ndarray) -> None:
     """The packed step in eager PyTorch, for machines without numba: preallocated buffers, in-place ops,
-    a handful of calls per layer (about 3x the plain reference path; the compiled loop does far better)."""
+    six calls per layer (the compiled loop does several times better)."""
     with torch.inference_mode():
-        n_layers, residual, gate2x = w["w_taps"].shape
-        gate, half = gate2x // 2, gate2x // 4
+        n_layers, residual, gate = w["w_cur"].shape
+        half = gate // 2
         batch = previous.shape[0]
-        scale = math.sqrt(0.5)
         ring_t, prev_t = torch.from_numpy(ring), torch.from_numpy(previous)
         frames_t = torch.from_numpy(frames)
         noise_t = torch.from_numpy(noise) if noise.size else None
-        taps = torch.empty(batch, gate2x)
         h = torch.empty(batch, gate)
-        z = torch.empty(batch, n_layers, half)
-        z_flat = z.view(batch, n_layers * half)
-        acc = torch.empty(batch, residual)
-        x = torch.empty(batch, residual)
-        dilations, offsets = w["dilations"], w["offsets"]
+        h_filter, h_gate = h[:, :half], h[:, half:]
+        z = torch.ones(batch, n_layers, half + 1)  # the last column stays 1: it carries the folded biases
+        z_flat = z.view(batch, -1)
+        z_layers, z_aug = [z[:, layer, :half] for layer in range(n_layers)], [z[:, layer] for layer in range(n_layers)]
+        xs = [torch.empty(batch, residual), torch.empty(batch, residual)]  # x and x' alternate
+        skips = torch.empty(batch, w["w_hidden"].shape[0])
+        hidden = torch.empty_like(skips)
+        logits = torch.empty(batch, w["w_logits"].shape[1])
+        dilations, offsets, scale = w["dilations"], w["offsets"], w["scale"]
+        w_cur, w_past, w_res = list(w["w_cur"]), list(w["w_past"]), list(w["w_res_aug"])
+        # Every view is made once, outside the sample loop: in eager PyTorch even a view costs a dispatch.
+        slots = [[ring_t[offsets[layer] + k] for k in range(dilations[layer])] for layer in range(n_layers)]
+        frame_index, frame_views = -1, None
         for step in range(n_steps):
             t = t0 + step
-            frame = frames_t[0 if frames.shape[0] == 1 else t // hop - frame0]
+            index = 0 if frames.shape[0] == 1 else t // hop - frame0
+            if index != frame_index:
+                frame_index, frame_views = index, list(frames_t[index].unbind(1))
             tokens = torch.from_numpy(teacher[:, step]) if teacher.shape[0] else prev_t
+            x = xs[0]
             torch.index_select(w["embedding"], 0, tokens, out=x)
             for layer in range(n_layers):
-                slot = ring_t[offsets[layer] + t % dilations[layer]]
-                torch.mm(x, w["w_taps"][layer], out=taps)
-                torch.add(taps[:, :gate], frame[:, layer], out=h)
-                h.add_(slot).tanh_()
-                slot.copy_(taps[:, gate:])
-                z_layer = z[:, layer]
-                torch.addcmul(h[:, :half], h[:, :half], h[:, half:], out=z_layer)
+                slot = slots[layer][t % dilations[layer]]
+                torch.addmm(frame_views[layer], x, w_cur[layer], out=h)
+                h.add_(slot).tanh_()  # read the past tap's product before this step overwrites the slot
+                torch.mm(x, w_past[layer], out=slot)
+                torch.addcmul(h_filter, h_filter, h_gate, out=z_layers[layer])
                 if layer < n_layers - 1:
-                    torch.addmm(w["b_res"][layer], z_layer, w["w_res"][layer], out=acc)
-                    x.add_(acc).mul_(scale)
-            skips = torch.addmm(w["b_skip"], z_flat, w["w_skip"]).relu_()
-            hidden = torch.addmm(w["b_hidden"], skips, w["w_hidden"]).relu_()
-            logits = torch.addmm(w["b_logits"], hidden, w["w_logits"])
+                    x_next = xs[(layer + 1) % 2]
+                    torch.addmm(x, z_aug[layer], w_res[layer], beta=scale, out=x_next)
+                    x = x_next
+            torch.mm(z_flat, w["w_skip_aug"], out=skips).relu_()
+            torch.addmm(w["b_hidden"], skips, w["w_hidden"], out=hidden).relu_()
+            torch.addmm(w["b_logits"], hidden, w["w_logits"], out=logits)
             if logits_out.shape[0]:
                 logits_out[step] = logits.numpy()
             if temperature > 0:
