@@ -132,9 +132,7 @@ class GenerationEngine:
     def _run(self, n_steps, t0, frame0, frames, noise, temperature, ring, previous, out, logits, teacher) -> None:
         packed = self.packed
         if self.engine == "numba":
-            from .kernel import kernels
-
-            _, run_parallel = kernels()
+            from .kernel import run_parallel
             block_out = np.empty((out.shape[0], n_steps), np.int64)
             threads = min(self.threads, previous.shape[0])
             import numba
