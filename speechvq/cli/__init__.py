@@ -141,16 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
                      ["speechvq encode speech.wav --model model.pt                  # -> speech.svq",
                       "speechvq encode recordings/ -o codes/ --model model.pt --speaker p225",
                       "speechvq encode 'takes/*.flac' --model model.pt --coding packed"])
-    encode.add_argument("inputs", nargs="+", metavar="INPUT")
-    encode.add_argument("-o", "--output", default=None,
-                        help="output file (one input) or folder (default: beside each input, .svq)")
-    encode.add_argument("--model", required=True, help="checkpoint (.pt)")
+    add_file_arguments(encode, "output file (one input) or folder (default: beside each input, .svq)")
     encode.add_argument("--speaker", default=None, help="voice to record as the default for decoding")
     encode.add_argument("--coding", default="auto", choices=["auto", "packed", "markov1"],
                         help="auto: entropy-coded (markov1) when the checkpoint has code statistics, else packed")
     encode.add_argument("--chunk-frames", type=int, default=25_000,
                         help="encoder frames per pass: bounds memory on long files, same codes")
-    encode.add_argument("--force", action="store_true", help="overwrite existing output files")
     encode.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
 
     decode = command("decode", run_decode, "resynthesise .svq code files into WAV",
@@ -158,12 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "--speaker says otherwise. Shows progress and the real-time factor.",
                      ["speechvq decode speech.svq --model model.pt                 # -> speech.decoded.wav",
                       "speechvq decode codes/ -o decoded/ --model model.pt --speaker p226"])
-    decode.add_argument("inputs", nargs="+", metavar="INPUT")
-    decode.add_argument("-o", "--output", default=None,
-                        help="output WAV (one input) or folder (default: beside each input, .decoded.wav)")
-    decode.add_argument("--model", required=True, help="checkpoint (.pt)")
+    add_file_arguments(decode, "output WAV (one input) or folder (default: beside each input, .decoded.wav)")
     decode.add_argument("--speaker", default=None, help="voice to decode in (default: the one the file records)")
-    decode.add_argument("--force", action="store_true", help="overwrite existing output files")
     add_decoding_arguments(decode)
 
     info = command("info", run_info, "describe .svq code files or a model checkpoint",
@@ -188,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--max-seconds", type=float, default=None)
     stats.add_argument("--device", default="auto")
     return parser
+
+
+def add_file_arguments(parser: argparse.ArgumentParser, output_help: str) -> None:
+    """Inputs, -o, --model and --force of the commands that turn many files into many files."""
+    parser.add_argument("inputs", nargs="+", metavar="INPUT")
+    parser.add_argument("-o", "--output", default=None, help=output_help)
+    parser.add_argument("--model", required=True, help="checkpoint (.pt)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
