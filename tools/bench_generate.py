@@ -5,7 +5,8 @@ The decoder of a preset (default `paper`: 20 layers, residual 64, gate 128, skip
 codes at hop 64 and a 64-dim speaker vector), randomly initialised (speed does not depend on the weights):
 
     naive              a teacher-forced pass over the last receptive field (2047 samples) for every sample
-    plain b1           WaveNet.generate: the reference incremental path (ring buffers, per-frame conditioning)
+    plain b1, b8       WaveNet.generate: the reference incremental path (ring buffers, per-frame conditioning),
+                       one stream and --batch streams (aggregate samples/s)
     fused torch b1     the packed step in eager PyTorch (the fallback without numba)
     fast b1            the compiled loop (numba), one stream
     chunked 10 s       one 10-second utterance, chunk-parallel on the compiled loop, end to end (packing,
@@ -108,6 +109,8 @@ def main() -> None:
         lambda: naive_generate(model, local[:1], speaker[:1], history, args.naive_samples, g))
     model.generate(hop, local[:1], speaker[:1], generator=g)  # warm-up
     rates["plain_b1"] = args.samples / timed(lambda: model.generate(args.samples, local[:1], speaker[:1], generator=g))
+    rates[f"plain_b{args.batch}"] = args.batch * args.samples / timed(
+        lambda: model.generate(args.samples, local, speaker, generator=g))
     fused = GenerationEngine(model, "torch", threads=1)
     rates["fused_torch_b1"] = args.samples / timed(lambda: fused.generate(args.samples, local[:1], speaker[:1], generator=g))
     fast = GenerationEngine(model, "numba", threads=1)
@@ -143,7 +146,8 @@ def main() -> None:
           f"{gflops[1] * 1e9 / flops:,.0f} samples/s per core ({gflops[1] * 1e9 / flops / rate:.1f}x real time)")
     print(f"fast b1 / plain b1: {rates['fast_b1'] / rates['plain_b1']:.1f}x (target >= 10); "
           f"fused torch / plain: {rates['fused_torch_b1'] / rates['plain_b1']:.1f}x (target >= 3); "
-          f"plain / naive: {rates['plain_b1'] / rates['naive_b1']:.0f}x")
+          f"plain / naive: {rates['plain_b1'] / rates['naive_b1']:.0f}x; plain b{args.batch} / b1 (aggregate): "
+          f"{rates[f'plain_b{args.batch}'] / rates['plain_b1']:.1f}x")
     print(f"10 s utterance real-time factor {chunked_s / args.utterance_s:.2f} (target < 1.0, aim 0.5); "
           f"batched {args.batch} x {args.batch_s:.0f} s: {rates['batched_aggregate'] / rate:.2f}x real time "
           f"in aggregate (target >= 1.5)")
