@@ -27,6 +27,7 @@ from .generation import DecodeOptions
 from .inference import bitrates, decode_codes, timed_call
 from .metrics import align, mel_cepstral_distortion, si_sdr
 from .models import SpeechVQ
+from .models.quantizer import code_perplexity
 
 
 @dataclass
@@ -101,10 +102,9 @@ def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor) 
     files = [asdict(r) for r in results]
     numeric = ["audio_s", "mcd_db", "si_sdr_db", "entropy_bps", "file_bps", "used_codes", "encode_rtf", "decode_rtf"]
     mean = {key: sum(f[key] for f in files) / len(files) for key in numeric} if files else {}
-    counts = torch.bincount(codes, minlength=model.quantizer.codebook_size).double()
-    probs = counts[counts > 0] / max(1.0, float(counts.sum()))
+    counts = torch.bincount(codes, minlength=model.quantizer.codebook_size)
     rates = bitrates(model, codes) if codes.numel() else {}
-    corpus = {"codebook_perplexity": float(torch.exp(-(probs * probs.log()).sum())) if probs.numel() else 0.0,
+    corpus = {"codebook_perplexity": float(code_perplexity(counts)) if codes.numel() else 0.0,
               "codebook_used": int((counts > 0).sum()), "codebook_size": model.quantizer.codebook_size,
               "nominal_bps": model.config.bitrate_bps,
               "entropy_bps_all_files": rates.get("entropy_bps", math.nan)}

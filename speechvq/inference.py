@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .audio import normalize_level
+from .entropy import entropy_bits
 from .errors import SpeechVQError
 from .generation import DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
 from .models import SpeechVQ
@@ -161,16 +162,9 @@ def timed_call(function: Callable[[], object], audio_seconds: float):
     return result, Timing(time.perf_counter() - start, audio_seconds)
 
 
-def code_entropy_bits(codes: Tensor, codebook_size: int) -> float:
-    """Empirical entropy of a code sequence in bits per code (0 for one repeated code, at most log2 K)."""
-    counts = torch.bincount(codes.reshape(-1), minlength=codebook_size).double()
-    probs = counts[counts > 0] / counts.sum()
-    return max(0.0, float(-(probs * probs.log2()).sum())) if probs.numel() else 0.0
-
-
 def bitrates(model: SpeechVQ, codes: Tensor) -> dict[str, float]:
     """Nominal (frame rate x ceil(log2 K)) and empirical-entropy bitrates of `codes`, in bits per second."""
     frame_rate = model.sample_rate / model.hop_length
     return {"nominal_bps": model.config.bitrate_bps,
-            "entropy_bps": frame_rate * code_entropy_bits(codes, model.quantizer.codebook_size),
+            "entropy_bps": frame_rate * entropy_bits(codes.numpy(), model.quantizer.codebook_size),
             "log2_codebook_bps": frame_rate * math.log2(model.quantizer.codebook_size)}

@@ -13,7 +13,6 @@ runs all of the block's samples.
 from __future__ import annotations
 
 import math
-import os
 from typing import Callable, Optional
 
 import numpy as np
@@ -30,11 +29,9 @@ _EMPTY_TEACHER = np.zeros((0, 0), np.int64)
 
 def numba_available() -> bool:
     """Whether the compiled engine can be used on this machine."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
 
 
 def resolve_engine(name: str, decoder: WaveNet) -> str:
@@ -231,8 +228,3 @@ def run_block_torch(w: dict, n_steps: int, t0: int, hop: int, frame0: int, frame
             choice = logits.argmax(dim=1)
             prev_t.copy_(choice)
             out[:, step] = choice.numpy()
-
-
-def default_threads() -> int:
-    """Threads for generation: the CPUs this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

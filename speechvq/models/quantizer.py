@@ -115,8 +115,7 @@ class VectorQuantizer(nn.Module):
         # Straight-through: the value is exactly `quantized`, the gradient w.r.t. z_e is the identity.
         z_q = quantized.detach() + (flat - flat.detach())
         z_q = z_q.reshape(batch, frames, dim).permute(0, 2, 1)
-        probs = counts / counts.sum().clamp_min(1.0)
-        perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-12))).sum())
+        perplexity = code_perplexity(counts)
         return VQOutput(z_q=z_q, codes=codes.reshape(batch, frames), loss=loss, codebook_loss=codebook_loss,
                         commitment_loss=commitment_loss, perplexity=perplexity,
                         used_codes=(counts > 0).sum(), restarts=restarts)
@@ -201,6 +200,19 @@ class VectorQuantizer(nn.Module):
         self.steps_unused[dead] = 0
         self.total_restarts.add_(n_dead)
         return n_dead
+
+
+def code_perplexity(counts: Tensor) -> Tensor:
+    """exp(entropy) of a code histogram: K when all K codes are equally used, 1 for a single code.
+
+    Args:
+        counts: float `[K]` occurrences of each code (all zero gives 1).
+
+    Returns:
+        a 0-dim float tensor.
+    """
+    probs = counts.float() / counts.sum().clamp_min(1.0)
+    return torch.exp(-(probs * torch.log(probs.clamp_min(1e-12))).sum())
 
 
 def _kmeans_plus_plus(flat: Tensor, size: int) -> Tensor:

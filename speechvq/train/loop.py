@@ -32,6 +32,7 @@ from ..data import (AudioCache, Batch, ResumableBatchSampler, SegmentDataset, co
                     read_speakers)
 from ..errors import SpeechVQError
 from ..models import SpeechVQ
+from ..models.quantizer import code_perplexity
 from .distributed import DistributedContext, any_rank, barrier, setup_distributed, teardown_distributed
 from .logger import TrainingLogger
 from .state import RunState, capture_rng, lr_factor, restore_rng, seed_everything
@@ -242,8 +243,7 @@ def evaluate(model: SpeechVQ, dataset: SegmentDataset, device: torch.device, bat
         n += weight
     if n == 0:
         raise SpeechVQError("no validation utterance could be read")
-    probs = counts / counts.sum()
-    perplexity = torch.exp(-(probs * probs.clamp_min(1e-12).log()).sum()).item()
+    perplexity = code_perplexity(counts).item()
     nll = totals["nll"] / n
     return {"nll": nll, "bits_per_sample": nll / math.log(2), "vq_loss": totals["vq_loss"] / n,
             "perplexity": perplexity, "used_codes": float((counts > 0).sum())}
