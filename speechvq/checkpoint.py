@@ -138,6 +138,36 @@ def attach_code_statistics(path: str | os.PathLike, statistics: dict[str, Any]) 
         torch.save(payload, tmp)
 
 
+def export_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> Checkpoint:
+    """Write an inference copy of a checkpoint: weights, config, speakers, step and code statistics only.
+
+    Drops the optimiser and scheduler state and the resume data (RNG states, data order), which a trained
+    model needs no more (an Adam state is twice the size of the weights). The best validation score and
+    the step stay, for the record.
+
+    Returns:
+        The exported checkpoint as read back from `target`.
+    """
+    checkpoint = load_checkpoint(source)
+    run = checkpoint.extra.get("run", {})
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "speechvq_version": checkpoint.speechvq_version,
+        "config": checkpoint.config.to_dict(),
+        "speakers": list(checkpoint.speakers),
+        "step": checkpoint.step,
+        "model": checkpoint.model_state,
+        "optimizer": None,
+        "scheduler": None,
+        "extra": {"best_valid_nll": run["best_valid_nll"]} if "best_valid_nll" in run else {},
+        "code_statistics": checkpoint.code_statistics,
+    }
+    with atomic_path(target) as tmp:
+        torch.save(payload, tmp)
+    return load_checkpoint(target)
+
+
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> SpeechVQ:
     """Load a model for inference (eval mode) from a checkpoint file.
 

@@ -6,6 +6,10 @@ memory and a bf16 autocast run beside the fp32 one, measured in the same process
 
     python tools/bench_train.py                          # paper preset, batch 8 x 1 s, this machine's device
     python tools/bench_train.py --batch 8 --seconds 0.5 --steps 3 --threads 2
+    python tools/bench_train.py --preset conf.yaml --fit-seconds 400   # + the max_steps that fit in 400 s
+
+With --fit-seconds, the last line is `fit: max_steps=N`: the steps of the config's batch and precision that fit
+in that time, after an allowance of 15% for data loading, logging, validation and checkpoints.
 """
 
 from __future__ import annotations
@@ -46,8 +50,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--preset", default="paper")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=1.0, help="crop length of each example")
+    parser.add_argument("--batch", type=int, default=None, help="default: the config's data.batch_size")
+    parser.add_argument("--seconds", type=float, default=None, help="crop length (default: data.segment_s)")
+    parser.add_argument("--fit-seconds", type=float, default=None,
+                        help="print the train.max_steps that fit in this many seconds")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--speakers", type=int, default=12)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -56,7 +62,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = load_config(args.preset).model
+    config = load_config(args.preset)
+    cfg = config.model
+    args.batch = args.batch or config.data.batch_size
+    args.seconds = args.seconds or config.data.segment_s
     device = torch.device(args.device)
     model = SpeechVQ(cfg, speakers=[f"s{i}" for i in range(args.speakers)]).to(device).train()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-4)
@@ -67,7 +76,11 @@ def main() -> None:
     print(f"preset {args.preset}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, batch "
           f"{args.batch} x {args.seconds} s, device {device}" + ("" if device.type == "cuda" else
                                                                   f", {args.threads} thread(s)"))
+    if device.type == "cuda":  # as the training loop sets it
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
     runs = [("fp32", False)] + ([("bf16", True)] if device.type == "cuda" else [])
+    step_seconds = {}
     for name, bf16 in runs:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -78,6 +91,10 @@ def main() -> None:
         if device.type == "cuda":
             line += f", peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
         print(line, flush=True)
+        step_seconds[name] = seconds
+    if args.fit_seconds is not None:
+        precision = config.train.precision if config.train.precision in step_seconds else "fp32"
+        print(f"fit: max_steps={int(args.fit_seconds / (1.15 * step_seconds[precision]))}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ valid_per_speaker=2
 test_per_speaker=4
 overrides=             # extra --set values for every stage, e.g. "train.max_steps=2000 data.batch_size=4"
 device=auto
+prepare_workers=2      # processes decoding audio in stage 2
 stats_files=500        # stage 4 measures code statistics (entropy coding) on this many training utterances
 eval_files=8           # stage 4 decodes this many test utterances...
 eval_seconds=3         # ...this long at most (autoregressive decoding is slow)

@@ -12,7 +12,7 @@ set_args=(); [ -n "$overrides" ] && read -r -a extra <<< "$overrides" && set_arg
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ ! -e $manifests/.checked ]; then
   log "Stage 2: check every utterance and fill the audio cache"
-  speechvq prepare -c "$conf" "${set_args[@]}" --manifests $manifests
+  speechvq prepare -c "$conf" "${set_args[@]}" --manifests $manifests --workers "$prepare_workers"
   touch $manifests/.checked
 fi
 

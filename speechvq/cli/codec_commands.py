@@ -273,3 +273,17 @@ def run_code_stats(args: argparse.Namespace) -> int:
           f"{bits:.2f} bits/code on them (nominal {math.log2(codec.model.quantizer.codebook_size):.2f}); "
           f"entropy model {statistics.fingerprint}", file=sys.stderr)
     return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Write a weights-only copy of a checkpoint."""
+    from ..checkpoint import export_checkpoint
+
+    if Path(args.output).exists() and not args.force:
+        raise SpeechVQError(f"{args.output} exists (use --force to overwrite)")
+    if Path(args.output).resolve() == Path(args.checkpoint).resolve():
+        raise SpeechVQError("the output must be another file than the checkpoint")
+    exported = export_checkpoint(args.checkpoint, args.output)
+    size = Path(args.output).stat().st_size
+    print(f"{args.output}: step {exported.step}, {len(exported.speakers)} speaker(s), {size / 2**20:.1f} MiB")
+    return 0

@@ -1,6 +1,7 @@
-"""Batched autoregressive generation with a packed decoder: the compiled loop, or its eager-PyTorch twin.
+"""Batched autoregressive generation with a packed decoder: the compiled loop, its eager-PyTorch twin, or
+CUDA graphs on a GPU.
 
-    engine = GenerationEngine(decoder, "auto")        # numba when importable, else the fused torch path
+    engine = GenerationEngine(decoder, "auto")        # CPU: numba when importable, else fused torch; CUDA: graph
     classes = engine.generate(n_samples, local, speaker, temperature=1.0, generator=g)
 
 Both engines compute what `WaveNet.generate` (the plain reference path) computes, with the same Gumbel
@@ -22,7 +23,7 @@ from torch import Tensor
 from ..models.wavenet import WaveNet, frame_noise
 from .packed import PackedWaveNet, can_pack, frame_vectors, pack
 
-ENGINES = ("auto", "numba", "torch", "reference")
+ENGINES = ("auto", "numba", "torch", "graph", "reference")
 _EMPTY3 = np.zeros((0, 0, 0), np.float32)
 _EMPTY_TEACHER = np.zeros((0, 0), np.int64)
 
@@ -34,16 +35,33 @@ def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+def graph_supported(decoder: WaveNet) -> bool:
+    """Whether the graph engine can run this decoder (kernel size 2, a block length it supports)."""
+    from .graphs import MAX_BLOCK_STEPS
+
+    steps = math.lcm(decoder.hop_length, *decoder.config.dilations)
+    return can_pack(decoder) and steps <= MAX_BLOCK_STEPS
+
+
 def resolve_engine(name: str, decoder: WaveNet) -> str:
-    """The engine `name` stands for: auto -> numba, else torch; the reference for unpackable decoders or non-CPU."""
+    """The engine `name` stands for on the decoder's device.
+
+    auto: on the CPU numba, else torch; on CUDA graph; the reference where the fast engines do not apply.
+    numba and torch need a CPU decoder; graph runs anywhere (CUDA graphs on CUDA, eagerly elsewhere).
+    """
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r} (choose from {', '.join(ENGINES)})")
-    on_cpu = decoder.input_embedding.weight.device.type == "cpu"
+    device_type = decoder.input_embedding.weight.device.type
     if name == "auto":
-        if not can_pack(decoder) or not on_cpu:
+        if device_type == "cuda":
+            return "graph" if graph_supported(decoder) else "reference"
+        if not can_pack(decoder) or device_type != "cpu":
             return "reference"
         return "numba" if numba_available() else "torch"
-    if name != "reference" and (not can_pack(decoder) or not on_cpu):
+    if name == "graph" and not graph_supported(decoder):
+        raise ValueError("the graph engine needs kernel size 2 and dilations whose common multiple with the hop "
+                         "is at most 4096")
+    if name in ("numba", "torch") and (not can_pack(decoder) or device_type != "cpu"):
         raise ValueError(f"the {name} engine needs a CPU decoder with kernel size 2")
     if name == "numba" and not numba_available():
         raise ValueError("the numba engine needs the numba package")
@@ -68,6 +86,7 @@ class GenerationEngine:
         self.block_frames = block_frames
         self.packed: Optional[PackedWaveNet] = pack(decoder) if self.engine != "reference" else None
         self._torch_weights = None
+        self._graph_runners: dict = {}  # (batch, temperature, teacher) -> GraphBlockRunner
         # the compiled loop reads the large products' weights transposed (see kernel.accumulate_transposed)
         self._transposed = {name: np.ascontiguousarray(getattr(self.packed, name).T)
                             for name in ("w_skip", "w_hidden", "w_logits")} if self.packed is not None else {}
@@ -97,6 +116,9 @@ class GenerationEngine:
         hop, classes = decoder.hop_length, decoder.classes
         n_frames = -(-n_samples // hop)
         batch, conditions = decoder.conditioning_stream(n_samples, local, speaker, batch_size, conditioning)
+        if self.engine == "graph":
+            return self._generate_graph(n_samples, batch, conditions, temperature, first_input, generator,
+                                        progress, teacher)
         packed = self.packed
         ring = np.zeros((packed.ring_slots, batch, packed.w_taps.shape[2] // 2), np.float32)
         previous = np.full(batch, classes // 2 if first_input is None else first_input, np.int64)
@@ -126,6 +148,48 @@ class GenerationEngine:
         classes_out = torch.from_numpy(out)
         return classes_out, None if logits is None else torch.from_numpy(logits).permute(1, 2, 0)
 
+    def _generate_graph(self, n_samples: int, batch: int, conditions, temperature: float,
+                        first_input: Optional[int], generator: Optional[torch.Generator],
+                        progress: Optional[Callable[[int], None]], teacher: Optional[Tensor]
+                        ) -> tuple[Tensor, Optional[Tensor]]:
+        """`generate` on the graph engine: whole blocks on the decoder's device (see `graphs`)."""
+        from .graphs import GraphBlockRunner
+
+        decoder, packed = self.decoder, self.packed
+        hop, classes = decoder.hop_length, decoder.classes
+        device = decoder.input_embedding.weight.device
+        n_frames = -(-n_samples // hop)
+        key = (batch, float(temperature), teacher is not None)
+        if key not in self._graph_runners:
+            self._graph_runners[key] = GraphBlockRunner(self._weights(), packed, hop, batch, device,
+                                                        temperature, teacher is not None)
+        runner = self._graph_runners[key]
+        runner.reset(classes // 2 if first_input is None else first_input)
+        steps, frames_per_block = runner.steps, runner.steps // hop
+        outputs, logits = [], []
+        for first in range(0, n_frames, frames_per_block):
+            last = min(n_frames, first + frames_per_block)
+            t0, t1 = first * hop, min(n_samples, last * hop)
+            cond = [next(conditions) for _ in range(first, last)]
+            vectors = frame_vectors(packed, None if cond[0] is None else torch.stack(cond, 1), batch)
+            vectors = torch.from_numpy(vectors).expand(last - first, *vectors.shape[1:])
+            padded = torch.cat([vectors, vectors[-1:].expand(frames_per_block - (last - first), *vectors.shape[1:])])
+            _fill(runner.frames, padded)
+            if runner.noise is not None:  # drawn frame by frame, as every other path draws it
+                noise = torch.cat([frame_noise(generator, hop, batch, classes) for _ in range(first, last)])
+                _fill(runner.noise[: t1 - t0], noise[: t1 - t0])
+            if runner.teacher is not None:
+                _fill(runner.teacher[: t1 - t0], teacher[:, t0:t1].t())
+            runner.run()
+            # kept on the device until the end, so the host prepares the next block while this one runs
+            outputs.append(runner.out[: t1 - t0].clone())
+            if runner.logits is not None:
+                logits.append(runner.logits[: t1 - t0].clone())
+            if progress is not None:
+                progress(t1 - t0)
+        classes_out = torch.cat(outputs).t().cpu().contiguous()
+        return classes_out, torch.cat(logits).permute(1, 2, 0).cpu() if logits else None
+
     def _run(self, n_steps, t0, frame0, frames, noise, temperature, ring, previous, out, logits, teacher) -> None:
         packed = self.packed
         if self.engine == "numba":
@@ -150,6 +214,13 @@ class GenerationEngine:
         if self._torch_weights is None:
             self._torch_weights = torch_layout(self.packed)
         return self._torch_weights
+
+
+def _fill(static: Tensor, values: Tensor) -> None:
+    """Copy host values into a static device buffer without making the host wait for the device."""
+    if static.device.type == "cuda" and values.device.type == "cpu":
+        values = values.contiguous().pin_memory()  # pinned: the copy is asynchronous
+    static.copy_(values, non_blocking=True)
 
 
 def torch_layout(packed: PackedWaveNet) -> dict:

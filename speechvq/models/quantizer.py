@@ -86,6 +86,12 @@ class VectorQuantizer(nn.Module):
         Returns:
             VQOutput (see its attributes).
         """
+        # Distances and losses in fp32 even under bf16 autocast: bf16 keeps ~3 significant digits, too few
+        # to tell close codes apart, and the codebook terms are tiny next to the reconstruction loss.
+        with torch.autocast(device_type=z_e.device.type, enabled=False):
+            return self._quantize(z_e.float())
+
+    def _quantize(self, z_e: Tensor) -> VQOutput:
         batch, dim, frames = z_e.shape
         if dim != self.dim:
             raise ValueError(f"expected latent dim {self.dim}, got {dim}")

@@ -101,6 +101,11 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
          show_progress: bool) -> TrainResult:
     cfg, device = config, context.device
     seed_everything(cfg.train.seed)
+    if device.type == "cuda":
+        # Fixed crop shapes: let cuDNN pick its fastest convolutions; TF32 for what stays in fp32.
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     speakers = read_speakers(cfg.data.speakers)
     model = SpeechVQ(cfg.model, speakers=speakers).to(device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,

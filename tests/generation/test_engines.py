@@ -14,7 +14,7 @@ from speechvq.models.wavenet import WaveNet
 
 HOP, LOCAL, SPEAKER = 8, 6, 5
 CONDITIONING = {"none": (0, 0), "speaker": (0, SPEAKER), "speaker+local": (LOCAL, SPEAKER)}
-FAST = ["torch", "numba"]
+FAST = ["torch", "numba", "graph"]  # graph: the CUDA-graph block, run eagerly on the CPU here
 
 
 def decoder(local: int, speaker: int, kernel_size: int = 2) -> WaveNet:
@@ -58,6 +58,21 @@ def test_samples_equal_the_reference_for_the_same_draws(engine, conditioning_kin
                                                        temperature=temperature,
                                                        generator=torch.Generator().manual_seed(7))
     assert torch.equal(fast, reference)
+
+
+def test_graph_blocks_longer_than_a_frame_and_a_partial_last_block():
+    # dilations up to 16 with hop 8: blocks of 16 steps (two frames); 1003 samples end inside a block
+    torch.manual_seed(0)
+    config = DecoderConfig(n_layers=5, dilation_cycle=5, kernel_size=2, residual_channels=12, gate_channels=16,
+                           skip_channels=20, cond_channels=10, cond_layers=1)
+    model = WaveNet(config, classes=256, hop_length=HOP, local_channels=LOCAL, global_channels=SPEAKER).eval()
+    n_samples = 1003
+    local, speaker = conditioning(model, 3, n_samples)
+    reference = model.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(3))
+    engine = GenerationEngine(model, "graph")
+    for _ in range(2):  # the second call reuses the runner: its state must be reset
+        fast, _ = engine.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(fast, reference)
 
 
 def test_engine_choice():
