@@ -4,8 +4,13 @@ Each utterance goes the way a user's file goes: compressed to .svq bytes (whose 
 bitrate) and decompressed from them, then scored against the input.
 
     out_dir/wav/<id>.wav       the decoded utterances
+    out_dir/plots/<id>.png     original and decoded log-mel spectrograms, for the first `plots` utterances
+    out_dir/code_usage.png     how often each code was used, over all utterances
     out_dir/report.json        per-file results and the averages
-    out_dir/report.md          the same as a Markdown table
+    out_dir/report.md          the same as Markdown tables, with the plots
+
+PESQ (wideband) and STOI come from optional packages (the `eval` extra); without them those columns are
+empty and the report says which extra brings them.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from .data.manifest import Utterance
 from .codec import Codec
 from .generation import DecodeOptions
 from .inference import bitrates, decode_codes, timed_call
-from .metrics import align, mel_cepstral_distortion, si_sdr
+from .metrics import EVAL_EXTRA_HINT, intrusive_scores, optional_metrics_available
 from .models import SpeechVQ
 from .models.quantizer import code_perplexity
 
@@ -40,6 +45,8 @@ class FileResult:
     audio_s: float
     mcd_db: float
     si_sdr_db: float
+    pesq_wb: Optional[float]  # None: the pesq package is not installed; NaN: PESQ found no speech
+    stoi: Optional[float]  # None: the pystoi package is not installed
     lag_samples: int
     entropy_bps: float
     file_bps: float
@@ -51,7 +58,7 @@ class FileResult:
 def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str | os.PathLike,
                         max_seconds: Optional[float] = None, temperature: float = 1.0, seed: int = 0,
                         progress: Optional[Callable[[int], None]] = None,
-                        options: Optional[DecodeOptions] = None) -> dict:
+                        options: Optional[DecodeOptions] = None, plots: int = 8) -> dict:
     """Encode and decode each utterance, score it against its input, and write the report.
 
     Args:
@@ -63,14 +70,18 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
         temperature, seed: sampling settings of the decoder.
         progress: called with samples decoded since the last call.
         options: decoding engine and chunking (default: DecodeOptions()).
+        plots: spectrogram PNGs for this many utterances (the first ones).
 
     Returns:
         the report: {"files": [...], "mean": {...}, "model": {...}}.
     """
+    from .plots import save_code_histogram, save_spectrograms
+
     out_dir = Path(out_dir)
     model = codec.model
+    available = optional_metrics_available()
     results, all_codes = [], []
-    for entry in entries:
+    for index, entry in enumerate(entries):
         wav = load_audio(entry.path, model.sample_rate)[0]
         if max_seconds is not None:
             wav = wav[: max(1, int(max_seconds * model.sample_rate))]
@@ -82,17 +93,26 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
         decoded, decode_time = timed_call(
             lambda: decode_codes(model, encoded, temperature=temperature, seed=seed, progress=progress,
                                  options=options), audio_s)
-        save_audio(out_dir / "wav" / f"{entry.id.replace('/', '__')}.wav", decoded, model.sample_rate)
-        reference, estimate, lag = align(wav, decoded, max_shift=2 * model.hop_length)
+        name = entry.id.replace('/', '__')
+        save_audio(out_dir / "wav" / f"{name}.wav", decoded, model.sample_rate)
+        if index < plots:
+            save_spectrograms(out_dir / "plots" / f"{name}.png", [("original", wav), ("decoded", decoded)],
+                              model.sample_rate, title=entry.id)
+        scores = intrusive_scores(wav, decoded, model.sample_rate, max_shift=2 * model.hop_length)
         all_codes.append(encoded.codes)
         results.append(FileResult(
-            id=entry.id, speaker=entry.speaker, decoded_as=voice, audio_s=round(audio_s, 3),
-            mcd_db=mel_cepstral_distortion(reference, estimate, model.sample_rate),
-            si_sdr_db=si_sdr(reference, estimate), lag_samples=lag,
+            id=entry.id, speaker=entry.speaker, decoded_as=voice, audio_s=round(audio_s, 3), **scores,
             entropy_bps=bitrates(model, encoded.codes)["entropy_bps"], file_bps=8 * len(data) / audio_s,
             used_codes=int(torch.unique(encoded.codes).numel()),
             encode_rtf=encode_time.real_time_factor, decode_rtf=decode_time.real_time_factor))
-    report = _summarise(model, results, torch.cat(all_codes) if all_codes else torch.zeros(0, dtype=torch.long))
+    codes = torch.cat(all_codes) if all_codes else torch.zeros(0, dtype=torch.long)
+    report = _summarise(model, results, codes)
+    report["plots"] = min(plots, len(results))
+    report["missing_metrics"] = sorted(name for name, ok in available.items() if not ok)
+    if codes.numel():
+        save_code_histogram(out_dir / "code_usage.png",
+                            torch.bincount(codes, minlength=model.quantizer.codebook_size).numpy(),
+                            title=f"code usage over {len(results)} utterances")
     write_bytes_atomic(out_dir / "report.json", (json.dumps(report, indent=1) + "\n").encode("utf-8"))
     write_bytes_atomic(out_dir / "report.md", markdown_report(report).encode("utf-8"))
     return report
@@ -100,8 +120,9 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
 
 def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor) -> dict:
     files = [asdict(r) for r in results]
-    numeric = ["audio_s", "mcd_db", "si_sdr_db", "entropy_bps", "file_bps", "used_codes", "encode_rtf", "decode_rtf"]
-    mean = {key: sum(f[key] for f in files) / len(files) for key in numeric} if files else {}
+    numeric = ["audio_s", "mcd_db", "si_sdr_db", "pesq_wb", "stoi", "entropy_bps", "file_bps", "used_codes",
+               "encode_rtf", "decode_rtf"]
+    mean = {key: _mean([f[key] for f in files]) for key in numeric} if files else {}
     counts = torch.bincount(codes, minlength=model.quantizer.codebook_size)
     rates = bitrates(model, codes) if codes.numel() else {}
     corpus = {"codebook_perplexity": float(code_perplexity(counts)) if codes.numel() else 0.0,
@@ -111,6 +132,16 @@ def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor) 
     return {"files": files, "mean": mean, "codes": corpus}
 
 
+def _mean(values: list) -> Optional[float]:
+    """Mean of the finite values; None when there are none (a metric that was not computed)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None
+
+
+def _fmt(value: Optional[float], digits: int) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
 def markdown_report(report: dict) -> str:
     """The report as Markdown: a summary table, then one row per file."""
     mean, codes = report["mean"], report["codes"]
@@ -118,16 +149,26 @@ def markdown_report(report: dict) -> str:
              f"{len(report['files'])} utterances. Bitrate: nominal {codes['nominal_bps']:.0f} bit/s; empirical entropy of "
              f"all codes {codes['entropy_bps_all_files']:.0f} bit/s. Codebook: {codes['codebook_used']} of "
              f"{codes['codebook_size']} codes used, perplexity {codes['codebook_perplexity']:.1f}.", ""]
+    if report.get("missing_metrics"):
+        lines += [f"Not computed (package missing): {', '.join(report['missing_metrics'])}; {EVAL_EXTRA_HINT}.", ""]
     if mean:
-        lines += ["| mean | MCD (dB) | SI-SDR (dB) | entropy (bit/s) | file (bit/s) | encode RTF | decode RTF |",
-                  "| --- | --- | --- | --- | --- | --- | --- |",
-                  f"| all | {mean['mcd_db']:.2f} | {mean['si_sdr_db']:.2f} | {mean['entropy_bps']:.0f} | "
-                  f"{mean['file_bps']:.0f} | {mean['encode_rtf']:.3f} | {mean['decode_rtf']:.2f} |", ""]
-    lines += ["| id | speaker | decoded as | s | MCD (dB) | SI-SDR (dB) | lag | codes used | decode RTF |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["| mean | PESQ-WB | STOI | MCD (dB) | SI-SDR (dB) | entropy (bit/s) | file (bit/s) | encode RTF | "
+                  "decode RTF |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+                  f"| all | {_fmt(mean['pesq_wb'], 2)} | {_fmt(mean['stoi'], 3)} | {mean['mcd_db']:.2f} | "
+                  f"{mean['si_sdr_db']:.2f} | {mean['entropy_bps']:.0f} | {mean['file_bps']:.0f} | "
+                  f"{mean['encode_rtf']:.3f} | {mean['decode_rtf']:.2f} |", ""]
+    if report["files"]:
+        lines += ["![code usage](code_usage.png)", ""]
+    lines += ["| id | speaker | decoded as | s | PESQ-WB | STOI | MCD (dB) | SI-SDR (dB) | lag | codes used | "
+              "decode RTF |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for f in report["files"]:
-        lines.append(f"| {f['id']} | {f['speaker']} | {f['decoded_as']} | {f['audio_s']:.2f} | {f['mcd_db']:.2f} | "
-                     f"{f['si_sdr_db']:.2f} | {f['lag_samples']} | {f['used_codes']} | {f['decode_rtf']:.2f} |")
-    lines += ["", "MCD: mel-cepstral distortion over mel-cepstra c1..c24 after aligning by cross-correlation "
-              "(lag in samples); SI-SDR is low for any sampling decoder whose phase need not follow the input."]
+        lines.append(f"| {f['id']} | {f['speaker']} | {f['decoded_as']} | {f['audio_s']:.2f} | "
+                     f"{_fmt(f['pesq_wb'], 2)} | {_fmt(f['stoi'], 3)} | {f['mcd_db']:.2f} | {f['si_sdr_db']:.2f} | "
+                     f"{f['lag_samples']} | {f['used_codes']} | {f['decode_rtf']:.2f} |")
+    lines += ["", "Intrusive metrics are computed after aligning the decoded audio to the input by cross-correlation "
+              "(lag in samples, positive = decoded is late). MCD: mel-cepstral distortion over c1..c24. SI-SDR is "
+              "low for any sampling decoder whose phase need not follow the input.", ""]
+    for f in report["files"][: report.get("plots", 0)]:
+        name = f["id"].replace("/", "__")
+        lines += [f"![{f['id']}](plots/{name}.png)", ""]
     return "\n".join(lines) + "\n"

@@ -64,3 +64,76 @@ def mel_cepstral_distortion(reference: Tensor, estimate: Tensor, sample_rate: in
     frames = min(ref.shape[0], est.shape[0])
     distance = (ref[:frames] - est[:frames]).double().pow(2).sum(dim=1).sqrt()
     return float(MCD_SCALE * distance.mean())
+
+
+EVAL_EXTRA_HINT = "pip install 'speechvq[eval]'"
+
+
+def optional_metrics_available() -> dict[str, bool]:
+    """Which optional metric packages (the `eval` extra) can be imported: {"pesq": bool, "stoi": bool}."""
+    import importlib.util
+
+    def importable(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ValueError:  # a module set to None in sys.modules (blocked)
+            return False
+
+    return {"pesq": importable("pesq"), "stoi": importable("pystoi")}
+
+
+def pesq_wideband(reference: Tensor, estimate: Tensor, sample_rate: int) -> float:
+    """Wideband PESQ (ITU-T P.862.2, MOS-LQO in about [1.0, 4.6]) of two time-aligned float `[T]` signals.
+
+    Computed at 16 kHz (the signals are resampled when `sample_rate` differs). NaN when PESQ cannot score
+    the pair: no utterance in the reference (silence), or a signal shorter than PESQ's minimum (~0.25 s).
+
+    Raises:
+        SpeechVQError: the `pesq` package is not installed (named with the extra that brings it).
+    """
+    from .audio import resample
+    from .errors import SpeechVQError
+
+    try:
+        from pesq import BufferTooShortError, NoUtterancesError, pesq
+    except ImportError:
+        raise SpeechVQError(f"PESQ needs the pesq package: {EVAL_EXTRA_HINT}") from None
+    ref, est = (resample(x.float(), sample_rate, 16000).numpy().astype(np.float64) for x in (reference, estimate))
+    try:
+        return float(pesq(16000, ref, est, "wb"))
+    except (NoUtterancesError, BufferTooShortError):
+        return math.nan
+
+
+def stoi(reference: Tensor, estimate: Tensor, sample_rate: int) -> float:
+    """Short-time objective intelligibility (Taal et al. 2011), in [0, 1], of two time-aligned float `[T]` signals.
+
+    Raises:
+        SpeechVQError: the `pystoi` package is not installed (named with the extra that brings it).
+    """
+    from .errors import SpeechVQError
+
+    try:
+        from pystoi import stoi as pystoi_stoi
+    except ImportError:
+        raise SpeechVQError(f"STOI needs the pystoi package: {EVAL_EXTRA_HINT}") from None
+    return float(pystoi_stoi(reference.double().numpy(), estimate.double().numpy(), sample_rate, extended=False))
+
+
+def intrusive_scores(reference: Tensor, decoded: Tensor, sample_rate: int, max_shift: int) -> dict:
+    """Every intrusive score of a decoded waveform against its input, after aligning the two.
+
+    Args:
+        reference, decoded: float `[T]` at `sample_rate` (lengths may differ).
+        max_shift: largest alignment lag searched, in samples.
+
+    Returns:
+        {"pesq_wb", "stoi", "mcd_db", "si_sdr_db", "lag_samples"}; PESQ and STOI are None when their package
+        (the `eval` extra) is missing.
+    """
+    available = optional_metrics_available()
+    ref, est, lag = align(reference, decoded, max_shift)
+    return {"pesq_wb": pesq_wideband(ref, est, sample_rate) if available["pesq"] else None,
+            "stoi": stoi(ref, est, sample_rate) if available["stoi"] else None,
+            "mcd_db": mel_cepstral_distortion(ref, est, sample_rate), "si_sdr_db": si_sdr(ref, est),
+            "lag_samples": lag}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 
 import pytest
 import soundfile
@@ -90,7 +92,26 @@ def test_eval_cli_writes_reports(tmp_path, checkpoint):
     assert [f["id"] for f in report["files"]] == ["spk0/utt00", "spk1/utt00"]
     assert report["codes"]["nominal_bps"] == 1000.0 and report["mean"]["mcd_db"] > 0
     assert (tmp_path / "eval" / "wav" / "spk0__utt00.wav").is_file()
-    assert "| spk1/utt00 | spk1 | spk1 |" in (tmp_path / "eval" / "report.md").read_text()
+    markdown = (tmp_path / "eval" / "report.md").read_text()
+    assert "| spk1/utt00 | spk1 | spk1 |" in markdown and "PESQ-WB" in markdown
+    for plot in ("plots/spk0__utt00.png", "plots/spk1__utt00.png", "code_usage.png"):
+        assert (tmp_path / "eval" / plot).is_file() and f"({plot})" in markdown
+    assert report["missing_metrics"] == [] and report["files"][0]["stoi"] is not None
+    assert math.isnan(report["files"][0]["pesq_wb"])  # 0.05 s: too short for PESQ, reported as not a number
+
+
+def test_eval_without_metric_packages_says_which_extra(tmp_path, checkpoint, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pesq", None)
+    monkeypatch.setitem(sys.modules, "pystoi", None)
+    make_folder_corpus(tmp_path / "corpus", speakers=1, utterances=1, seconds=0.1)
+    manifest = tmp_path / "test.jsonl"
+    write_manifest(manifest, scan_corpus("folder", tmp_path / "corpus").entries)
+    assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
+                 "--max-seconds", "0.05", "--plots", "0"]) == 0
+    assert "pip install 'speechvq[eval]'" in capsys.readouterr().err
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["missing_metrics"] == ["pesq", "stoi"] and report["files"][0]["pesq_wb"] is None
+    assert not (tmp_path / "eval" / "plots").exists()
 
 
 def test_info_cli(checkpoint, capsys):

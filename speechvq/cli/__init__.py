@@ -25,6 +25,7 @@ from ..config import load_config, preset_names
 from ..errors import SpeechVQError
 from ..version import __version__
 from .codec_commands import run_code_stats, run_decode, run_encode, run_export, run_info
+from .demo import run_demo
 from .workflow import run_convert, run_download, run_eval, run_manifest, run_prepare, run_train
 
 EXIT_ERROR = 1
@@ -109,13 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = command("eval", run_eval, "reconstruct a manifest's utterances and report quality",
                        "Encode and decode each utterance; write the decoded WAVs, report.json and report.md "
-                       "(MCD, SI-SDR, bitrates, real-time factors, codebook use).",
+                       "(PESQ-WB and STOI with the eval extra, MCD, SI-SDR, bitrates, real-time factors, codebook use) "
+                       "with spectrogram and code-usage plots.",
                        ["speechvq eval --model exp/paper/best.pt --manifest data/manifests/test.jsonl --out exp/eval"])
-    evaluate.add_argument("--model", required=True, help="checkpoint (.pt)")
+    evaluate.add_argument("--model", default=None, help="checkpoint (.pt); default: the shipped model")
     evaluate.add_argument("--manifest", required=True)
     evaluate.add_argument("--out", required=True, help="folder for the decoded WAVs and the reports")
     evaluate.add_argument("--max-files", type=int, default=None, help="only the first N utterances")
     evaluate.add_argument("--max-seconds", type=float, default=None, help="only the first S seconds of each")
+    evaluate.add_argument("--plots", type=int, default=8, help="spectrogram PNGs for the first N utterances")
     add_decoding_arguments(evaluate)
 
     convert = command("convert", run_convert, "convert utterances to other speakers' voices",
@@ -126,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "--model exp/paper/best.pt --out-dir exp/vc"])
     convert.add_argument("sources", nargs="+", metavar="SOURCE")
     convert.add_argument("--speaker", nargs="+", required=True, help="target speakers (names from the model's table)")
-    convert.add_argument("--model", required=True, help="checkpoint (.pt)")
+    convert.add_argument("--model", default=None, help="checkpoint (.pt); default: the shipped model")
     convert.add_argument("-o", "--output", default=None, help="output WAV, for one source and one speaker "
                                                               "(default: SOURCE.SPEAKER.wav beside the source)")
     convert.add_argument("--out-dir", default=None, help="write STEM.SPEAKER.wav files here")
@@ -180,6 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--max-seconds", type=float, default=None)
     stats.add_argument("--device", default="auto")
 
+    demo = command("demo", run_demo, "the shipped model on shipped sample speech: encode, decode, convert",
+                   "Offline, on this machine: encode 3.25 s of held-out sample speech into a .svq file, decode it, "
+                   "convert it into two other voices, and write the WAVs and a spectrogram PNG; print the file "
+                   "size, the bitrates, the real-time factors and the speaker similarity of the conversions "
+                   "(similarity needs the eval extra: pip install 'speechvq[eval]').",
+                   ["speechvq demo", "speechvq demo --out /tmp/demo --voices june"])
+    demo.add_argument("--out", default="speechvq-demo", help="folder for the WAVs, the .svq file and the PNG")
+    demo.add_argument("--model", default=None, help="checkpoint (.pt); default: the shipped model")
+    demo.add_argument("--voices", nargs="*", default=None, metavar="SPEAKER",
+                      help="voices to convert into (default: carlo june)")
+    demo.add_argument("--seconds", type=float, default=None, help="use only the first S seconds of the sample")
+    add_decoding_arguments(demo)
+
     export = command("export", run_export, "write an inference copy of a checkpoint (weights only)",
                      "Drop the optimiser, scheduler and resume state from a training checkpoint: about a third of "
                      "the size, and all that encode/decode/convert need.",
@@ -194,7 +210,7 @@ def add_file_arguments(parser: argparse.ArgumentParser, output_help: str) -> Non
     """Inputs, -o, --model and --force of the commands that turn many files into many files."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT")
     parser.add_argument("-o", "--output", default=None, help=output_help)
-    parser.add_argument("--model", required=True, help="checkpoint (.pt)")
+    parser.add_argument("--model", default=None, help="checkpoint (.pt); default: the shipped model")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 

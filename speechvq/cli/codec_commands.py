@@ -82,10 +82,12 @@ def for_each_file(inputs: list[Path], outputs: list[Path], force: bool,
 
 
 def load_codec(args: argparse.Namespace):
+    """The codec of --model (default: the shipped model) on --device."""
+    from ..assets import resolve_model
     from ..codec import Codec
     from ..train.distributed import resolve_device
 
-    return Codec.from_checkpoint(args.model, resolve_device(args.device))
+    return Codec.from_checkpoint(resolve_model(args.model), resolve_device(args.device))
 
 
 def read_for_model(source: Path, sample_rate: int):

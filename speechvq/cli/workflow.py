@@ -79,20 +79,24 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Reconstruct and score the utterances of a manifest."""
-    from ..codec import Codec
     from ..data.manifest import read_manifest
     from ..evaluation import evaluate_utterances
-    from ..train.distributed import resolve_device
+    from .codec_commands import load_codec
 
-    codec = Codec.from_checkpoint(args.model, resolve_device(args.device))
+    codec = load_codec(args)
     model = codec.model
     entries = read_manifest(args.manifest)[: args.max_files]
     seconds = sum(min(e.duration_s, args.max_seconds or math.inf) for e in entries)
     with progress_bar(int(seconds * model.sample_rate), "decoding", unit="sample", unit_scale=True) as bar:
         report = evaluate_utterances(codec, entries, args.out, args.max_seconds, args.temperature, args.seed,
-                                     progress=bar.update, options=decode_options(args))
+                                     progress=bar.update, options=decode_options(args), plots=args.plots)
     mean = report["mean"]
-    print(f"{len(entries)} utterances: MCD {mean['mcd_db']:.2f} dB, SI-SDR {mean['si_sdr_db']:.2f} dB, "
+    if report["missing_metrics"]:
+        print(f"note: {', '.join(report['missing_metrics'])} not computed: pip install 'speechvq[eval]'",
+              file=sys.stderr)
+    scores = "".join(f"{label} {mean[key]:.{digits}f}, " for key, label, digits in
+                     (("pesq_wb", "PESQ-WB", 2), ("stoi", "STOI", 3)) if mean.get(key) is not None)
+    print(f"{len(entries)} utterances: {scores}MCD {mean['mcd_db']:.2f} dB, SI-SDR {mean['si_sdr_db']:.2f} dB, "
           f"decode RTF {mean['decode_rtf']:.2f}; report in {args.out}/report.md", file=sys.stderr)
     return 0
 
@@ -101,6 +105,7 @@ def run_convert(args: argparse.Namespace) -> int:
     """Convert each source to each target speaker's voice."""
     from pathlib import Path
 
+    from ..assets import resolve_model
     from ..audio import load_audio, save_audio
     from ..data.manifest import read_manifest
     from ..inference import decode_codes, encode_waveform, speaker_row
@@ -121,7 +126,7 @@ def run_convert(args: argparse.Namespace) -> int:
             if output.exists() and not args.force:
                 raise SpeechVQError(f"{output} exists; use --force to overwrite it")
             jobs.append((source, speaker, output))
-    model = load_model_on(args.model, args.device)
+    model = load_model_on(resolve_model(args.model), args.device)
     for speaker in args.speaker:
         speaker_row(model, speaker)  # fail before the slow part
     for source, speaker, output in jobs:
