@@ -46,8 +46,10 @@ def save_spectrogram_grid(path: str | os.PathLike, rows: Sequence[Sequence[tuple
     grid = [[(label, log_mel_spectrogram(wav, sample_rate).numpy()) for label, wav in row] for row in rows]
     top = max(float(s.max()) for row in grid for _, s in row)
     columns, hop_s = max(len(row) for row in grid), 0.010
-    figure, axes = plt.subplots(len(grid), columns, figsize=(4.2 * columns + 0.8, 1.9 * len(grid) + 0.4), dpi=100,
-                                squeeze=False)
+    width = 8.0 if columns == 1 else 3.6 * columns + 0.8
+    # one column: the panels show the same span, so one time axis; a grid's rows may differ in length
+    figure, axes = plt.subplots(len(grid), columns, figsize=(width, 1.9 * len(grid) + 0.6), dpi=90,
+                                squeeze=False, sharex=columns == 1, constrained_layout=True)
     image = None
     for r, row in enumerate(grid):
         for c in range(columns):
@@ -64,7 +66,7 @@ def save_spectrogram_grid(path: str | os.PathLike, rows: Sequence[Sequence[tuple
                 axis.set_ylabel("mel band")
             if r == len(grid) - 1:
                 axis.set_xlabel("time (s)")
-    figure.colorbar(image, ax=axes.ravel().tolist(), label="dB", pad=0.01)
+    figure.colorbar(image, ax=axes.ravel().tolist(), label="dB", pad=0.01, fraction=0.03)
     if title:
         figure.suptitle(title, fontsize=11)
     with atomic_path(path) as tmp:

@@ -80,6 +80,8 @@ def main() -> int:
         jobs = [(s, t) for s in sources for t in args.targets if t != s.speaker]
         if not jobs:
             raise SpeechVQError("no source utterance of another speaker than the targets")
+        # each source also decoded in its own voice: how close plain resynthesis gets, the yardstick
+        jobs += [(s, s.speaker) for s in sources if s.speaker in model.speakers]
         audio = {s.id: load_audio(s.path, rate)[0][: int(args.max_seconds * rate)] for s in sources}
         encoded = {s.id: encode_waveform(model, audio[s.id], speaker=None) for s in sources}
         print(f"converting {len(sources)} sources into {len(args.targets)} voices ({len(jobs)} outputs)",
@@ -93,8 +95,12 @@ def main() -> int:
         print(f"speaker_conversion_demo: {err}", file=sys.stderr)
         return 1
 
-    rows = []
+    rows, resynthesis = [], []
     for (source, target), wav in zip(jobs, outputs):
+        if target == source.speaker:
+            resynthesis.append({"source": source.id, "to_source": float(scorer.embed(wav, rate)
+                                                                        @ embeddings[source.speaker])})
+            continue
         name = f"{source.id.replace('/', '__')}__to__{target}.wav"
         save_audio(out / "wav" / name, wav, rate)
         embedding = scorer.embed(wav, rate)
@@ -102,9 +108,9 @@ def main() -> int:
                      "to_target": float(embedding @ embeddings[target]),
                      "to_source": float(embedding @ embeddings[source.speaker])})
     successes = sum(r["to_target"] > r["to_source"] for r in rows)
-    grid = [[("original", audio[s.id])] + [(f"to {t}", wav) for (src, t), wav in zip(jobs, outputs) if src is s]
-            for s in sources]
-    save_spectrogram_grid(out / "spectrograms.png", grid, [s.id for s in sources], rate)
+    grid = [[("original", audio[s.id])] + [(f"to {t}", wav) for (src, t), wav in zip(jobs, outputs)
+                                           if src is s and t != s.speaker] for s in sources]
+    save_spectrogram_grid(out / "spectrograms.png", grid, rate, row_titles=[s.id for s in sources])
     lines = ["| source | target | similarity to target | similarity to source | closer to target |",
              "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['source']} | {r['target']} | {r['to_target']:.3f} | {r['to_source']:.3f} | "
@@ -112,10 +118,14 @@ def main() -> int:
     lines += ["", f"Closer to the target than to the source in {successes} of {len(rows)} conversions "
               f"(Resemblyzer cosine similarity; speaker embeddings from up to {args.references} held-out "
               f"utterances each)."]
+    if resynthesis:
+        mean = sum(r["to_source"] for r in resynthesis) / len(resynthesis)
+        lines += [f"Yardstick: the sources decoded in their own voices score {mean:.3f} on average against their "
+                  f"speakers ({len(resynthesis)} utterances)."]
     table = "\n".join(lines) + "\n"
     write_bytes_atomic(out / "similarity.md", table.encode())
-    write_bytes_atomic(out / "similarity.json", (json.dumps({"rows": rows, "successes": successes}, indent=1)
-                                                 + "\n").encode())
+    write_bytes_atomic(out / "similarity.json", (json.dumps({"rows": rows, "successes": successes,
+                                                              "resynthesis": resynthesis}, indent=1) + "\n").encode())
     print(table)
     return 0
 

@@ -1,0 +1,129 @@
+"""The comparison, voice-conversion and code-probe tools, end to end on tiny inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile
+import torch
+
+from speechvq.assets import sample_speech_path
+from speechvq.audio import load_audio
+from speechvq.data.manifest import Utterance, write_manifest
+from tests.helpers import voiced_signal
+
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_tool(name: str, *argv) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TOOLS / f"{name}.py"), *map(str, argv)], capture_output=True,
+                          text=True, cwd=TOOLS.parent)
+
+
+def copy_codec(compare_codecs):
+    """A lossless peer made of two `cp` runs: exercises the external-program path wherever tests run."""
+    return compare_codecs.ExternalCodec("copy", ("cp", "{input}", "{output}"), ("cp", "{input}", "{output}"),
+                                        16000, False, 256000.0)
+
+
+def test_compare_table_with_a_lossless_peer_and_installed_codecs():
+    compare_codecs = load_tool("compare_codecs")
+    items = [(f"u{i}", None, (0.3 * voiced_signal(9600, seed=i))) for i in range(2)]
+    peers = {"copy": copy_codec(compare_codecs)}
+    for name in ("codec2-2400", "opus-6k"):  # whichever the machine has (CI installs both when it can)
+        if not compare_codecs.PEERS[name].missing_programs():
+            peers[name] = compare_codecs.PEERS[name]
+    results = compare_codecs.compare(items, {n: compare_codecs._with_nominal(p) for n, p in peers.items()})
+    summary = results["codecs"]
+    assert len(results["files"]) == 2 * len(peers)
+    lossless = summary["copy"]
+    assert lossless["mcd_db"] < 0.1 and lossless["si_sdr_db"] > 40 and lossless["stoi"] > 0.99
+    assert lossless["file_bps"] == pytest.approx(256000, rel=0.01)  # 16-bit WAV at 16 kHz plus its header
+    if "codec2-2400" in summary:
+        assert summary["codec2-2400"]["file_bps"] == pytest.approx(2400, rel=0.01)  # bare 48-bit frames
+        assert summary["codec2-2400"]["mcd_db"] > lossless["mcd_db"]
+    if "opus-6k" in summary:
+        assert 4000 < summary["opus-6k"]["file_bps"] < 60000  # Ogg headers weigh on 0.6 s files
+    table = compare_codecs.markdown_table(summary)
+    rows = [line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]]
+    assert rows == sorted(summary, key=lambda n: summary[n]["file_bps"])  # sorted by actual bitrate
+
+
+def test_compare_cli_runs_speechvq_and_names_missing_programs(tmp_path, monkeypatch):
+    source = tmp_path / "a.wav"
+    soundfile.write(source, (0.3 * voiced_signal(4800)).numpy(), 16000)
+    result = run_tool("compare_codecs", "--inputs", source, "--codecs", "speechvq", "lpcnet",
+                      "--max-seconds", "0.3", "--out", tmp_path / "cmp")
+    assert result.returncode == 0, result.stderr
+    assert "| speechvq |" in result.stdout
+    if shutil.which("lpcnet_enc") is None:
+        assert "skipped lpcnet" in result.stderr
+    saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert saved["codecs"]["speechvq"]["nominal_bps"] == 2250.0
+    assert run_tool("compare_codecs", "--inputs", source, "--codecs", "mp3").returncode == 1
+
+
+def shipped_voices_manifest(tmp_path) -> Path:
+    """allison (the sample cut in two), june and carlo: enough for one source and two targets."""
+    from speechvq.assets import reference_voice_path
+
+    sample = load_audio(sample_speech_path(), 16000)[0]
+    entries = []
+    for half, part in enumerate((sample[:26000], sample[26000:])):
+        path = tmp_path / f"allison_{half}.wav"
+        soundfile.write(path, part.numpy(), 16000)
+        entries.append(Utterance(f"allison/{half}", str(path), "allison", part.numel() / 16000))
+    for voice in ("june", "carlo"):
+        entries.append(Utterance(f"{voice}/ref", str(reference_voice_path(voice)), voice, 3.0))
+    write_manifest(tmp_path / "vc.jsonl", entries)
+    return tmp_path / "vc.jsonl"
+
+
+@pytest.mark.slow
+def test_speaker_conversion_demo_writes_grid_table_and_pngs(tmp_path):
+    manifest = shipped_voices_manifest(tmp_path)
+    result = run_tool("speaker_conversion_demo", "--manifest", manifest, "--targets", "june", "carlo",
+                      "--sources", "1", "--max-seconds", "0.5", "--out", tmp_path / "vc")
+    assert result.returncode == 0, result.stderr
+    table = json.loads((tmp_path / "vc" / "similarity.json").read_text())
+    assert [(r["source"], r["target"]) for r in table["rows"]] == [("allison/0", "june"), ("allison/0", "carlo")]
+    assert all(-1 <= r["to_target"] <= 1 and -1 <= r["to_source"] <= 1 for r in table["rows"])
+    for row in table["rows"]:
+        assert soundfile.info(tmp_path / "vc" / row["wav"]).frames == 8000
+    assert (tmp_path / "vc" / "spectrograms.png").is_file()
+    assert f"in {table['successes']} of 2 conversions" in (tmp_path / "vc" / "similarity.md").read_text()
+    bad = run_tool("speaker_conversion_demo", "--manifest", manifest, "--targets", "nobody", "--out", tmp_path / "x")
+    assert bad.returncode == 1 and "unknown speaker 'nobody'" in bad.stderr
+
+
+def test_probe_codes_reports_both_probes_and_purity(tmp_path):
+    manifest = shipped_voices_manifest(tmp_path)
+    (tmp_path / "a.ctm").write_text("0 1 0.0 0.5 AA\n0 1 0.5 0.5 B\n1 1 0.0 0.3 AA\n")
+    result = run_tool("probe_codes", "--manifest", manifest, "--alignments", tmp_path / "a.ctm",
+                      "--out", tmp_path / "probe")
+    assert result.returncode == 1 and "two utterances or more" in result.stderr  # june and carlo have one each
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    doubled = [dict(e, id=f"{e['id']}{k}") for e in entries for k in ("", "_again")]
+    (tmp_path / "doubled.jsonl").write_text("".join(json.dumps(e) + "\n" for e in doubled))
+    result = run_tool("probe_codes", "--manifest", tmp_path / "doubled.jsonl", "--alignments", tmp_path / "a.ctm",
+                      "--max-seconds", "1.0", "--out", tmp_path / "probe")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "probe" / "probe.json").read_text())
+    assert report["speakers"] == 3 and report["utterances"] == 8
+    for name in ("continuous", "codes"):
+        assert 0 <= report[f"speaker_probe_{name}"]["frame_accuracy"] <= 1
+    assert 0 < report["phone_purity"]["purity"] <= 1 and report["phone_purity"]["phones"] == 2
