@@ -11,7 +11,9 @@ codes at hop 64 and a 64-dim speaker vector), randomly initialised (speed does n
     fast b1            the compiled loop (numba), one stream
     chunked 10 s       one 10-second utterance, chunk-parallel on the compiled loop, end to end (packing,
                        conditioning, generation, cross-fades), on --threads threads
-    batched 8 x 2 s    eight utterances decoded together as eight streams (aggregate samples/s)
+    batched 8 x 2 s    eight utterances decoded together as eight streams (aggregate samples/s), as
+                       `speechvq decode a.svq ... h.svq` does by default (eight files are a wide enough batch,
+                       so they are not also cut into chunks; see DecodeOptions.wide_batch)
     ceiling            samples/s this CPU could reach if a step were pure matrix arithmetic at the rate of a
                        large matrix product measured here (FLOPs per sample from the decoder's sizes)
 
@@ -132,7 +134,7 @@ def main() -> None:
     batched_engine = GenerationEngine(model, "numba", threads=args.threads)
     requests = [DecodeRequest(local[i, :, : -(-batch_samples // hop)], speaker[i], batch_samples)
                 for i in range(args.batch)]
-    batched_s = timed(lambda: decode_requests(batched_engine, requests, DecodeOptions(mode="sequential"), rate,
+    batched_s = timed(lambda: decode_requests(batched_engine, requests, DecodeOptions(), rate,
                                               generator=g))
     rates["batched_aggregate"] = args.batch * batch_samples / batched_s
     gflops = {t: matmul_gflops(t) for t in (1, 2)}

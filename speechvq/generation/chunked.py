@@ -38,6 +38,9 @@ class DecodeOptions:
         crossfade_s: length of the equal-power cross-fade at each join.
         threads: threads of the compiled engine (default: torch's thread count).
         max_batch: most streams generated at once (bounds memory on very long inputs).
+        wide_batch: chunked mode cuts utterances into chunks only while fewer than this many are decoded
+            together: a batch this wide already keeps the threads busy, and chunks cost warm-up samples
+            (8 files of 2 s decoded 16% slower as 16 chunks than as 8 whole streams, measured on 2 cores).
     """
 
     engine: str = "auto"
@@ -47,6 +50,7 @@ class DecodeOptions:
     crossfade_s: float = 0.064
     threads: Optional[int] = None
     max_batch: int = 64
+    wide_batch: int = 8
 
     def __post_init__(self) -> None:
         if self.mode not in ("chunked", "sequential"):
@@ -103,7 +107,7 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
         raise ValueError("decoding requests needs a decoder conditioned on codes")
     hop = decoder.hop_length
     frame_s = hop / sample_rate
-    chunked = options.mode == "chunked"
+    chunked = options.mode == "chunked" and len(requests) < options.wide_batch
     chunk_frames = max(1, round(options.chunk_s / frame_s)) if chunked else None
     overlap = round(options.overlap_s / frame_s) if chunked else 0
     crossfade = round(options.crossfade_s / frame_s) if chunked else 0

@@ -127,3 +127,19 @@ def test_chunked_and_batched_decoding_shapes_and_independence():
     # argmax decoding of independent streams: decoding a file alone gives what it got in the batch
     alone = decode_requests(runner, requests[1:], options, 16000, temperature=0.0)[0]
     assert torch.equal(alone, together[1])
+
+
+def test_a_wide_batch_of_files_is_not_also_chunked():
+    model = decoder(LOCAL, SPEAKER)
+    local, speaker = conditioning(model, 3, 400)
+    requests = [DecodeRequest(local[i], speaker[i], 400) for i in range(3)]
+    runner = GenerationEngine(model, "numba")
+    chunked = DecodeOptions(chunk_s=0.005, overlap_s=0.002, crossfade_s=0.001, wide_batch=3)  # 80-sample chunks
+    wide = decode_requests(runner, requests, chunked, 16000, generator=torch.Generator().manual_seed(4))
+    whole = decode_requests(runner, requests, DecodeOptions(mode="sequential"), 16000,
+                            generator=torch.Generator().manual_seed(4))
+    assert all(torch.equal(a, b) for a, b in zip(wide, whole))  # three files: as three whole streams
+    narrow = decode_requests(runner, requests[:2], chunked, 16000, generator=torch.Generator().manual_seed(4))
+    alone = decode_requests(runner, requests[:2], DecodeOptions(mode="sequential"), 16000,
+                            generator=torch.Generator().manual_seed(4))
+    assert not torch.equal(narrow[0], alone[0])  # two files: still cut into chunks
