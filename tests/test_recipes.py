@@ -83,3 +83,25 @@ def test_unknown_recipe_option_is_a_usage_error(tmp_path):
     recipe = recipe_copy(tmp_path, "folder")
     result = run_recipe(recipe, "--corpus_dir", "x", "--stgae", "3")
     assert result.returncode == 2 and "unknown option --stgae" in result.stderr
+
+
+@pytest.mark.slow
+def test_make_default_model_probes_trains_and_exports(tmp_path):
+    folder = recipe_copy(tmp_path, "folder")
+    make_folder_corpus(tmp_path / "corpus", speakers=2, utterances=6, seconds=0.3)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1"}
+    args = ["bash", "make_default_model.sh", "--corpus_dir", str(tmp_path / "corpus"), "--conf", "conf/tiny.yaml",
+            "--test_per_speaker", "1", "--valid_per_speaker", "1", "--train_seconds", "4", "--time_limit", "600", "--device", "cpu",
+            "--overrides", "train.valid_every=5 train.checkpoint_every=5 train.valid_audio_s=0"]
+    result = subprocess.run(args, cwd=folder, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fit: max_steps=" in result.stderr
+    from speechvq.checkpoint import load_checkpoint
+
+    exported = load_checkpoint(folder / "exp" / "tiny" / "default.pt")
+    steps = int(result.stderr.split("fit: max_steps=")[1].split()[0])
+    assert exported.optimizer_state is None and exported.speakers == ["spk0", "spk1"]
+    assert load_checkpoint(folder / "exp" / "tiny" / "last.pt").step == steps
+    missing = subprocess.run(["bash", "make_default_model.sh"], cwd=folder, capture_output=True, text=True, env=env)
+    assert missing.returncode == 2 and "--corpus_dir is required" in missing.stderr

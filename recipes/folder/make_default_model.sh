@@ -11,6 +11,7 @@
 #   3  training (stage 3 of run.sh), with a hard stop (Ctrl-C semantics: last.pt saved) after --time_limit
 #      seconds (default 1.25 x --train_seconds)
 #   4  speechvq export exp/default/best.pt -> exp/default/default.pt (weights only, for shipping)
+# --overrides "key=value ..." applies to stages 1-3 as in run.sh (the probe times the config as written).
 #
 # The shipped model was trained on an Ogg Opus copy of the offline corpus (tools/pack_corpus.py, ~24 kbit/s),
 # because the GPU machine it ran on took at most 64 MiB of data; see the model card in README.md.
@@ -28,7 +29,9 @@ max_steps=
 exp=exp/$(basename "$conf" .yaml)
 
 ./run.sh --corpus_dir "$corpus_dir" --conf "$conf" --test_per_speaker "$test_per_speaker" \
-  --valid_per_speaker "$valid_per_speaker" --prepare_workers "$prepare_workers" --stage 1 --stop_stage 2
+  --valid_per_speaker "$valid_per_speaker" --prepare_workers "$prepare_workers" --overrides "$overrides" \
+  --stage 1 --stop_stage 2
+set_args=(); [ -n "$overrides" ] && read -r -a set_args <<< "$overrides"
 
 if [ -z "$max_steps" ]; then
   log "Probe: training steps of $conf that fit in $train_seconds s"
@@ -44,7 +47,7 @@ set +e
 # stage 3 of run.sh, called directly so that the time limit's SIGINT reaches the trainer alone (--foreground),
 # not its data-loader workers
 timeout --foreground -s INT -k 120 "${time_limit:-$(( train_seconds * 5 / 4 ))}" \
-  speechvq train -c "$conf" --set "train.max_steps=$max_steps" --exp "$exp" --device "$device"
+  speechvq train -c "$conf" --set "${set_args[@]}" "train.max_steps=$max_steps" --exp "$exp" --device "$device"
 status=$?
 set -e
 case $status in

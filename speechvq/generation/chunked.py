@@ -31,7 +31,8 @@ class DecodeOptions:
     """How to decode.
 
     Attributes:
-        engine: "auto" (compiled when numba is there, else fused PyTorch), "numba", "torch", "reference".
+        engine: "auto" (CPU: compiled when numba is there, else fused PyTorch; CUDA: graph), "numba",
+            "torch", "graph", "reference".
         mode: "chunked" (chunk-parallel) or "sequential" (one stream per utterance).
         chunk_s: chunk length in seconds (chunked mode).
         overlap_s: frames generated before a chunk's own start, warm-up plus cross-fade (>= crossfade_s).
