@@ -30,7 +30,7 @@ from .data.manifest import Utterance
 from .codec import Codec
 from .generation import DecodeOptions
 from .inference import bitrates, decode_codes, timed_call
-from .metrics import EVAL_EXTRA_HINT, intrusive_scores, optional_metrics_available
+from .metrics import EVAL_EXTRA_HINT, finite_mean, intrusive_scores, optional_metrics_available
 from .models import SpeechVQ
 from .models.quantizer import code_perplexity
 
@@ -122,7 +122,7 @@ def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor) 
     files = [asdict(r) for r in results]
     numeric = ["audio_s", "mcd_db", "si_sdr_db", "pesq_wb", "stoi", "entropy_bps", "file_bps", "used_codes",
                "encode_rtf", "decode_rtf"]
-    mean = {key: _mean([f[key] for f in files]) for key in numeric} if files else {}
+    mean = {key: finite_mean([f[key] for f in files]) for key in numeric} if files else {}
     counts = torch.bincount(codes, minlength=model.quantizer.codebook_size)
     rates = bitrates(model, codes) if codes.numel() else {}
     corpus = {"codebook_perplexity": float(code_perplexity(counts)) if codes.numel() else 0.0,
@@ -130,12 +130,6 @@ def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor) 
               "nominal_bps": model.config.bitrate_bps,
               "entropy_bps_all_files": rates.get("entropy_bps", math.nan)}
     return {"files": files, "mean": mean, "codes": corpus}
-
-
-def _mean(values: list) -> Optional[float]:
-    """Mean of the finite values; None when there are none (a metric that was not computed)."""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else None
 
 
 def _fmt(value: Optional[float], digits: int) -> str:

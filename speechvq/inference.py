@@ -94,6 +94,19 @@ def decode_codes(model: SpeechVQ, encoded: Encoded, speaker: Optional[str] = Non
     return decode_many(model, [encoded], [speaker], temperature, seed, progress, options)[0]
 
 
+def build_engine(model: SpeechVQ, options: Optional[DecodeOptions] = None) -> GenerationEngine:
+    """The generation engine `options` asks for, for this model's decoder (weights packed once, here).
+
+    Raises:
+        SpeechVQError: an engine this machine or model cannot run (e.g. numba missing, a GPU-only choice).
+    """
+    options = options or DecodeOptions()
+    try:
+        return GenerationEngine(model.decoder, options.engine, options.threads)
+    except ValueError as err:
+        raise SpeechVQError(str(err)) from None
+
+
 def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[Optional[str]],
                 temperature: float = 1.0, seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
                 options: Optional[DecodeOptions] = None, engine: Optional[GenerationEngine] = None) -> list[Tensor]:
@@ -108,11 +121,7 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
     """
     options = options or DecodeOptions()
     device = model_device(model)
-    if engine is None:
-        try:
-            engine = GenerationEngine(model.decoder, options.engine, options.threads)
-        except ValueError as err:  # an engine this machine or model cannot run
-            raise SpeechVQError(str(err)) from None
+    engine = engine or build_engine(model, options)
     requests = []
     for item, name in zip(encoded, speakers):
         name = name or item.speaker

@@ -69,6 +69,12 @@ def mel_cepstral_distortion(reference: Tensor, estimate: Tensor, sample_rate: in
 EVAL_EXTRA_HINT = "pip install 'speechvq[eval]'"
 
 
+def finite_mean(values) -> "float | None":
+    """Mean of the finite values (None and NaN skipped); None when there are none (a metric not computed)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None
+
+
 def optional_metrics_available() -> dict[str, bool]:
     """Which optional metric packages (the `eval` extra) can be imported: {"pesq": bool, "stoi": bool}."""
     import importlib.util

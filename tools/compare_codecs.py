@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import torch
 from speechvq.assets import resolve_model
 from speechvq.audio import load_audio, resample
 from speechvq.errors import SpeechVQError
-from speechvq.metrics import intrusive_scores
+from speechvq.metrics import finite_mean, intrusive_scores
 
 RATE = 16000  # the comparison's rate: inputs, decoded outputs and metrics
 METRICS = ("pesq_wb", "stoi", "mcd_db", "si_sdr_db")
@@ -156,13 +155,8 @@ def compare(items: Sequence[tuple[str, str, torch.Tensor]], codecs: dict, progre
         summary[name] = {"files": len(mine), "file_bps": 8 * sum(r["bytes"] for r in mine) / total_s,
                          "nominal_bps": getattr(codecs[name], "nominal_bps", None),
                          "rtf": sum(r["rtf"] * r["audio_s"] for r in mine) / total_s,
-                         **{m: _mean([r[m] for r in mine]) for m in METRICS}}
+                         **{m: finite_mean([r[m] for r in mine]) for m in METRICS}}
     return {"files": rows, "codecs": summary}
-
-
-def _mean(values) -> Optional[float]:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else None
 
 
 def markdown_table(summary: dict) -> str:

@@ -139,8 +139,7 @@ def run_decode(args: argparse.Namespace) -> int:
     """Decode .svq code files into WAV files, all files as one batch of generation streams."""
     from ..audio import save_audio
     from ..bitstream import read_bytes
-    from ..generation import GenerationEngine
-    from ..inference import decode_many
+    from ..inference import build_engine, decode_many
 
     inputs = expand_inputs(args.inputs, (".svq",))
     if not inputs:
@@ -151,10 +150,7 @@ def run_decode(args: argparse.Namespace) -> int:
     if args.speaker is not None and args.speaker not in model.speakers:
         raise SpeechVQError(f"unknown speaker {args.speaker!r} (this model knows: {', '.join(model.speakers)})")
     options = decode_options(args)
-    try:
-        engine = GenerationEngine(model.decoder, options.engine, options.threads)
-    except ValueError as err:
-        raise SpeechVQError(str(err)) from None
+    engine = build_engine(model, options)
     jobs, failures, claimed = [], 0, set()
     for source, output in zip(inputs, outputs):  # read and check everything before the slow part
         try:

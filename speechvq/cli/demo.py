@@ -22,8 +22,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from ..atomic import write_bytes_atomic
     from ..audio import save_audio
     from ..bitstream import parse
-    from ..generation import GenerationEngine
-    from ..inference import decode_many, speaker_row
+    from ..inference import build_engine, decode_many, speaker_row
     from ..plots import save_spectrograms
     from .codec_commands import bitrates, load_codec, read_for_model
 
@@ -52,10 +51,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     encoded, _ = codec.read(data, str(out / "sample.svq"))
     options = decode_options(args)
-    try:
-        engine = GenerationEngine(model.decoder, options.engine, options.threads)
-    except ValueError as err:
-        raise SpeechVQError(str(err)) from None
+    engine = build_engine(model, options)
     start = time.perf_counter()
     with progress_bar(encoded.n_samples, "decoding", unit="sample", unit_scale=True) as bar:
         decoded = decode_many(model, [encoded], [None], args.temperature, args.seed, bar.update, options,
