@@ -102,7 +102,7 @@ def build_engine(model: SpeechVQ, options: Optional[DecodeOptions] = None) -> Ge
     """
     options = options or DecodeOptions()
     try:
-        return GenerationEngine(model.decoder, options.engine, options.threads)
+        return GenerationEngine(model.decoder, options.engine, options.threads, precision=options.precision)
     except ValueError as err:
         raise SpeechVQError(str(err)) from None
 

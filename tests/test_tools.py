@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import soundfile
-import torch
 
 from speechvq.assets import sample_speech_path
 from speechvq.audio import load_audio
@@ -127,3 +126,13 @@ def test_probe_codes_reports_both_probes_and_purity(tmp_path):
     for name in ("continuous", "codes"):
         assert 0 <= report[f"speaker_probe_{name}"]["frame_accuracy"] <= 1
     assert 0 < report["phone_purity"]["purity"] <= 1 and report["phone_purity"]["phones"] == 2
+
+
+def test_gpu_generation_benchmark_runs_on_the_cpu():
+    # the GPU benchmark's own logic (checks, rows, ratios), with the graph engine run eagerly on the CPU
+    result = run_tool("bench_generate_gpu", "--device", "cpu", "--preset", "tiny", "--engines", "graph",
+                      "--check-samples", "16", "--plain-samples", "16", "--samples", "16", "--batches", "2",
+                      "--batch-samples", "16")
+    assert result.returncode == 0, result.stderr
+    assert "check graph: teacher-forced logits" in result.stdout and "identical" in result.stdout
+    assert "graph b2:" in result.stdout and "x plain b1" in result.stdout

@@ -14,6 +14,7 @@ runs all of the block's samples.
 from __future__ import annotations
 
 import math
+import os
 from typing import Callable, Optional
 
 import numpy as np
@@ -21,9 +22,9 @@ import torch
 from torch import Tensor
 
 from ..models.wavenet import WaveNet, frame_noise
-from .packed import PackedWaveNet, can_pack, frame_vectors, pack
+from .packed import TRITON_PRECISIONS, PackedWaveNet, can_pack, frame_vectors, pack
 
-ENGINES = ("auto", "numba", "torch", "graph", "reference")
+ENGINES = ("auto", "numba", "torch", "triton", "graph", "reference")
 _EMPTY3 = np.zeros((0, 0, 0), np.float32)
 _EMPTY_TEACHER = np.zeros((0, 0), np.int64)
 
@@ -33,6 +34,18 @@ def numba_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("numba") is not None
+
+
+def triton_available() -> bool:
+    """Whether the triton package is installed (the engine runs on CUDA, or in Triton's interpreter)."""
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_interpreting() -> bool:
+    """Whether Triton kernels run in its interpreter (numpy, on the CPU): TRITON_INTERPRET=1, as in the tests."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
 def graph_supported(decoder: WaveNet) -> bool:
@@ -46,14 +59,17 @@ def graph_supported(decoder: WaveNet) -> bool:
 def resolve_engine(name: str, decoder: WaveNet) -> str:
     """The engine `name` stands for on the decoder's device.
 
-    auto: on the CPU numba, else torch; on CUDA graph; the reference where the fast engines do not apply.
-    numba and torch need a CPU decoder; graph runs anywhere (CUDA graphs on CUDA, eagerly elsewhere).
+    auto: on the CPU numba, else torch; on CUDA triton, else graph; the reference where the fast engines do
+    not apply. numba and torch need a CPU decoder; graph runs anywhere (CUDA graphs on CUDA, eagerly
+    elsewhere), and so does triton (compiled on CUDA, Triton's interpreter elsewhere: for tests).
     """
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r} (choose from {', '.join(ENGINES)})")
     device_type = decoder.input_embedding.weight.device.type
     if name == "auto":
         if device_type == "cuda":
+            if can_pack(decoder) and triton_available():
+                return "triton"
             return "graph" if graph_supported(decoder) else "reference"
         if not can_pack(decoder) or device_type != "cpu":
             return "reference"
@@ -61,6 +77,10 @@ def resolve_engine(name: str, decoder: WaveNet) -> str:
     if name == "graph" and not graph_supported(decoder):
         raise ValueError("the graph engine needs kernel size 2 and dilations whose common multiple with the hop "
                          "is at most 4096")
+    if name == "triton" and not (can_pack(decoder) and triton_available()):
+        raise ValueError("the triton engine needs kernel size 2 and the triton package")
+    if name == "triton" and device_type != "cuda" and not triton_interpreting():
+        raise ValueError("the triton engine needs a CUDA decoder (or TRITON_INTERPRET=1: Triton's interpreter)")
     if name in ("numba", "torch") and (not can_pack(decoder) or device_type != "cpu"):
         raise ValueError(f"the {name} engine needs a CPU decoder with kernel size 2")
     if name == "numba" and not numba_available():
@@ -75,18 +95,27 @@ class GenerationEngine:
         decoder: the WaveNet (eval mode); its weights are packed once, here.
         engine: one of ENGINES.
         threads: worker threads of the numba engine (default: torch's thread count).
-        block_frames: frames prepared and generated per engine call.
+        block_frames: frames prepared and generated per engine call (None: 16 on the CPU, 64 per launch of the
+            triton kernel, fewer when a block's noise would pass 256 MiB).
+        precision: the triton engine's products: "tf32" (tensor cores, 10-bit mantissa inputs, like PyTorch's
+            default for cuDNN convolutions), "tf32x3" (about fp32 accuracy) or "ieee" (fp32, slow).
+        block_b, num_warps: streams and warps per program of the triton engine (None: chosen by batch size).
     """
 
     def __init__(self, decoder: WaveNet, engine: str = "auto", threads: Optional[int] = None,
-                 block_frames: int = 16):
+                 block_frames: Optional[int] = None, precision: str = "tf32", block_b: Optional[int] = None,
+                 num_warps: Optional[int] = None):
         self.decoder = decoder
         self.engine = resolve_engine(engine, decoder)
         self.threads = max(1, threads or torch.get_num_threads())
-        self.block_frames = block_frames
+        self.block_frames = block_frames or (64 if self.engine == "triton" else 16)
         self.packed: Optional[PackedWaveNet] = pack(decoder) if self.engine != "reference" else None
         self._torch_weights = None
         self._graph_runners: dict = {}  # (batch, temperature, teacher) -> GraphBlockRunner
+        if precision not in TRITON_PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(TRITON_PRECISIONS)}, got {precision!r}")
+        self.precision, self.block_b, self.num_warps = precision, block_b, num_warps
+        self._triton_weights = None
         # the compiled loop reads the large products' weights transposed (see kernel.accumulate_transposed)
         self._transposed = {name: np.ascontiguousarray(getattr(self.packed, name).T)
                             for name in ("w_skip", "w_hidden", "w_logits")} if self.packed is not None else {}
@@ -116,9 +145,9 @@ class GenerationEngine:
         hop, classes = decoder.hop_length, decoder.classes
         n_frames = -(-n_samples // hop)
         batch, conditions = decoder.conditioning_stream(n_samples, local, speaker, batch_size, conditioning)
-        if self.engine == "graph":
-            return self._generate_graph(n_samples, batch, conditions, temperature, first_input, generator,
-                                        progress, teacher)
+        if self.engine in ("graph", "triton"):
+            run = self._generate_graph if self.engine == "graph" else self._generate_triton
+            return run(n_samples, batch, conditions, temperature, first_input, generator, progress, teacher)
         packed = self.packed
         ring = np.zeros((packed.ring_slots, batch, packed.w_taps.shape[2] // 2), np.float32)
         previous = np.full(batch, classes // 2 if first_input is None else first_input, np.int64)
@@ -165,7 +194,7 @@ class GenerationEngine:
                                                         temperature, teacher is not None)
         runner = self._graph_runners[key]
         runner.reset(classes // 2 if first_input is None else first_input)
-        steps, frames_per_block = runner.steps, runner.steps // hop
+        frames_per_block = runner.steps // hop
         outputs, logits = [], []
         for first in range(0, n_frames, frames_per_block):
             last = min(n_frames, first + frames_per_block)
@@ -185,6 +214,49 @@ class GenerationEngine:
             outputs.append(runner.out[: t1 - t0].clone())
             if runner.logits is not None:
                 logits.append(runner.logits[: t1 - t0].clone())
+            if progress is not None:
+                progress(t1 - t0)
+        classes_out = torch.cat(outputs).t().cpu().contiguous()
+        return classes_out, torch.cat(logits).permute(1, 2, 0).cpu() if logits else None
+
+    def _generate_triton(self, n_samples: int, batch: int, conditions, temperature: float,
+                         first_input: Optional[int], generator: Optional[torch.Generator],
+                         progress: Optional[Callable[[int], None]], teacher: Optional[Tensor]
+                         ) -> tuple[Tensor, Optional[Tensor]]:
+        """`generate` on the triton engine: one kernel launch per block of frames (see `triton_steps`)."""
+        from .triton_steps import TritonRunner, layout, pad_frames
+
+        decoder, packed = self.decoder, self.packed
+        hop, classes = decoder.hop_length, decoder.classes
+        device = decoder.input_embedding.weight.device
+        if self._triton_weights is None:
+            self._triton_weights = layout(packed, device)
+        weights = self._triton_weights
+        runner = TritonRunner(weights, packed.ring_slots, batch, self.precision, self.block_b, self.num_warps)
+        runner.reset(classes // 2 if first_input is None else first_input)
+        bias = torch.from_numpy(packed.conv_bias).to(device)  # [L, G]
+        gate_scale = torch.from_numpy(packed.gate_scale).to(device)
+        n_frames = -(-n_samples // hop)
+        frames_per_block = max(1, min(self.block_frames, (1 << 28) // (4 * hop * batch * classes)))
+        outputs, logits = [], []
+        for first in range(0, n_frames, frames_per_block):
+            last = min(n_frames, first + frames_per_block)
+            t0, t1 = first * hop, min(n_samples, last * hop)
+            cond = [next(conditions) for _ in range(first, last)]
+            if cond[0] is None:
+                vectors = (bias * gate_scale).expand(1, batch, *bias.shape)
+            else:
+                vectors = (torch.stack(cond).to(device, torch.float32) + bias) * gate_scale  # [F, B, L, G]
+            noise = None
+            if temperature > 0:  # drawn frame by frame, as every other path draws it
+                noise = torch.cat([frame_noise(generator, hop, batch, classes) for _ in range(first, last)])
+                noise = noise[: t1 - t0].to(device, non_blocking=True)
+            step_teacher = None if teacher is None else teacher[:, t0:t1].t().to(device)
+            out, block_logits = runner.run(t1 - t0, t0, hop, pad_frames(weights, vectors), noise, temperature,
+                                           step_teacher)
+            outputs.append(out)
+            if block_logits is not None:
+                logits.append(block_logits)
             if progress is not None:
                 progress(t1 - t0)
         classes_out = torch.cat(outputs).t().cpu().contiguous()

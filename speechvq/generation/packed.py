@@ -31,6 +31,11 @@ from torch import Tensor
 from ..models.wavenet import WaveNet
 
 
+# The triton engine's tl.dot input precision: tf32 (tensor cores, 10-bit mantissa inputs), tf32x3 (three tf32
+# products: about fp32 accuracy), ieee (fp32 on the FMA units: 28x slower than tf32 at batch 1 on an H100)
+TRITON_PRECISIONS = ("tf32", "tf32x3", "ieee")
+
+
 @dataclass
 class PackedWaveNet:
     """float32 arrays (C-contiguous) of a WaveNet with kernel size 2, ready for a fast step.

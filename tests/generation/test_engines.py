@@ -75,12 +75,49 @@ def test_graph_blocks_longer_than_a_frame_and_a_partial_last_block():
         assert torch.equal(fast, reference)
 
 
-def test_engine_choice():
+# The triton kernel runs in Triton's interpreter here (tests/conftest.py), ~0.15 s per step: short runs only.
+@pytest.mark.parametrize("conditioning_kind", ["none", "speaker+local"])
+def test_triton_kernel_equals_the_reference(conditioning_kind):
+    pytest.importorskip("triton")
+    model = decoder(*CONDITIONING[conditioning_kind])
+    n_samples = 27  # launches of 16 steps (block_frames=2): the ring buffers carry over, the last one is partial
+    local, speaker = conditioning(model, 2, n_samples)
+    engine = GenerationEngine(model, "triton", block_frames=2)
+    inputs = torch.randint(0, 256, (2, n_samples), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        reference_logits = model(inputs, local, speaker)
+    _, logits = engine.generate(n_samples, local, speaker, batch_size=2, teacher=inputs)
+    assert logits.shape == reference_logits.shape
+    assert (logits - reference_logits).abs().max().item() <= 1e-4
+    for temperature in (1.0, 0.0):
+        reference = model.generate(n_samples, local, speaker, batch_size=2, temperature=temperature,
+                                   generator=torch.Generator().manual_seed(7))
+        fast, _ = engine.generate(n_samples, local, speaker, batch_size=2, temperature=temperature,
+                                  generator=torch.Generator().manual_seed(7))
+        assert torch.equal(fast, reference)
+
+
+def test_triton_kernel_with_several_programs():
+    # 18 streams in programs of 16: the second program's rows are offset and mostly masked
+    pytest.importorskip("triton")
+    model = decoder(LOCAL, SPEAKER)
+    n_samples = 12
+    local, speaker = conditioning(model, 18, n_samples)
+    reference = model.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(4))
+    fast, _ = GenerationEngine(model, "triton", block_b=16).generate(n_samples, local, speaker,
+                                                                      generator=torch.Generator().manual_seed(4))
+    assert torch.equal(fast, reference)
+
+
+def test_engine_choice(monkeypatch):
     model = decoder(LOCAL, SPEAKER)
     assert resolve_engine("auto", model) in FAST
     assert resolve_engine("auto", decoder(LOCAL, SPEAKER, kernel_size=3)) == "reference"
     with pytest.raises(ValueError, match="kernel size 2"):
         resolve_engine("numba", decoder(LOCAL, SPEAKER, kernel_size=3))
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="CUDA decoder"):
+        resolve_engine("triton", model)
     with pytest.raises(ValueError, match="unknown engine"):
         resolve_engine("gpu", model)
 
