@@ -7,10 +7,12 @@ codes at hop 64 and a 64-dim speaker vector), randomly initialised (speed does n
     naive              a teacher-forced pass over the last receptive field (2047 samples) for every sample
     plain b1, b8       WaveNet.generate: the reference incremental path (ring buffers, per-frame conditioning),
                        one stream and --batch streams (aggregate samples/s)
-    fused torch b1     the packed step in eager PyTorch (the fallback without numba)
-    fast b1            the compiled loop (numba), one stream
-    chunked 10 s       one 10-second utterance, chunk-parallel on the compiled loop, end to end (packing,
-                       conditioning, generation, cross-fades), on --threads threads
+    fused torch b1     the packed step in eager PyTorch (the fallback without a compiled loop)
+    numba b1           the numba loop, one stream
+    native b1          the C loop (the default on the CPU), one stream; "reduced": its weights stored as
+                       IEEE halves (`--precision reduced`)
+    chunked 10 s       one 10-second utterance, chunk-parallel, end to end (packing, conditioning, generation,
+                       cross-fades), on --threads threads: with the C loop (full and reduced), and with numba
     batched 8 x 2 s    eight utterances decoded together as eight streams (aggregate samples/s), as
                        `speechvq decode a.svq ... h.svq` does by default (eight files are a wide enough batch,
                        so they are not also cut into chunks; see DecodeOptions.wide_batch)
@@ -115,48 +117,56 @@ def main() -> None:
         lambda: model.generate(args.samples, local, speaker, generator=g))
     fused = GenerationEngine(model, "torch", threads=1)
     rates["fused_torch_b1"] = args.samples / timed(lambda: fused.generate(args.samples, local[:1], speaker[:1], generator=g))
-    fast = GenerationEngine(model, "numba", threads=1)
-    compile_s = timed(lambda: fast.generate(hop, local[:1], speaker[:1], generator=g))  # compiles, or loads the cache
-    rates["fast_b1"] = args.fast_samples / timed(
-        lambda: fast.generate(args.fast_samples, local[:1], speaker[:1], generator=g))
+    compile_s = {}
+    paths = {"numba": ("numba", "full"), "native": ("native", "full"), "native_reduced": ("native", "reduced")}
+    for name, (engine_name, precision) in paths.items():
+        fast = GenerationEngine(model, engine_name, threads=1, precision=precision)
+        compile_s[name] = timed(lambda: fast.generate(hop, local[:1], speaker[:1], generator=g))  # build or load
+        rates[f"{name}_b1"] = args.fast_samples / timed(
+            lambda: fast.generate(args.fast_samples, local[:1], speaker[:1], generator=g))
 
     torch.set_num_threads(args.threads)
     utterance_samples = int(args.utterance_s * rate)
     latents = local[0, :, : -(-utterance_samples // hop)]
-
-    def chunked():
-        engine = GenerationEngine(model, "numba", threads=args.threads)  # setup included: packing
-        decode_requests(engine, [DecodeRequest(latents, speaker[0], utterance_samples)], DecodeOptions(), rate,
-                        generator=g)
-
-    chunked_s = timed(chunked)
     batch_samples = int(args.batch_s * rate)
-    batched_engine = GenerationEngine(model, "numba", threads=args.threads)
     requests = [DecodeRequest(local[i, :, : -(-batch_samples // hop)], speaker[i], batch_samples)
                 for i in range(args.batch)]
-    batched_s = timed(lambda: decode_requests(batched_engine, requests, DecodeOptions(), rate,
-                                              generator=g))
-    rates["batched_aggregate"] = args.batch * batch_samples / batched_s
+    chunked_rtf = {}
+    for name, (engine_name, precision) in paths.items():
+        def chunked():
+            engine = GenerationEngine(model, engine_name, threads=args.threads, precision=precision)  # packing
+            decode_requests(engine, [DecodeRequest(latents, speaker[0], utterance_samples)], DecodeOptions(), rate,
+                            generator=g)
+
+        chunked_rtf[name] = timed(chunked) / args.utterance_s
+        batched_engine = GenerationEngine(model, engine_name, threads=args.threads, precision=precision)
+        batched_s = timed(lambda: decode_requests(batched_engine, requests, DecodeOptions(), rate, generator=g))
+        rates[f"{name}_batched_aggregate"] = args.batch * batch_samples / batched_s
     gflops = {t: matmul_gflops(t) for t in (1, 2)}
 
     for name, value in rates.items():
-        print(f"{name:>18}: {value:10.0f} samples/s  ({value / rate:.3f} x real time)")
-    print(f"{'chunked 10 s':>18}: {utterance_samples / chunked_s:10.0f} samples/s of output, real-time factor "
-          f"{chunked_s / args.utterance_s:.2f} ({args.threads} threads, end to end)")
-    print(f"numba first call (compile or cache load): {compile_s:.1f} s")
+        print(f"{name:>24}: {value:10.0f} samples/s  ({value / rate:.3f} x real time)")
+    for name, rtf in chunked_rtf.items():
+        print(f"{name + ' chunked 10 s':>24}: {utterance_samples / rtf / args.utterance_s:10.0f} samples/s of output, "
+              f"real-time factor {rtf:.2f} ({args.threads} threads, end to end)")
+    print("first call (compile, or load the cached build): "
+          + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in compile_s.items()))
     print(f"matrix product: {gflops[1]:.0f} GFLOP/s on 1 thread, {gflops[2]:.0f} on 2 -> ceiling "
           f"{gflops[1] * 1e9 / flops:,.0f} samples/s per core ({gflops[1] * 1e9 / flops / rate:.1f}x real time)")
-    print(f"fast b1 / plain b1: {rates['fast_b1'] / rates['plain_b1']:.1f}x (target >= 10); "
-          f"fused torch / plain: {rates['fused_torch_b1'] / rates['plain_b1']:.1f}x (target >= 3); "
-          f"plain / naive: {rates['plain_b1'] / rates['naive_b1']:.0f}x; plain b{args.batch} / b1 (aggregate): "
-          f"{rates[f'plain_b{args.batch}'] / rates['plain_b1']:.1f}x")
-    print(f"10 s utterance real-time factor {chunked_s / args.utterance_s:.2f} (target < 1.0, aim 0.5); "
-          f"batched {args.batch} x {args.batch_s:.0f} s: {rates['batched_aggregate'] / rate:.2f}x real time "
-          f"in aggregate (target >= 1.5)")
+    plain = rates["plain_b1"]
+    print(f"b1 / plain b1: native {rates['native_b1'] / plain:.1f}x, native reduced "
+          f"{rates['native_reduced_b1'] / plain:.1f}x, numba {rates['numba_b1'] / plain:.1f}x (target >= 10); "
+          f"fused torch / plain: "
+          f"{rates['fused_torch_b1'] / plain:.1f}x (target >= 3); plain / naive: {plain / rates['naive_b1']:.0f}x; "
+          f"plain b{args.batch} / b1 (aggregate): {rates[f'plain_b{args.batch}'] / plain:.1f}x")
+    for name in paths:
+        print(f"{name}: 10 s utterance real-time factor {chunked_rtf[name]:.2f} (target < 1.0, aim 0.5); batched "
+              f"{args.batch} x {args.batch_s:.0f} s: {rates[f'{name}_batched_aggregate'] / rate:.2f}x real time "
+              f"in aggregate (target >= 1.5)")
     if args.json:
         with open(args.json, "a") as handle:
             handle.write(json.dumps({"preset": args.preset, "threads": args.threads, **rates,
-                                     "chunked_rtf": chunked_s / args.utterance_s, "gflops": gflops,
+                                     "chunked_rtf": chunked_rtf, "gflops": gflops,
                                      "flops_per_sample": flops}) + "\n")
 
 

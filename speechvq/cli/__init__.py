@@ -219,13 +219,15 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: argmax)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the decoder's sampling")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--engine", default="auto", choices=["auto", "numba", "torch", "triton", "graph", "reference"],
-                        help="generation engine: auto = compiled (numba) on the CPU when available, else fused "
-                             "PyTorch; on a GPU the Triton kernel (triton), else CUDA graphs (graph); reference = "
-                             "the plain step, the ground truth")
-    parser.add_argument("--precision", default="tf32", choices=["tf32", "tf32x3", "ieee"],
-                        help="products of the triton engine: tf32 tensor cores (fastest), tf32x3 (about fp32), "
-                             "ieee (fp32, slow)")
+    parser.add_argument("--engine", default="auto",
+                        choices=["auto", "native", "numba", "torch", "triton", "graph", "reference"],
+                        help="generation engine: auto = on the CPU the C loop (native, built on first use when a C "
+                             "compiler is there), else numba, else fused PyTorch; on a GPU the Triton kernel "
+                             "(triton), else CUDA graphs (graph); reference = the plain step, the ground truth")
+    parser.add_argument("--precision", default="reduced", choices=["reduced", "full"],
+                        help="reduced: the fast engines' quicker arithmetic, about 1e-3 off in the logits "
+                             "(half-precision weights in the C loop, single-pass TF32 in the Triton kernel); "
+                             "full: float32 accuracy")
     parser.add_argument("--sequential", action="store_true",
                         help="decode each utterance as one stream instead of chunk-parallel")
     parser.add_argument("--chunk-s", type=float, default=1.0, help="chunk length for chunk-parallel decoding")

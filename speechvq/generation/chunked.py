@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..audio import mu_law_decode
 from .engine import GenerationEngine
-from .packed import TRITON_PRECISIONS
+from .packed import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,14 @@ class DecodeOptions:
     """How to decode.
 
     Attributes:
-        engine: "auto" (CPU: compiled when numba is there, else fused PyTorch; CUDA: graph), "numba",
-            "torch", "graph", "reference".
+        engine: one of `engine.ENGINES` ("auto": see `engine.resolve_engine`).
         mode: "chunked" (chunk-parallel) or "sequential" (one stream per utterance).
         chunk_s: chunk length in seconds (chunked mode).
         overlap_s: frames generated before a chunk's own start, warm-up plus cross-fade (>= crossfade_s).
         crossfade_s: length of the equal-power cross-fade at each join.
         threads: threads of the compiled engine (default: torch's thread count).
-        precision: products of the triton engine (see `GenerationEngine`).
+        precision: "reduced" (the native and triton engines' faster arithmetic, about 1e-3 in the logits)
+            or "full" (float32 accuracy); see `packed.PRECISIONS`.
         max_batch: most streams generated at once (bounds memory on very long inputs).
         wide_batch: chunked mode cuts utterances into chunks only while fewer than this many are decoded
             together: a batch this wide already keeps the threads busy, and chunks cost warm-up samples
@@ -52,7 +52,7 @@ class DecodeOptions:
     overlap_s: float = 0.192
     crossfade_s: float = 0.064
     threads: Optional[int] = None
-    precision: str = "tf32"
+    precision: str = "reduced"
     max_batch: int = 64
     wide_batch: int = 8
 
@@ -61,8 +61,8 @@ class DecodeOptions:
             raise ValueError(f"mode must be chunked or sequential, got {self.mode!r}")
         if not (self.chunk_s > 0 and 0 <= self.crossfade_s <= self.overlap_s):
             raise ValueError("need chunk_s > 0 and 0 <= crossfade_s <= overlap_s")
-        if self.precision not in TRITON_PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(TRITON_PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.max_batch < 1:
             raise ValueError("max_batch must be positive")
 

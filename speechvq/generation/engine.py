@@ -1,7 +1,7 @@
 """Batched autoregressive generation with a packed decoder: the compiled loop, its eager-PyTorch twin, or
 CUDA graphs on a GPU.
 
-    engine = GenerationEngine(decoder, "auto")        # CPU: numba when importable, else fused torch; CUDA: graph
+    engine = GenerationEngine(decoder, "auto")    # CPU: C loop, else numba, else fused torch; CUDA: triton
     classes = engine.generate(n_samples, local, speaker, temperature=1.0, generator=g)
 
 Both engines compute what `WaveNet.generate` (the plain reference path) computes, with the same Gumbel
@@ -22,9 +22,10 @@ import torch
 from torch import Tensor
 
 from ..models.wavenet import WaveNet, frame_noise
-from .packed import TRITON_PRECISIONS, PackedWaveNet, can_pack, frame_vectors, pack
+from .packed import (ENGINE_PRECISIONS, NATIVE_PRECISIONS, PRECISIONS, TRITON_PRECISIONS, PackedWaveNet, can_pack,
+                     frame_vectors, pack)
 
-ENGINES = ("auto", "numba", "torch", "triton", "graph", "reference")
+ENGINES = ("auto", "native", "numba", "torch", "triton", "graph", "reference")
 _EMPTY3 = np.zeros((0, 0, 0), np.float32)
 _EMPTY_TEACHER = np.zeros((0, 0), np.int64)
 
@@ -59,8 +60,9 @@ def graph_supported(decoder: WaveNet) -> bool:
 def resolve_engine(name: str, decoder: WaveNet) -> str:
     """The engine `name` stands for on the decoder's device.
 
-    auto: on the CPU numba, else torch; on CUDA triton, else graph; the reference where the fast engines do
-    not apply. numba and torch need a CPU decoder; graph runs anywhere (CUDA graphs on CUDA, eagerly
+    auto: on the CPU native (the C loop, where a C compiler builds it), else numba, else torch; on CUDA
+    triton, else graph; the reference where the fast engines do not apply. native, numba and torch need a
+    CPU decoder; graph runs anywhere (CUDA graphs on CUDA, eagerly
     elsewhere), and so does triton (compiled on CUDA, Triton's interpreter elsewhere: for tests).
     """
     if name not in ENGINES:
@@ -73,6 +75,10 @@ def resolve_engine(name: str, decoder: WaveNet) -> str:
             return "graph" if graph_supported(decoder) else "reference"
         if not can_pack(decoder) or device_type != "cpu":
             return "reference"
+        from . import native
+
+        if native.available():
+            return "native"
         return "numba" if numba_available() else "torch"
     if name == "graph" and not graph_supported(decoder):
         raise ValueError("the graph engine needs kernel size 2 and dilations whose common multiple with the hop "
@@ -81,11 +87,33 @@ def resolve_engine(name: str, decoder: WaveNet) -> str:
         raise ValueError("the triton engine needs kernel size 2 and the triton package")
     if name == "triton" and device_type != "cuda" and not triton_interpreting():
         raise ValueError("the triton engine needs a CUDA decoder (or TRITON_INTERPRET=1: Triton's interpreter)")
-    if name in ("numba", "torch") and (not can_pack(decoder) or device_type != "cpu"):
+    if name in ("native", "numba", "torch") and (not can_pack(decoder) or device_type != "cpu"):
         raise ValueError(f"the {name} engine needs a CPU decoder with kernel size 2")
+    if name == "native":
+        from . import native
+
+        try:
+            native.load()
+        except RuntimeError as error:
+            raise ValueError(f"the native engine could not be built: {error}") from None
     if name == "numba" and not numba_available():
         raise ValueError("the numba engine needs the numba package")
     return name
+
+
+def kernel_precision(engine: str, precision: str) -> str:
+    """What `precision` ("full", "reduced", or an engine's own name) means for a resolved engine.
+
+    Raises:
+        ValueError: a name neither general nor the engine's own.
+    """
+    own = {"native": NATIVE_PRECISIONS, "triton": TRITON_PRECISIONS}.get(engine, ())
+    if precision in PRECISIONS:
+        return ENGINE_PRECISIONS.get(engine, {}).get(precision, precision)
+    if precision not in own:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS + own)} for the {engine} engine, "
+                         f"got {precision!r}")
+    return precision
 
 
 class GenerationEngine:
@@ -94,16 +122,16 @@ class GenerationEngine:
     Args:
         decoder: the WaveNet (eval mode); its weights are packed once, here.
         engine: one of ENGINES.
-        threads: worker threads of the numba engine (default: torch's thread count).
+        threads: worker threads of the native and numba engines (default: torch's thread count).
         block_frames: frames prepared and generated per engine call (None: 16 on the CPU, 64 per launch of the
             triton kernel, fewer when a block's noise would pass 256 MiB).
-        precision: the triton engine's products: "tf32" (tensor cores, 10-bit mantissa inputs, like PyTorch's
-            default for cuDNN convolutions), "tf32x3" (about fp32 accuracy) or "ieee" (fp32, slow).
+        precision: "full" or "reduced" (see `packed.PRECISIONS`), or the engine's own name: native "fp32" /
+            "fp16" (matrix weights stored as halves), triton "tf32x3" / "tf32" / "ieee" (tl.dot's inputs).
         block_b, num_warps: streams and warps per program of the triton engine (None: chosen by batch size).
     """
 
     def __init__(self, decoder: WaveNet, engine: str = "auto", threads: Optional[int] = None,
-                 block_frames: Optional[int] = None, precision: str = "tf32", block_b: Optional[int] = None,
+                 block_frames: Optional[int] = None, precision: str = "full", block_b: Optional[int] = None,
                  num_warps: Optional[int] = None):
         self.decoder = decoder
         self.engine = resolve_engine(engine, decoder)
@@ -112,9 +140,17 @@ class GenerationEngine:
         self.packed: Optional[PackedWaveNet] = pack(decoder) if self.engine != "reference" else None
         self._torch_weights = None
         self._graph_runners: dict = {}  # (batch, temperature, teacher) -> GraphBlockRunner
-        if precision not in TRITON_PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(TRITON_PRECISIONS)}, got {precision!r}")
-        self.precision, self.block_b, self.num_warps = precision, block_b, num_warps
+        self.precision = kernel_precision(self.engine, precision)
+        self.block_b, self.num_warps = block_b, num_warps
+        self._native = None
+        if self.engine == "native":
+            from .native import NativeRunner
+
+            try:
+                self._native = NativeRunner(self.packed, self.threads, self.precision)
+            except RuntimeError as error:  # e.g. half-precision weights on a CPU without F16C
+                raise ValueError(f"the native engine could not be built for {self.precision} weights: "
+                                 f"{error}") from None
         self._triton_weights = None
         # the compiled loop reads the large products' weights transposed (see kernel.accumulate_transposed)
         self._transposed = {name: np.ascontiguousarray(getattr(self.packed, name).T)
@@ -149,7 +185,10 @@ class GenerationEngine:
             run = self._generate_graph if self.engine == "graph" else self._generate_triton
             return run(n_samples, batch, conditions, temperature, first_input, generator, progress, teacher)
         packed = self.packed
-        ring = np.zeros((packed.ring_slots, batch, packed.w_taps.shape[2] // 2), np.float32)
+        if self._native is not None:
+            ring = self._native.ring(batch)
+        else:
+            ring = np.zeros((packed.ring_slots, batch, packed.w_taps.shape[2] // 2), np.float32)
         previous = np.full(batch, classes // 2 if first_input is None else first_input, np.int64)
         out = np.empty((batch, n_samples), np.int64)
         logits = np.empty((n_samples, batch, classes), np.float32) if teacher is not None else None
@@ -224,7 +263,8 @@ class GenerationEngine:
                          progress: Optional[Callable[[int], None]], teacher: Optional[Tensor]
                          ) -> tuple[Tensor, Optional[Tensor]]:
         """`generate` on the triton engine: one kernel launch per block of frames (see `triton_steps`)."""
-        from .triton_steps import TritonRunner, layout, pad_frames
+        from .packed import pad_gate_halves
+        from .triton_steps import TritonRunner, layout
 
         decoder, packed = self.decoder, self.packed
         hop, classes = decoder.hop_length, decoder.classes
@@ -252,7 +292,8 @@ class GenerationEngine:
                 noise = torch.cat([frame_noise(generator, hop, batch, classes) for _ in range(first, last)])
                 noise = noise[: t1 - t0].to(device, non_blocking=True)
             step_teacher = None if teacher is None else teacher[:, t0:t1].t().to(device)
-            out, block_logits = runner.run(t1 - t0, t0, hop, pad_frames(weights, vectors), noise, temperature,
+            frames = pad_gate_halves(vectors, weights.sizes.true_half, weights.sizes.half).contiguous()
+            out, block_logits = runner.run(t1 - t0, t0, hop, frames, noise, temperature,
                                            step_teacher)
             outputs.append(out)
             if block_logits is not None:
@@ -264,7 +305,10 @@ class GenerationEngine:
 
     def _run(self, n_steps, t0, frame0, frames, noise, temperature, ring, previous, out, logits, teacher) -> None:
         packed = self.packed
-        if self.engine == "numba":
+        if self.engine == "native":
+            self._native.run(n_steps, t0, self.decoder.hop_length, frame0, frames, noise, temperature, ring, previous,
+                             out, logits, teacher)
+        elif self.engine == "numba":
             from .kernel import run_parallel
             block_out = np.empty((out.shape[0], n_steps), np.int64)
             threads = min(self.threads, previous.shape[0])

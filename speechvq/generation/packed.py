@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -31,9 +31,16 @@ from torch import Tensor
 from ..models.wavenet import WaveNet
 
 
+# How the fast engines compute: "full" keeps float32 accuracy (the native engine's float32 weights, the
+# triton engine's three-pass TF32 products); "reduced" trades about 1e-3 in the logits for speed (weights
+# stored as IEEE halves on the CPU, single-pass TF32 on a GPU). The other engines always compute in float32.
+PRECISIONS = ("full", "reduced")
+# What each means per engine; an engine also takes its own names directly.
+ENGINE_PRECISIONS = {"native": {"full": "fp32", "reduced": "fp16"}, "triton": {"full": "tf32x3", "reduced": "tf32"}}
 # The triton engine's tl.dot input precision: tf32 (tensor cores, 10-bit mantissa inputs), tf32x3 (three tf32
 # products: about fp32 accuracy), ieee (fp32 on the FMA units: 28x slower than tf32 at batch 1 on an H100)
 TRITON_PRECISIONS = ("tf32", "tf32x3", "ieee")
+NATIVE_PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass
@@ -115,6 +122,74 @@ def pack(decoder: WaveNet) -> PackedWaveNet:
         w_hidden=f32(numpy(decoder.post_hidden.weight)[:, :, 0].T), b_hidden=f32(numpy(decoder.post_hidden.bias)),
         w_logits=f32(numpy(decoder.post_logits.weight)[:, :, 0].T), b_logits=f32(numpy(decoder.post_logits.bias)),
         embedding=f32(numpy(decoder.input_embedding.weight)), gate_scale=scale, conv_bias=f32(np.stack(conv_bias)))
+
+
+@dataclass
+class PaddedWaveNet:
+    """A PackedWaveNet with every channel count rounded up (for kernels that work in fixed-width tiles).
+
+    Padded weights are zero, so padded channels stay zero through every layer; padded classes get a -1e30
+    bias so they never win an argmax. Shapes, with R, H, S, Q the padded residual, half-gate, skip and
+    class counts and L layers (float32, C order):
+        embedding `[Q, R]`; w_taps `[L, R, 4H]` (current filter | current gate | past filter | past gate);
+        w_res `[L, H, R]`, b_res `[L, R]` (both x sqrt(1/2): x' = sqrt(1/2) x + z w_res + b_res);
+        w_skip `[L * H, S]`, b_skip `[S]`; w_hidden `[S, S]`, b_hidden `[S]`; w_logits `[S, Q]`, b_logits `[Q]`.
+    """
+
+    embedding: np.ndarray
+    w_taps: np.ndarray
+    w_res: np.ndarray
+    b_res: np.ndarray
+    w_skip: np.ndarray
+    b_skip: np.ndarray
+    w_hidden: np.ndarray
+    b_hidden: np.ndarray
+    w_logits: np.ndarray
+    b_logits: np.ndarray
+    n_layers: int
+    residual: int
+    half: int
+    skip: int
+    classes: int
+    true_half: int
+    true_classes: int
+
+
+def pad_packed(packed: PackedWaveNet, round_up: Callable[[int], int]) -> PaddedWaveNet:
+    """The packed weights with each channel count n rounded to round_up(n) (see PaddedWaveNet)."""
+    n_layers, residual, gate2x = packed.w_taps.shape
+    half = gate2x // 4
+    skip, classes = packed.w_hidden.shape[0], packed.w_logits.shape[1]
+    rp, hp, sp, qp = round_up(residual), round_up(half), round_up(skip), round_up(classes)
+    scale = np.float32(np.sqrt(0.5))
+
+    def pad(array: np.ndarray, shape: tuple, fill: float = 0.0) -> np.ndarray:
+        out = np.full(shape, fill, np.float32)
+        out[tuple(slice(0, n) for n in array.shape)] = array
+        return out
+
+    quarters = [pad(packed.w_taps[:, :, k * half:(k + 1) * half], (n_layers, rp, hp)) for k in range(4)]
+    return PaddedWaveNet(
+        embedding=pad(packed.embedding, (qp, rp)), w_taps=np.ascontiguousarray(np.concatenate(quarters, 2)),
+        w_res=pad(packed.w_res * scale, (n_layers, hp, rp)), b_res=pad(packed.b_res * scale, (n_layers, rp)),
+        w_skip=pad(packed.w_skip.reshape(n_layers, half, skip), (n_layers, hp, sp)).reshape(n_layers * hp, sp),
+        b_skip=pad(packed.b_skip, (sp,)), w_hidden=pad(packed.w_hidden, (sp, sp)), b_hidden=pad(packed.b_hidden, (sp,)),
+        w_logits=pad(packed.w_logits, (sp, qp)), b_logits=pad(packed.b_logits, (qp,), fill=-1e30),
+        n_layers=n_layers, residual=rp, half=hp, skip=sp, classes=qp, true_half=half, true_classes=classes)
+
+
+def pad_gate_halves(frames, half: int, padded_half: int):
+    """Frame vectors `[..., 2 * half]` (filter | gate half) as `[..., 2 * padded_half]`, each half zero-padded.
+
+    Works on numpy arrays and torch tensors alike; returns the input itself when nothing needs padding.
+    """
+    if half == padded_half:
+        return frames
+    shape = tuple(frames.shape[:-1]) + (2 * padded_half,)
+    out = frames.new_zeros(shape) if isinstance(frames, Tensor) else np.zeros(shape, frames.dtype)
+    out[..., :half] = frames[..., :half]
+    out[..., padded_half:padded_half + half] = frames[..., half:]
+    return out
 
 
 def frame_vectors(packed: PackedWaveNet, frame_cond: Optional[Tensor], batch_size: int) -> np.ndarray:

@@ -30,74 +30,34 @@ import triton.language as tl
 from torch import Tensor
 
 from .packed import TRITON_PRECISIONS as PRECISIONS
-from .packed import PackedWaveNet
+from .packed import PackedWaveNet, PaddedWaveNet, pad_packed
 
 
-def padded(n: int) -> int:
+def power_of_two(n: int) -> int:
     """The channel count the kernel uses for n channels: the next power of two, at least 16."""
     return max(16, 1 << (n - 1).bit_length())
 
 
 @dataclass
 class TritonWeights:
-    """The packed weights padded and laid out for the kernel (float32, contiguous, on one device).
-
-    Shapes (padded sizes: R residual, H half gate, S skip, Q classes; L layers):
-        embedding `[Q, R]`, w_cur and w_past `[L, R, 2H]` (filter | gate half), w_res `[L, H, R]` and
-        b_res `[L, R]` (sqrt(1/2) folded in), w_skip `[L * H, S]`, b_skip `[S]`, w_hidden `[S, S]`,
-        b_hidden `[S]`, w_logits `[S, Q]`, b_logits `[Q]`; dilations and offsets int32 `[L]`.
-    """
+    """`packed.PaddedWaveNet` (sizes rounded by `power_of_two`) as tensors on the kernel's device; the two taps
+    are split into w_cur and w_past `[L, R, 2H]`, and dilations and offsets are int32."""
 
     tensors: dict
-    n_layers: int
-    residual: int
-    half: int
-    skip: int
-    classes: int
-    true_half: int
-    true_classes: int
+    sizes: PaddedWaveNet
 
 
 def layout(packed: PackedWaveNet, device: torch.device) -> TritonWeights:
     """Pad and move the packed weights for the kernel (see TritonWeights)."""
-    n_layers, residual, gate2x = packed.w_taps.shape
-    gate, half = gate2x // 2, gate2x // 4
-    skip, classes = packed.w_hidden.shape[0], packed.w_logits.shape[1]
-    rp, hp, sp, qp = padded(residual), padded(half), padded(skip), padded(classes)
-    scale = np.float32(np.sqrt(0.5))
-
-    def pad(array: np.ndarray, shape: tuple, fill: float = 0.0) -> np.ndarray:
-        out = np.full(shape, fill, np.float32)
-        out[tuple(slice(0, n) for n in array.shape)] = array
-        return out
-
-    def taps(w: np.ndarray) -> np.ndarray:  # (L, R, G) -> (L, Rp, 2Hp): filter half, then gate half
-        return np.concatenate([pad(w[:, :, :half], (n_layers, rp, hp)), pad(w[:, :, half:], (n_layers, rp, hp))], 2)
-
-    arrays = {
-        "embedding": pad(packed.embedding, (qp, rp)),
-        "w_cur": taps(packed.w_taps[:, :, :gate]), "w_past": taps(packed.w_taps[:, :, gate:]),
-        "w_res": pad(packed.w_res * scale, (n_layers, hp, rp)), "b_res": pad(packed.b_res * scale, (n_layers, rp)),
-        "w_skip": pad(packed.w_skip.reshape(n_layers, half, skip), (n_layers, hp, sp)).reshape(n_layers * hp, sp),
-        "b_skip": pad(packed.b_skip, (sp,)), "w_hidden": pad(packed.w_hidden, (sp, sp)),
-        "b_hidden": pad(packed.b_hidden, (sp,)), "w_logits": pad(packed.w_logits, (sp, qp)),
-        "b_logits": pad(packed.b_logits, (qp,), fill=-1e30),
-    }
+    weights = pad_packed(packed, power_of_two)
+    arrays = {name: getattr(weights, name) for name in ("embedding", "w_res", "b_res", "w_skip", "b_skip",
+                                                         "w_hidden", "b_hidden", "w_logits", "b_logits")}
+    gate = 2 * weights.half
+    arrays["w_cur"], arrays["w_past"] = weights.w_taps[..., :gate], weights.w_taps[..., gate:]
     tensors = {name: torch.from_numpy(np.ascontiguousarray(a)).to(device) for name, a in arrays.items()}
     tensors["dilations"] = torch.from_numpy(packed.dilations.astype(np.int32)).to(device)
     tensors["offsets"] = torch.from_numpy(packed.offsets.astype(np.int32)).to(device)
-    return TritonWeights(tensors, n_layers, rp, hp, sp, qp, half, classes)
-
-
-def pad_frames(weights: TritonWeights, frames: Tensor) -> Tensor:
-    """Frame vectors float `[F, B, L, G]` (see `packed.frame_vectors`) in the kernel's padded `[F, B, L, 2H]`."""
-    half = weights.true_half
-    if half == weights.half:
-        return frames.contiguous()
-    out = frames.new_zeros(frames.shape[:3] + (2 * weights.half,))
-    out[..., :half] = frames[..., :half]
-    out[..., weights.half:weights.half + half] = frames[..., half:]
-    return out
+    return TritonWeights(tensors, weights)
 
 
 @triton.jit
@@ -217,9 +177,10 @@ class TritonRunner:
             block_b = 16 if batch <= 16 * 132 else 32
         self.block_b = block_b
         self.num_warps = num_warps or 8  # 4 warps spill registers at 16 streams (ptxas, sm_90)
-        self.ring = torch.zeros(batch, ring_slots, 2 * weights.half, device=device)
+        self.ring = torch.zeros(batch, ring_slots, 2 * weights.sizes.half, device=device)
         self.previous = torch.zeros(batch, dtype=torch.long, device=device)
-        self.scratch = torch.zeros(batch, weights.n_layers * weights.half + 2 * weights.skip, device=device)
+        self.scratch = torch.zeros(batch, weights.sizes.n_layers * weights.sizes.half + 2 * weights.sizes.skip,
+                                   device=device)
 
     def reset(self, first_input: int) -> None:
         """Start new streams: empty ring buffers, `first_input` as every stream's previous class."""
@@ -239,7 +200,7 @@ class TritonRunner:
         Returns:
             (int64 `[n_steps, B]` classes, float32 `[n_steps, B, classes]` logits when teacher forcing, else None).
         """
-        w, device = self.w, self.ring.device
+        w, device = self.w.sizes, self.ring.device
         out = torch.empty(n_steps, self.batch, dtype=torch.long, device=device)
         logits = None
         if teacher is not None:
@@ -248,7 +209,7 @@ class TritonRunner:
             noise = torch.nn.functional.pad(noise, (0, w.classes - noise.shape[-1]))
         dummy = out  # stands for the pointers the constexpr flags leave unused
         grid = (triton.cdiv(self.batch, self.block_b),)
-        t = w.tensors
+        t = self.w.tensors
         _steps_kernel[grid](
             t["embedding"], t["w_cur"], t["w_past"], t["w_res"], t["b_res"], t["w_skip"], t["b_skip"], t["w_hidden"],
             t["b_hidden"], t["w_logits"], t["b_logits"], t["dilations"], t["offsets"],

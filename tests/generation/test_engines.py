@@ -14,7 +14,7 @@ from speechvq.models.wavenet import WaveNet
 
 HOP, LOCAL, SPEAKER = 8, 6, 5
 CONDITIONING = {"none": (0, 0), "speaker": (0, SPEAKER), "speaker+local": (LOCAL, SPEAKER)}
-FAST = ["torch", "numba", "graph"]  # graph: the CUDA-graph block, run eagerly on the CPU here
+FAST = ["native", "torch", "numba", "graph"]  # graph: the CUDA-graph block, run eagerly on the CPU here
 
 
 def decoder(local: int, speaker: int, kernel_size: int = 2) -> WaveNet:
@@ -180,3 +180,49 @@ def test_a_wide_batch_of_files_is_not_also_chunked():
     alone = decode_requests(runner, requests[:2], DecodeOptions(mode="sequential"), 16000,
                             generator=torch.Generator().manual_seed(4))
     assert not torch.equal(narrow[0], alone[0])  # two files: still cut into chunks
+
+
+def test_native_engine_is_built_once_and_falls_back_without_a_compiler(monkeypatch, tmp_path):
+    from speechvq.generation import native
+
+    monkeypatch.setenv("SPEECHVQ_CACHE", str(tmp_path / "good"))
+    first = native.build()
+    stamp = first.stat().st_mtime_ns
+    assert native.build() == first and first.stat().st_mtime_ns == stamp  # cached: not compiled again
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary file left behind
+
+    monkeypatch.setattr(native, "_library", {})  # a fresh process, as far as the loader knows
+    monkeypatch.setenv("SPEECHVQ_CACHE", str(tmp_path / "bad"))
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    assert not native.available()
+    model = decoder(LOCAL, SPEAKER)
+    assert resolve_engine("auto", model) in ("numba", "torch")
+    with pytest.raises(ValueError, match="native engine could not be built"):
+        resolve_engine("native", model)
+    assert list((tmp_path / "bad").iterdir()) == []
+
+
+def test_reduced_precision_native_engine_stays_close_to_the_reference():
+    # half-precision weights: the logits move by about 1e-3 (the float32 engines stay within 1e-4)
+    model = decoder(LOCAL, SPEAKER)
+    n_samples = 1000
+    local, speaker = conditioning(model, 2, n_samples)
+    inputs = torch.randint(0, 256, (2, n_samples), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        reference = model(inputs, local, speaker)
+    engine = GenerationEngine(model, "native", precision="reduced")
+    assert engine.precision == "fp16"
+    _, logits = engine.generate(n_samples, local, speaker, teacher=inputs)
+    error = (logits - reference).abs().max().item()
+    assert 1e-6 < error <= 1e-3  # not float32 (so the halves are really used), and close (9.2e-5 measured)
+    classes, _ = engine.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(7))
+    assert classes.shape == (2, n_samples) and classes.min() >= 0 and classes.max() < 256
+
+
+def test_precision_names():
+    model = decoder(LOCAL, SPEAKER)
+    assert GenerationEngine(model, "native").precision == "fp32"
+    assert GenerationEngine(model, "native", precision="fp16").precision == "fp16"
+    assert GenerationEngine(model, "torch", precision="reduced").precision == "reduced"  # float32 regardless
+    with pytest.raises(ValueError, match="precision must be one of"):
+        GenerationEngine(model, "native", precision="tf32")

@@ -1,0 +1,186 @@
+"""The C generation loop (csrc/wavenet_step.c): built on first use with the system C compiler, called via ctypes.
+
+The library is compiled once per machine and source version into a cache folder
+($SPEECHVQ_CACHE, else $XDG_CACHE_HOME/speechvq, else ~/.cache/speechvq), with -O3 -march=native
+-ffast-math, written to a temporary name and renamed, so concurrent first uses cannot see half a file.
+`available()` says whether that works here (a C compiler on PATH as $CC, cc or gcc); the engine falls
+back to numba when it does not. Threads: the streams are split into one slice per thread, and each slice
+runs a whole block of steps in one C call (ctypes releases the GIL during the call).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .packed import NATIVE_PRECISIONS, PackedWaveNet, PaddedWaveNet, pad_gate_halves, pad_packed
+
+SOURCE = Path(__file__).with_name("csrc") / "wavenet_step.c"
+FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-shared", "-std=c11")
+_library: dict = {}  # per weight precision: the loaded library, or the error that prevented it (once per process)
+
+
+def multiple_of_16(n: int) -> int:
+    """Channel counts of the C layout: multiples of 16 (one 512-bit vector of float32)."""
+    return -(-n // 16) * 16
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept."""
+    if os.environ.get("SPEECHVQ_CACHE"):
+        return Path(os.environ["SPEECHVQ_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "speechvq"
+
+
+def _compiler() -> Optional[str]:
+    for name in (os.environ.get("CC"), "cc", "gcc"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cpu_signature() -> str:
+    # -march=native code is only valid on a machine with the same instruction set: key the cache by it
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = ""
+    return platform.machine() + flags
+
+
+def build(weights: str = "fp32") -> Path:
+    """Compile the library (for float32 or half-precision weights) if this machine's cache lacks it; return its path.
+
+    Raises:
+        RuntimeError: no C compiler, or the compiler failed (its message included).
+    """
+    compiler = _compiler()
+    if compiler is None:
+        raise RuntimeError("no C compiler found (set CC, or install cc/gcc)")
+    flags = FLAGS + (("-DSPEECHVQ_FP16_WEIGHTS",) if weights == "fp16" else ())
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + " ".join(flags).encode() + compiler.encode() + _cpu_signature().encode())
+    target = cache_dir() / f"wavenet_step-{weights}-{key.hexdigest()[:16]}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(handle)
+    try:
+        result = subprocess.run([compiler, *flags, str(SOURCE), "-o", temporary, "-lm"], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[:2000]}")
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return target
+
+
+def load(weights: str = "fp32") -> ctypes.CDLL:
+    """The built library, loaded once per process (raises RuntimeError as `build` does)."""
+    if weights not in NATIVE_PRECISIONS:
+        raise ValueError(f"weights must be one of {', '.join(NATIVE_PRECISIONS)}, got {weights!r}")
+    if weights not in _library:
+        try:
+            library = ctypes.CDLL(str(build(weights)))
+            library.run_block.restype = None
+            _library[weights] = library
+        except (RuntimeError, OSError) as error:
+            _library[weights] = RuntimeError(str(error))
+    if isinstance(_library[weights], Exception):
+        raise _library[weights]
+    return _library[weights]
+
+
+def available(weights: str = "fp32") -> bool:
+    """Whether the C loop can be built and loaded here (the first call may compile it: about a second)."""
+    try:
+        load(weights)
+        return True
+    except RuntimeError:
+        return False
+
+
+def _pointer(array: Optional[np.ndarray]):
+    return None if array is None else array.ctypes.data_as(ctypes.c_void_p)
+
+
+class NativeRunner:
+    """Runs blocks of generation steps with the C loop for the streams of one `generate` call.
+
+    Args:
+        packed: the packed decoder (padded here to multiples of 16).
+        threads: worker threads; the streams are split evenly between them.
+        weights: storage of the matrix weights, "fp32" or "fp16" (half the memory traffic; products and
+            activations stay float32).
+    """
+
+    def __init__(self, packed: PackedWaveNet, threads: int, weights: str = "fp32"):
+        self.library = load(weights)
+        self.packed = packed
+        self.weights: PaddedWaveNet = pad_packed(packed, multiple_of_16)
+        if weights == "fp16":  # the bits of IEEE halves, as the C side reads them
+            for name in ("w_taps", "w_res", "w_skip", "w_hidden", "w_logits"):
+                half = getattr(self.weights, name).astype(np.float16).view(np.uint16)
+                setattr(self.weights, name, np.ascontiguousarray(half))
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def ring(self, batch: int) -> np.ndarray:
+        """Empty ring buffers for `batch` streams: float32 `[slots, B, 2H]` (H padded)."""
+        return np.zeros((self.packed.ring_slots, batch, 2 * self.weights.half), np.float32)
+
+    def run(self, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
+            temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits: np.ndarray,
+            teacher: np.ndarray) -> None:
+        """Advance every stream by `n_steps` samples (arguments as for `kernel.run_block`; `ring` from `ring`).
+
+        Args:
+            frames: float32 `[F, B, L, G]` frame vectors (unpadded; F = 1: the same for every step).
+            noise: float32 `[n_steps, B, Q]`, or empty for argmax; teacher: int64 `[B, n_steps]` or empty.
+            out: int64 `[B, n_steps]` (written); logits: float32 `[n_steps, B, Q]` or empty (written).
+        """
+        w = self.weights
+        batch = previous.shape[0]
+        frames = np.ascontiguousarray(pad_gate_halves(frames, w.true_half, w.half), dtype=np.float32)
+        out_block = np.empty((batch, n_steps), np.int64)
+        noise_arg = np.ascontiguousarray(noise, np.float32) if temperature > 0 and noise.size else None
+        teacher_arg = np.ascontiguousarray(teacher, np.int64) if teacher.size else None
+        logits_arg = np.empty((n_steps, batch, w.true_classes), np.float32) if logits.size else None
+        per = -(-batch // self.threads)
+        slices = [(lo, min(batch, lo + per)) for lo in range(0, batch, per)]
+        scratch_size = w.residual * 2 + 4 * w.half + w.n_layers * w.half + 2 * w.skip + w.classes
+        c_long = ctypes.c_long
+
+        def call(bounds: tuple[int, int]) -> None:
+            lo, hi = bounds
+            scratch = np.empty((hi - lo) * scratch_size + 64, np.float32)
+            self.library.run_block(
+                c_long(lo), c_long(hi), c_long(batch), c_long(n_steps), c_long(t0), c_long(hop), c_long(frame0),
+                c_long(frames.shape[0]), c_long(w.n_layers), c_long(w.residual), c_long(w.half), c_long(w.skip),
+                c_long(w.true_classes), c_long(w.classes), _pointer(self.packed.dilations),
+                _pointer(self.packed.offsets), _pointer(w.embedding), _pointer(w.w_taps), _pointer(w.w_res),
+                _pointer(w.b_res), _pointer(w.w_skip), _pointer(w.b_skip), _pointer(w.w_hidden),
+                _pointer(w.b_hidden), _pointer(w.w_logits), _pointer(w.b_logits), _pointer(frames),
+                _pointer(noise_arg), ctypes.c_float(temperature), _pointer(ring), _pointer(previous),
+                _pointer(out_block), _pointer(logits_arg), _pointer(teacher_arg), _pointer(scratch))
+
+        if self._pool is None or len(slices) == 1:
+            for bounds in slices:
+                call(bounds)
+        else:
+            list(self._pool.map(call, slices))
+        out[:, :] = out_block
+        if logits_arg is not None:
+            logits[:] = logits_arg
