@@ -203,10 +203,8 @@ class GenerationEngine:
             else:
                 frames = constant
             t0, t1 = first * hop, min(n_samples, last * hop)
-            noise = _EMPTY3
-            if temperature > 0:
-                noise = torch.cat([frame_noise(generator, hop, batch, classes) for _ in range(first, last)])
-                noise = noise[: t1 - t0].numpy()
+            noise = _block_noise(generator, hop, batch, classes, last - first, t1 - t0).numpy() if temperature > 0 \
+                else _EMPTY3
             step_teacher = _EMPTY_TEACHER if teacher is None else teacher[:, t0:t1].cpu().numpy().astype(np.int64)
             block_logits = _EMPTY3 if logits is None else logits[t0:t1]
             self._run(t1 - t0, t0, first, frames, noise, float(temperature), ring, previous, out[:, t0:t1],
@@ -243,9 +241,8 @@ class GenerationEngine:
             vectors = torch.from_numpy(vectors).expand(last - first, *vectors.shape[1:])
             padded = torch.cat([vectors, vectors[-1:].expand(frames_per_block - (last - first), *vectors.shape[1:])])
             _fill(runner.frames, padded)
-            if runner.noise is not None:  # drawn frame by frame, as every other path draws it
-                noise = torch.cat([frame_noise(generator, hop, batch, classes) for _ in range(first, last)])
-                _fill(runner.noise[: t1 - t0], noise[: t1 - t0])
+            if runner.noise is not None:
+                _fill(runner.noise[: t1 - t0], _block_noise(generator, hop, batch, classes, last - first, t1 - t0))
             if runner.teacher is not None:
                 _fill(runner.teacher[: t1 - t0], teacher[:, t0:t1].t())
             runner.run()
@@ -288,9 +285,9 @@ class GenerationEngine:
             else:
                 vectors = (torch.stack(cond).to(device, torch.float32) + bias) * gate_scale  # [F, B, L, G]
             noise = None
-            if temperature > 0:  # drawn frame by frame, as every other path draws it
-                noise = torch.cat([frame_noise(generator, hop, batch, classes) for _ in range(first, last)])
-                noise = noise[: t1 - t0].to(device, non_blocking=True)
+            if temperature > 0:
+                noise = _block_noise(generator, hop, batch, classes, last - first, t1 - t0)
+                noise = noise.to(device, non_blocking=True)
             step_teacher = None if teacher is None else teacher[:, t0:t1].t().to(device)
             frames = pad_gate_halves(vectors, weights.sizes.true_half, weights.sizes.half).contiguous()
             out, block_logits = runner.run(t1 - t0, t0, hop, frames, noise, temperature,
@@ -330,6 +327,13 @@ class GenerationEngine:
         if self._torch_weights is None:
             self._torch_weights = torch_layout(self.packed)
         return self._torch_weights
+
+
+def _block_noise(generator: Optional[torch.Generator], hop: int, batch: int, classes: int, n_frames: int,
+                 n_steps: int) -> Tensor:
+    """Gumbel noise float32 `[n_steps, B, classes]` for a block of frames, drawn frame by frame as every path
+    draws it (`models.wavenet.frame_noise`), so the same generator gives the same draws on every engine."""
+    return torch.cat([frame_noise(generator, hop, batch, classes) for _ in range(n_frames)])[:n_steps]
 
 
 def _fill(static: Tensor, values: Tensor) -> None:
