@@ -106,7 +106,9 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
         options: chunking (see DecodeOptions).
         sample_rate: Hz, to turn the options' seconds into frames.
         temperature, generator, first_input: as in `WaveNet.generate`.
-        progress: called with the number of samples generated (all streams together, warm-ups included).
+        progress: called with the number of output samples decoded since the last call (of the requested
+            lengths, all utterances together; a chunk's warm-up samples are not counted): a bar with total
+            sum(n_samples) ends full.
     """
     decoder = engine.decoder
     if not decoder.local_channels:
@@ -126,8 +128,12 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
         length = max(c.stop - c.start for c in group)
         conditioning = torch.stack([_chunk_conditioning(decoder, requests[c.request], c, length, margin)
                                     for c in group])
+        kept = sum(min(requests[c.request].n_samples, c.stop * hop) - c.own_start * hop for c in group)
+        reporter = None if progress is None else _OutputProgress(progress, kept, length * hop)
         classes, _ = engine.generate(length * hop, temperature=temperature, first_input=first_input,
-                                     generator=generator, progress=progress, conditioning=conditioning)
+                                     generator=generator, progress=reporter, conditioning=conditioning)
+        if reporter is not None:
+            reporter.finish()
         waveforms = mu_law_decode(classes, decoder.classes)
         for row, chunk in enumerate(group):
             pieces[chunk] = waveforms[row, : (chunk.stop - chunk.start) * hop]
@@ -136,6 +142,26 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
         own = [c for c in chunks if c.request == index]
         outputs.append(_assemble(own, pieces, request.n_samples, hop, crossfade))
     return outputs
+
+
+class _OutputProgress:
+    """Turns an engine's step progress (steps per stream) into output samples of a group of streams."""
+
+    def __init__(self, progress: Callable[[int], None], kept: int, steps: int):
+        self.progress, self.kept, self.steps = progress, kept, steps
+        self.done_steps, self.reported = 0, 0
+
+    def __call__(self, steps: int) -> None:
+        self.done_steps += steps
+        due = self.kept * self.done_steps // self.steps
+        if due > self.reported:
+            self.progress(due - self.reported)
+            self.reported = due
+
+    def finish(self) -> None:
+        if self.kept > self.reported:
+            self.progress(self.kept - self.reported)
+            self.reported = self.kept
 
 
 def _chunk_conditioning(decoder, request: DecodeRequest, chunk: Chunk, length: int, margin: int) -> Tensor:

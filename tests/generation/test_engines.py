@@ -166,6 +166,18 @@ def test_chunked_and_batched_decoding_shapes_and_independence():
     assert torch.equal(alone, together[1])
 
 
+@pytest.mark.parametrize("mode", ["chunked", "sequential"])
+def test_progress_counts_output_samples_and_ends_at_the_total(mode):
+    model = decoder(LOCAL, SPEAKER)
+    local, speaker = conditioning(model, 2, 1000)
+    requests = [DecodeRequest(local[0], speaker[0], 1000), DecodeRequest(local[1, :, :40], speaker[1], 317)]
+    options = DecodeOptions(mode=mode, chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004, max_batch=3)
+    calls = []
+    decode_requests(GenerationEngine(model, "native", block_frames=4), requests, options, 16000, temperature=0.0,
+                    progress=calls.append)
+    assert sum(calls) == 1317 and all(n > 0 for n in calls) and len(calls) > 3  # warm-ups not counted
+
+
 def test_a_wide_batch_of_files_is_not_also_chunked():
     model = decoder(LOCAL, SPEAKER)
     local, speaker = conditioning(model, 3, 400)
