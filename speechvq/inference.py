@@ -98,7 +98,8 @@ def build_engine(model: SpeechVQ, options: Optional[DecodeOptions] = None) -> Ge
     """The generation engine `options` asks for, for this model's decoder (weights packed once, here).
 
     Raises:
-        SpeechVQError: an engine this machine or model cannot run (e.g. numba missing, a GPU-only choice).
+        SpeechVQError: an engine this machine or model cannot run (e.g. no C compiler for native, numba
+            missing, a GPU-only choice).
     """
     options = options or DecodeOptions()
     try:

@@ -234,7 +234,7 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap-s", type=float, default=0.192,
                         help="each chunk's warm-up plus cross-fade before its own start")
     parser.add_argument("--crossfade-s", type=float, default=0.064, help="cross-fade at each join")
-    parser.add_argument("--threads", type=int, default=None, help="threads of the compiled engine")
+    parser.add_argument("--threads", type=int, default=None, help="threads of the native and numba engines")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

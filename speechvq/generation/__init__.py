@@ -1,6 +1,6 @@
-"""Fast autoregressive generation: packed weights, a compiled loop (numba), a fused PyTorch fallback, CUDA
-graphs on a GPU, and chunk-parallel / many-file batched decoding. The plain `WaveNet.generate` stays the
-reference they match."""
+"""Fast autoregressive generation: packed weights; on the CPU a C loop (native), a numba loop and a fused
+PyTorch fallback; on a GPU a persistent Triton kernel and CUDA graphs; chunk-parallel and many-file batched
+decoding. The plain `WaveNet.generate` stays the reference they match."""
 
 from .chunked import Chunk, DecodeOptions, DecodeRequest, decode_requests, plan_chunks
 from .engine import ENGINES, GenerationEngine, numba_available, resolve_engine

@@ -1,12 +1,13 @@
-"""Batched autoregressive generation with a packed decoder: the compiled loop, its eager-PyTorch twin, or
-CUDA graphs on a GPU.
+"""Batched autoregressive generation with a packed decoder: on the CPU the C loop (native), the numba loop or
+their eager-PyTorch twin; on a GPU the Triton kernel or CUDA graphs.
 
     engine = GenerationEngine(decoder, "auto")    # CPU: C loop, else numba, else fused torch; CUDA: triton
     classes = engine.generate(n_samples, local, speaker, temperature=1.0, generator=g)
 
-Both engines compute what `WaveNet.generate` (the plain reference path) computes, with the same Gumbel
+Every engine computes what `WaveNet.generate` (the plain reference path) computes, with the same Gumbel
 noise drawn frame by frame from the same generator (`models.wavenet.frame_noise`), so the same generator
-gives the same samples on every path (up to float rounding of near-ties). Work is done in blocks of
+gives the same samples on every path (up to float rounding of near-ties; with precision "reduced", up to
+the rounding of half-precision weights or TF32 products). Work is done in blocks of
 `block_frames` frames: the conditioning and the noise of a block are prepared with torch, then the engine
 runs all of the block's samples.
 """
