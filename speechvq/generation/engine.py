@@ -149,9 +149,12 @@ class GenerationEngine:
 
             try:
                 self._native = NativeRunner(self.packed, self.threads, self.precision)
-            except RuntimeError as error:  # e.g. half-precision weights on a CPU without F16C
-                raise ValueError(f"the native engine could not be built for {self.precision} weights: "
-                                 f"{error}") from None
+            except RuntimeError as error:  # e.g. half-precision weights on a CPU without F16C or AVX-512
+                if precision != "reduced":  # fp16 asked for by name: say why it cannot be had
+                    raise ValueError(f"the native engine could not be built for {self.precision} weights: "
+                                     f"{error}") from None
+                self.precision = "fp32"  # "reduced" is a speed preference: float32 weights still work
+                self._native = NativeRunner(self.packed, self.threads, self.precision)
         self._triton_weights = None
         # the compiled loop reads the large products' weights transposed (see kernel.accumulate_transposed)
         self._transposed = {name: np.ascontiguousarray(getattr(self.packed, name).T)

@@ -238,3 +238,20 @@ def test_precision_names():
     assert GenerationEngine(model, "torch", precision="reduced").precision == "reduced"  # float32 regardless
     with pytest.raises(ValueError, match="precision must be one of"):
         GenerationEngine(model, "native", precision="tf32")
+
+
+def test_reduced_precision_falls_back_to_float32_weights_where_halves_cannot_be_built(monkeypatch):
+    from speechvq.generation import native
+
+    real_load = native.load
+
+    def load_without_halves(weights="fp32"):
+        if weights == "fp16":
+            raise RuntimeError("half-precision weights need F16C or AVX-512")
+        return real_load(weights)
+
+    monkeypatch.setattr(native, "load", load_without_halves)
+    model = decoder(LOCAL, SPEAKER)
+    assert GenerationEngine(model, "native", precision="reduced").precision == "fp32"
+    with pytest.raises(ValueError, match="could not be built for fp16 weights"):
+        GenerationEngine(model, "native", precision="fp16")
