@@ -138,8 +138,9 @@ class NativeRunner:
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
     def ring(self, batch: int) -> np.ndarray:
-        """Empty ring buffers for `batch` streams: float32 `[slots, B, 2H]` (H padded)."""
-        return np.zeros((self.packed.ring_slots, batch, 2 * self.weights.half), np.float32)
+        """Empty ring buffers for `batch` streams: float32 `[B, slots, 2H]` (H padded; stream-major, so threads
+        never write to the same cache line)."""
+        return np.zeros((batch, self.packed.ring_slots, 2 * self.weights.half), np.float32)
 
     def run(self, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
             temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits: np.ndarray,
@@ -169,7 +170,7 @@ class NativeRunner:
             self.library.run_block(
                 c_long(lo), c_long(hi), c_long(batch), c_long(n_steps), c_long(t0), c_long(hop), c_long(frame0),
                 c_long(frames.shape[0]), c_long(w.n_layers), c_long(w.residual), c_long(w.half), c_long(w.skip),
-                c_long(w.true_classes), c_long(w.classes), _pointer(self.packed.dilations),
+                c_long(w.true_classes), c_long(w.classes), c_long(ring.shape[1]), _pointer(self.packed.dilations),
                 _pointer(self.packed.offsets), _pointer(w.embedding), _pointer(w.w_taps), _pointer(w.w_res),
                 _pointer(w.b_res), _pointer(w.w_skip), _pointer(w.b_skip), _pointer(w.w_hidden),
                 _pointer(w.b_hidden), _pointer(w.w_logits), _pointer(w.b_logits), _pointer(frames),
