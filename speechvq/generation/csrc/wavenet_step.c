@@ -121,7 +121,7 @@ static inline float fast_tanh(float x) {
 /* Advance streams [lo, hi) of B by n_steps samples from absolute step t0 (see the layout above). */
 void run_block(long lo, long hi, long batch, long n_steps, long t0, long hop, long frame0, long n_frames,
                long n_layers, long R, long H, long S, long Q, long Qp, long slots,
-               const long *dilations, const long *offsets,
+               const int64_t *dilations, const int64_t *offsets,
                const float *embedding, const weight_t *taps, const weight_t *res, const float *res_bias,
                const weight_t *skip, const float *skip_bias, const weight_t *hidden_w, const float *hidden_bias,
                const weight_t *logits_w, const float *logits_bias,
