@@ -156,9 +156,9 @@ class GenerationEngine:
                 self.precision = "fp32"  # "reduced" is a speed preference: float32 weights still work
                 self._native = NativeRunner(self.packed, self.threads, self.precision)
         self._triton_weights = None
-        # the compiled loop reads the large products' weights transposed (see kernel.accumulate_transposed)
+        # the numba loop reads the large products' weights transposed (see kernel.accumulate_transposed)
         self._transposed = {name: np.ascontiguousarray(getattr(self.packed, name).T)
-                            for name in ("w_skip", "w_hidden", "w_logits")} if self.packed is not None else {}
+                            for name in ("w_skip", "w_hidden", "w_logits")} if self.engine == "numba" else {}
 
     @torch.no_grad()
     def generate(self, n_samples: int, local: Optional[Tensor] = None, speaker: Optional[Tensor] = None,
@@ -199,11 +199,12 @@ class GenerationEngine:
         constant = None
         if local is None and (conditioning is None or conditioning.shape[1] == 1):  # the same for every frame
             first_frame = next(conditions)
-            constant = frame_vectors(packed, None if first_frame is None else first_frame.unsqueeze(1), batch)
+            constant = frame_vectors(packed, None if first_frame is None else first_frame.unsqueeze(1), batch).numpy()
         for first in range(0, n_frames, self.block_frames):
             last = min(n_frames, first + self.block_frames)
             if constant is None:
-                frames = frame_vectors(packed, torch.stack([next(conditions) for _ in range(first, last)], 1), batch)
+                cond = torch.stack([next(conditions) for _ in range(first, last)], 1)
+                frames = frame_vectors(packed, cond, batch).numpy()
             else:
                 frames = constant
             t0, t1 = first * hop, min(n_samples, last * hop)
@@ -218,6 +219,24 @@ class GenerationEngine:
         classes_out = torch.from_numpy(out)
         return classes_out, None if logits is None else torch.from_numpy(logits).permute(1, 2, 0)
 
+    def _device_blocks(self, n_samples: int, batch: int, conditions, temperature: float,
+                       generator: Optional[torch.Generator], teacher: Optional[Tensor], frames_per_block: int,
+                       device: torch.device):
+        """The inputs of each block of a device engine, already on `device`: yields (first frame, frames in the
+        block, t0, t1, frame vectors `[F, B, L, G]` (F = 1 when constant), noise `[t1 - t0, B, Q]` or None,
+        teacher `[t1 - t0, B]` or None)."""
+        hop, classes = self.decoder.hop_length, self.decoder.classes
+        for first in range(0, -(-n_samples // hop), frames_per_block):
+            n_frames = min(frames_per_block, -(-n_samples // hop) - first)
+            t0, t1 = first * hop, min(n_samples, (first + n_frames) * hop)
+            cond = [next(conditions) for _ in range(n_frames)]
+            vectors = frame_vectors(self.packed, None if cond[0] is None else torch.stack(cond, 1), batch, device)
+            noise = None
+            if temperature > 0:
+                noise = _to_device(_block_noise(generator, hop, batch, classes, n_frames, t1 - t0), device)
+            step_teacher = None if teacher is None else _to_device(teacher[:, t0:t1].t(), device)
+            yield first, n_frames, t0, t1, vectors, noise, step_teacher
+
     def _generate_graph(self, n_samples: int, batch: int, conditions, temperature: float,
                         first_input: Optional[int], generator: Optional[torch.Generator],
                         progress: Optional[Callable[[int], None]], teacher: Optional[Tensor]
@@ -225,30 +244,25 @@ class GenerationEngine:
         """`generate` on the graph engine: whole blocks on the decoder's device (see `graphs`)."""
         from .graphs import GraphBlockRunner
 
-        decoder, packed = self.decoder, self.packed
-        hop, classes = decoder.hop_length, decoder.classes
-        device = decoder.input_embedding.weight.device
-        n_frames = -(-n_samples // hop)
+        device = self.decoder.input_embedding.weight.device
         key = (batch, float(temperature), teacher is not None)
         if key not in self._graph_runners:
-            self._graph_runners[key] = GraphBlockRunner(self._weights(), packed, hop, batch, device,
-                                                        temperature, teacher is not None)
+            self._graph_runners[key] = GraphBlockRunner(self._weights(), self.packed, self.decoder.hop_length,
+                                                        batch, device, temperature, teacher is not None)
         runner = self._graph_runners[key]
-        runner.reset(classes // 2 if first_input is None else first_input)
-        frames_per_block = runner.steps // hop
+        runner.reset(self.decoder.classes // 2 if first_input is None else first_input)
+        frames_per_block = runner.steps // self.decoder.hop_length
         outputs, logits = [], []
-        for first in range(0, n_frames, frames_per_block):
-            last = min(n_frames, first + frames_per_block)
-            t0, t1 = first * hop, min(n_samples, last * hop)
-            cond = [next(conditions) for _ in range(first, last)]
-            vectors = frame_vectors(packed, None if cond[0] is None else torch.stack(cond, 1), batch)
-            vectors = torch.from_numpy(vectors).expand(last - first, *vectors.shape[1:])
-            padded = torch.cat([vectors, vectors[-1:].expand(frames_per_block - (last - first), *vectors.shape[1:])])
-            _fill(runner.frames, padded)
-            if runner.noise is not None:
-                _fill(runner.noise[: t1 - t0], _block_noise(generator, hop, batch, classes, last - first, t1 - t0))
-            if runner.teacher is not None:
-                _fill(runner.teacher[: t1 - t0], teacher[:, t0:t1].t())
+        for _, n_frames, t0, t1, vectors, noise, step_teacher in self._device_blocks(
+                n_samples, batch, conditions, temperature, generator, teacher, frames_per_block, device):
+            # a short last block repeats its last frame: those steps are generated and dropped
+            shape = vectors.shape[1:]
+            runner.frames.copy_(torch.cat([vectors.expand(n_frames, *shape),
+                                           vectors[-1:].expand(frames_per_block - n_frames, *shape)]))
+            if noise is not None:
+                runner.noise[: t1 - t0].copy_(noise)
+            if step_teacher is not None:
+                runner.teacher[: t1 - t0].copy_(step_teacher)
             runner.run()
             # kept on the device until the end, so the host prepares the next block while this one runs
             outputs.append(runner.out[: t1 - t0].clone())
@@ -256,8 +270,7 @@ class GenerationEngine:
                 logits.append(runner.logits[: t1 - t0].clone())
             if progress is not None:
                 progress(t1 - t0)
-        classes_out = torch.cat(outputs).t().cpu().contiguous()
-        return classes_out, torch.cat(logits).permute(1, 2, 0).cpu() if logits else None
+        return _collect(outputs, logits)
 
     def _generate_triton(self, n_samples: int, batch: int, conditions, temperature: float,
                          first_input: Optional[int], generator: Optional[torch.Generator],
@@ -267,42 +280,26 @@ class GenerationEngine:
         from .packed import pad_gate_halves
         from .triton_steps import TritonRunner, layout
 
-        decoder, packed = self.decoder, self.packed
-        hop, classes = decoder.hop_length, decoder.classes
-        device = decoder.input_embedding.weight.device
+        device = self.decoder.input_embedding.weight.device
+        hop, classes = self.decoder.hop_length, self.decoder.classes
         if self._triton_weights is None:
-            self._triton_weights = layout(packed, device)
+            self._triton_weights = layout(self.packed, device)
         weights = self._triton_weights
-        runner = TritonRunner(weights, packed.ring_slots, batch, self.precision, self.block_b, self.num_warps)
+        runner = TritonRunner(weights, self.packed.ring_slots, batch, self.precision, self.block_b, self.num_warps)
         runner.reset(classes // 2 if first_input is None else first_input)
-        bias = torch.from_numpy(packed.conv_bias).to(device)  # [L, G]
-        gate_scale = torch.from_numpy(packed.gate_scale).to(device)
-        n_frames = -(-n_samples // hop)
+        # frames per launch: block_frames, fewer when a block's noise would pass 256 MiB (wide batches)
         frames_per_block = max(1, min(self.block_frames, (1 << 28) // (4 * hop * batch * classes)))
         outputs, logits = [], []
-        for first in range(0, n_frames, frames_per_block):
-            last = min(n_frames, first + frames_per_block)
-            t0, t1 = first * hop, min(n_samples, last * hop)
-            cond = [next(conditions) for _ in range(first, last)]
-            if cond[0] is None:
-                vectors = (bias * gate_scale).expand(1, batch, *bias.shape)
-            else:
-                vectors = (torch.stack(cond).to(device, torch.float32) + bias) * gate_scale  # [F, B, L, G]
-            noise = None
-            if temperature > 0:
-                noise = _block_noise(generator, hop, batch, classes, last - first, t1 - t0)
-                noise = noise.to(device, non_blocking=True)
-            step_teacher = None if teacher is None else teacher[:, t0:t1].t().to(device)
+        for _, _, t0, t1, vectors, noise, step_teacher in self._device_blocks(
+                n_samples, batch, conditions, temperature, generator, teacher, frames_per_block, device):
             frames = pad_gate_halves(vectors, weights.sizes.true_half, weights.sizes.half).contiguous()
-            out, block_logits = runner.run(t1 - t0, t0, hop, frames, noise, temperature,
-                                           step_teacher)
+            out, block_logits = runner.run(t1 - t0, t0, hop, frames, noise, temperature, step_teacher)
             outputs.append(out)
             if block_logits is not None:
                 logits.append(block_logits)
             if progress is not None:
                 progress(t1 - t0)
-        classes_out = torch.cat(outputs).t().cpu().contiguous()
-        return classes_out, torch.cat(logits).permute(1, 2, 0).cpu() if logits else None
+        return _collect(outputs, logits)
 
     def _run(self, n_steps, t0, frame0, frames, noise, temperature, ring, previous, out, logits, teacher) -> None:
         packed = self.packed
@@ -340,11 +337,17 @@ def _block_noise(generator: Optional[torch.Generator], hop: int, batch: int, cla
     return torch.cat([frame_noise(generator, hop, batch, classes) for _ in range(n_frames)])[:n_steps]
 
 
-def _fill(static: Tensor, values: Tensor) -> None:
-    """Copy host values into a static device buffer without making the host wait for the device."""
-    if static.device.type == "cuda" and values.device.type == "cpu":
-        values = values.contiguous().pin_memory()  # pinned: the copy is asynchronous
-    static.copy_(values, non_blocking=True)
+def _to_device(values: Tensor, device: torch.device) -> Tensor:
+    """Host values on `device` without making the host wait for the device (pinned, asynchronous copy)."""
+    if device.type == "cuda" and values.device.type == "cpu":
+        values = values.contiguous().pin_memory()
+    return values.to(device, non_blocking=True)
+
+
+def _collect(outputs: list[Tensor], logits: list[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+    """The device engines' blocks `[steps, B]` (and logits `[steps, B, Q]`) as `generate` returns them."""
+    classes_out = torch.cat(outputs).t().cpu().contiguous()
+    return classes_out, torch.cat(logits).permute(1, 2, 0).cpu() if logits else None
 
 
 def torch_layout(packed: PackedWaveNet) -> dict:

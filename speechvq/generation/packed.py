@@ -192,18 +192,20 @@ def pad_gate_halves(frames, half: int, padded_half: int):
     return out
 
 
-def frame_vectors(packed: PackedWaveNet, frame_cond: Optional[Tensor], batch_size: int) -> np.ndarray:
+def frame_vectors(packed: PackedWaveNet, frame_cond: Optional[Tensor], batch_size: int,
+                  device: torch.device | str = "cpu") -> Tensor:
     """Each layer's per-frame additive term of the packed gate: (cond + conv bias) * gate_scale.
 
     Args:
         frame_cond: float `[B, n, L, G]` from `WaveNet.layer_conditioning` / `frame_conditions`, or None.
+        device: where the result is computed and kept (the CPU engines take `.numpy()` of it).
 
     Returns:
-        float32 `[n, B, L, G]` (n = 1 for an unconditioned model).
+        float32 `[n, B, L, G]`, contiguous (n = 1 for an unconditioned model).
     """
-    bias = packed.conv_bias[None, None]  # (1, 1, L, G)
+    bias = torch.from_numpy(packed.conv_bias).to(device)  # (L, G)
+    scale = torch.from_numpy(packed.gate_scale).to(device)
     if frame_cond is None:
-        vectors = np.broadcast_to(bias, (1, batch_size) + bias.shape[2:])
-    else:
-        vectors = frame_cond.detach().to("cpu", torch.float32).numpy().transpose(1, 0, 2, 3) + bias
-    return np.ascontiguousarray(vectors * packed.gate_scale, dtype=np.float32)
+        return (bias * scale).expand(1, batch_size, *bias.shape).contiguous()
+    cond = frame_cond.detach().to(device, torch.float32).transpose(0, 1)
+    return ((cond + bias) * scale).contiguous()
