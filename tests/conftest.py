@@ -22,6 +22,32 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_build_cache(tmp_path_factory):
+    """Built C libraries and the engine ranking go to a folder of this run, not the user's ~/.cache/speechvq."""
+    saved = os.environ.get("SPEECHVQ_CACHE")
+    os.environ["SPEECHVQ_CACHE"] = str(tmp_path_factory.mktemp("speechvq-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("SPEECHVQ_CACHE", None)
+    else:
+        os.environ["SPEECHVQ_CACHE"] = saved
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_engine_choice(monkeypatch):
+    """`--engine auto` ranks the CPU engines by timing them; in tests the timings are injected, so that which
+    engine a test runs never depends on the machine's load: the preference order (native with half weights,
+    native, numba, torch). tests/generation/test_planner.py times them for real."""
+    from speechvq.generation import planner
+
+    def preference(decoder, choice, threads, streams, march=None):
+        return float(len(planner.CANDIDATES) - planner.CANDIDATES.index(choice))
+
+    monkeypatch.setattr(planner, "measure_rate", preference)
+    monkeypatch.setattr(planner, "_memory", {})
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     random.seed(0)

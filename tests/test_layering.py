@@ -24,7 +24,8 @@ ALLOWED = {
     "speechvq.data": {"speechvq.atomic", "speechvq.audio", "speechvq.config", "speechvq.errors"},
     "speechvq.train": {"speechvq.atomic", "speechvq.audio", "speechvq.checkpoint", "speechvq.config",
                        "speechvq.data", "speechvq.errors", "speechvq.models", "speechvq.version"},
-    "speechvq.generation": {"speechvq.audio", "speechvq.models"},
+    # atomic and version: the engine planner's cache file (written atomically, keyed by the package version)
+    "speechvq.generation": {"speechvq.atomic", "speechvq.audio", "speechvq.models", "speechvq.version"},
     "speechvq.inference": {"speechvq.atomic", "speechvq.audio", "speechvq.bitstream", "speechvq.checkpoint",
                            "speechvq.config", "speechvq.entropy", "speechvq.errors", "speechvq.generation",
                            "speechvq.models", "speechvq.version"},

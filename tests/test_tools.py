@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -15,18 +14,7 @@ import soundfile
 from speechvq.assets import sample_speech_path
 from speechvq.audio import load_audio
 from speechvq.data.manifest import Utterance, write_manifest
-from tests.helpers import voiced_signal
-
-TOOLS = Path(__file__).resolve().parent.parent / "tools"
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
+from tests.helpers import TOOLS, load_tool, voiced_signal
 
 def run_tool(name: str, *argv) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(TOOLS / f"{name}.py"), *map(str, argv)], capture_output=True,

@@ -9,8 +9,9 @@ codes at hop 64 and a 64-dim speaker vector), randomly initialised (speed does n
                        one stream and --batch streams (aggregate samples/s)
     fused torch b1     the packed step in eager PyTorch (the fallback without a compiled loop)
     numba b1           the numba loop, one stream
-    native b1          the C loop (the default on the CPU), one stream; "reduced": its weights stored as
-                       IEEE halves (`--precision reduced`)
+    native b1          the C loop, one stream; "reduced": its weights stored as IEEE halves (`--precision
+                       reduced`); built for this CPU (-march=native), and with --march for other instruction
+                       sets too (e.g. x86-64-v3: the AVX2 build an AVX2-only CPU gets), timed on this CPU
     chunked 10 s       one 10-second utterance, chunk-parallel, end to end (packing, conditioning, generation,
                        cross-fades), on --threads threads: with the C loop (full and reduced), and with numba
     batched 8 x 2 s    eight utterances decoded together as eight streams (aggregate samples/s), as
@@ -18,8 +19,11 @@ codes at hop 64 and a 64-dim speaker vector), randomly initialised (speed does n
                        so they are not also cut into chunks; see DecodeOptions.wide_batch)
     ceiling            samples/s this CPU could reach if a step were pure matrix arithmetic at the rate of a
                        large matrix product measured here (FLOPs per sample from the decoder's sizes)
+    auto               how `--engine auto` would rank the engines here, timed now as its planner times them
+                       (samples/s, one stream per thread and a wide batch, --threads threads)
 
     python tools/bench_generate.py
+    python tools/bench_generate.py --march x86-64-v3 x86-64      # also the AVX2 and baseline builds
     python tools/bench_generate.py --threads 2 --samples 4000 --json results.jsonl
 """
 
@@ -32,7 +36,7 @@ import time
 import torch
 
 from speechvq.config import load_config
-from speechvq.generation import DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
+from speechvq.generation import DecodeOptions, DecodeRequest, GenerationEngine, decode_requests, native, planner
 from speechvq.models.wavenet import WaveNet, frame_noise, sample_logits
 
 
@@ -92,6 +96,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--batch-s", type=float, default=2.0, help="length of each batched utterance")
     parser.add_argument("--threads", type=int, default=2, help="threads for the chunked and batched runs")
+    parser.add_argument("--march", nargs="*", default=[],
+                        help="also time the C loop built for these -march targets (e.g. x86-64-v3 x86-64)")
     parser.add_argument("--json", help="append the results as one JSON line to this file")
     args = parser.parse_args()
 
@@ -118,9 +124,19 @@ def main() -> None:
     fused = GenerationEngine(model, "torch", threads=1)
     rates["fused_torch_b1"] = args.samples / timed(lambda: fused.generate(args.samples, local[:1], speaker[:1], generator=g))
     compile_s = {}
-    paths = {"numba": ("numba", "full"), "native": ("native", "full"), "native_reduced": ("native", "reduced")}
-    for name, (engine_name, precision) in paths.items():
-        fast = GenerationEngine(model, engine_name, threads=1, precision=precision)
+    paths = {"numba": ("numba", "full", None), "native": ("native", "full", None),
+             "native_reduced": ("native", "reduced", None)}
+    for march in args.march:
+        if not native.runs_here(march):
+            print(f"skipping -march={march}: its code does not run on this CPU")
+            continue
+        paths[f"native@{march}"] = ("native", "full", march)
+        if native.available("fp16", march):  # baseline x86-64 has no half-to-float conversion
+            paths[f"native_reduced@{march}"] = ("native", "reduced", march)
+    for march in [None] + [m for m in args.march if f"native@{m}" in paths]:
+        print(f"native build -march={march or native.default_march()}: {native.describe_target(march)}")
+    for name, (engine_name, precision, march) in paths.items():
+        fast = GenerationEngine(model, engine_name, threads=1, precision=precision, march=march)
         compile_s[name] = timed(lambda: fast.generate(hop, local[:1], speaker[:1], generator=g))  # build or load
         rates[f"{name}_b1"] = args.fast_samples / timed(
             lambda: fast.generate(args.fast_samples, local[:1], speaker[:1], generator=g))
@@ -132,41 +148,48 @@ def main() -> None:
     requests = [DecodeRequest(local[i, :, : -(-batch_samples // hop)], speaker[i], batch_samples)
                 for i in range(args.batch)]
     chunked_rtf = {}
-    for name, (engine_name, precision) in paths.items():
+    for name, (engine_name, precision, march) in paths.items():
         def chunked():
-            engine = GenerationEngine(model, engine_name, threads=args.threads, precision=precision)  # packing
+            engine = GenerationEngine(model, engine_name, threads=args.threads, precision=precision,
+                                      march=march)  # packing
             decode_requests(engine, [DecodeRequest(latents, speaker[0], utterance_samples)], DecodeOptions(), rate,
                             generator=g)
 
         chunked_rtf[name] = timed(chunked) / args.utterance_s
-        batched_engine = GenerationEngine(model, engine_name, threads=args.threads, precision=precision)
+        batched_engine = GenerationEngine(model, engine_name, threads=args.threads, precision=precision, march=march)
         batched_s = timed(lambda: decode_requests(batched_engine, requests, DecodeOptions(), rate, generator=g))
         rates[f"{name}_batched_aggregate"] = args.batch * batch_samples / batched_s
     gflops = {t: matmul_gflops(t) for t in (1, 2)}
+    rankings = {}  # what the planner would measure now (fresh timings, not its cache)
+    for streams in (args.threads, planner.WIDE_STREAMS_PER_THREAD * args.threads):
+        measured = {c: planner.measure_rate(model, c, args.threads, streams) for c in planner.candidates("reduced")}
+        rankings[f"{streams} streams"] = " > ".join(f"{c.engine}/{c.precision} {rate:,.0f}" for c, rate in sorted(
+            measured.items(), key=lambda item: -item[1]))
 
     for name, value in rates.items():
-        print(f"{name:>24}: {value:10.0f} samples/s  ({value / rate:.3f} x real time)")
+        print(f"{name:>28}: {value:10.0f} samples/s  ({value / rate:.3f} x real time)")
     for name, rtf in chunked_rtf.items():
-        print(f"{name + ' chunked 10 s':>24}: {utterance_samples / rtf / args.utterance_s:10.0f} samples/s of output, "
+        print(f"{name + ' chunked 10 s':>28}: {utterance_samples / rtf / args.utterance_s:10.0f} samples/s of output, "
               f"real-time factor {rtf:.2f} ({args.threads} threads, end to end)")
     print("first call (compile, or load the cached build): "
           + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in compile_s.items()))
     print(f"matrix product: {gflops[1]:.0f} GFLOP/s on 1 thread, {gflops[2]:.0f} on 2 -> ceiling "
           f"{gflops[1] * 1e9 / flops:,.0f} samples/s per core ({gflops[1] * 1e9 / flops / rate:.1f}x real time)")
     plain = rates["plain_b1"]
-    print(f"b1 / plain b1: native {rates['native_b1'] / plain:.1f}x, native reduced "
-          f"{rates['native_reduced_b1'] / plain:.1f}x, numba {rates['numba_b1'] / plain:.1f}x (target >= 10); "
-          f"fused torch / plain: "
-          f"{rates['fused_torch_b1'] / plain:.1f}x (target >= 3); plain / naive: {plain / rates['naive_b1']:.0f}x; "
+    print(f"b1 / plain b1: " + ", ".join(f"{name} {rates[name + '_b1'] / plain:.1f}x" for name in paths)
+          + f" (target >= 10); fused torch / plain: {rates['fused_torch_b1'] / plain:.1f}x (target >= 3); "
+          f"plain / naive: {plain / rates['naive_b1']:.0f}x; "
           f"plain b{args.batch} / b1 (aggregate): {rates[f'plain_b{args.batch}'] / plain:.1f}x")
     for name in paths:
-        print(f"{name}: 10 s utterance real-time factor {chunked_rtf[name]:.2f} (target < 1.0, aim 0.5); batched "
-              f"{args.batch} x {args.batch_s:.0f} s: {rates[f'{name}_batched_aggregate'] / rate:.2f}x real time "
-              f"in aggregate (target >= 1.5)")
+        print(f"{name}: b1 / numba b1 {rates[name + '_b1'] / rates['numba_b1']:.2f}; 10 s utterance real-time factor "
+              f"{chunked_rtf[name]:.2f} (target <= 0.5); batched {args.batch} x {args.batch_s:.0f} s: "
+              f"{rates[f'{name}_batched_aggregate'] / rate:.2f}x real time in aggregate (target >= 2)")
+    for key, ranking in rankings.items():
+        print(f"auto ranking ({args.threads} threads, {key}): {ranking}")
     if args.json:
         with open(args.json, "a") as handle:
             handle.write(json.dumps({"preset": args.preset, "threads": args.threads, **rates,
-                                     "chunked_rtf": chunked_rtf, "gflops": gflops,
+                                     "chunked_rtf": chunked_rtf, "gflops": gflops, "auto": rankings,
                                      "flops_per_sample": flops}) + "\n")
 
 

@@ -18,6 +18,7 @@ Heavy modules (torch) are imported inside the handlers, so `--help` stays quick.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -221,9 +222,10 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--engine", default="auto",
                         choices=["auto", "native", "numba", "torch", "triton", "graph", "reference"],
-                        help="generation engine: auto = on the CPU the C loop (native, built on first use when a C "
-                             "compiler is there), else numba, else fused PyTorch; on a GPU the Triton kernel "
-                             "(triton), else CUDA graphs (graph); reference = the plain step, the ground truth")
+                        help="generation engine: auto = on the CPU whichever of the C loop (native), numba and "
+                             "fused PyTorch was measured fastest on this machine (timed once, cached in "
+                             "~/.cache/speechvq); on a GPU the Triton kernel (triton), else CUDA graphs (graph); "
+                             "reference = the plain step, the ground truth")
     parser.add_argument("--precision", default="reduced", choices=["reduced", "full"],
                         help="reduced: the fast engines' quicker arithmetic, about 1e-3 off in the logits "
                              "(half-precision weights in the C loop, single-pass TF32 in the Triton kernel); "
@@ -254,10 +256,21 @@ def run_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_package_messages() -> None:
+    """The package's log messages (e.g. the one-time timing of the CPU engines) as `speechvq: ...` on stderr."""
+    logger = logging.getLogger("speechvq")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("speechvq: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _show_package_messages()
     try:
         return args.handler(args)
     except SpeechVQError as err:

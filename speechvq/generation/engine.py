@@ -1,7 +1,7 @@
 """Batched autoregressive generation with a packed decoder: on the CPU the C loop (native), the numba loop or
 their eager-PyTorch twin; on a GPU the Triton kernel or CUDA graphs.
 
-    engine = GenerationEngine(decoder, "auto")    # CPU: C loop, else numba, else fused torch; CUDA: triton
+    engine = GenerationEngine(decoder, "auto")    # CPU: the engine measured fastest here (planner); CUDA: triton
     classes = engine.generate(n_samples, local, speaker, temperature=1.0, generator=g)
 
 Every engine computes what `WaveNet.generate` (the plain reference path) computes, with the same Gumbel
@@ -14,6 +14,7 @@ runs all of the block's samples.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Callable, Optional
@@ -25,8 +26,10 @@ from torch import Tensor
 from ..models.wavenet import WaveNet, frame_noise
 from .packed import (ENGINE_PRECISIONS, NATIVE_PRECISIONS, PRECISIONS, TRITON_PRECISIONS, PackedWaveNet, can_pack,
                      frame_vectors, pack)
+from .planner import Choice, choose
 
 ENGINES = ("auto", "native", "numba", "torch", "triton", "graph", "reference")
+CPU_ENGINES = ("native", "numba", "torch")  # each with a runner class: ring(batch) and run(block of steps)
 _EMPTY3 = np.zeros((0, 0, 0), np.float32)
 _EMPTY_TEACHER = np.zeros((0, 0), np.int64)
 
@@ -58,13 +61,33 @@ def graph_supported(decoder: WaveNet) -> bool:
     return can_pack(decoder) and steps <= MAX_BLOCK_STEPS
 
 
-def resolve_engine(name: str, decoder: WaveNet) -> str:
-    """The engine `name` stands for on the decoder's device.
+def resolve_engine(name: str, decoder: WaveNet, threads: Optional[int] = None, precision: str = "full",
+                   march: Optional[str] = None, streams: Optional[int] = None) -> str:
+    """The engine `name` stands for on the decoder's device (see `choose_engine`, which also gives its precision)."""
+    return choose_engine(name, decoder, threads, precision, march, streams).engine
 
-    auto: on the CPU native (the C loop, where a C compiler builds it), else numba, else torch; on CUDA
-    triton, else graph; the reference where the fast engines do not apply. native, numba and torch need a
-    CPU decoder; graph runs anywhere (CUDA graphs on CUDA, eagerly
-    elsewhere), and so does triton (compiled on CUDA, Triton's interpreter elsewhere: for tests).
+
+_log = logging.getLogger("speechvq.generation")
+
+
+def choose_engine(name: str, decoder: WaveNet, threads: Optional[int] = None, precision: str = "full",
+                  march: Optional[str] = None, streams: Optional[int] = None) -> Choice:
+    """The engine `name` stands for on the decoder's device, and the kernel precision it runs at.
+
+    auto: on the CPU the engine measured fastest here for this decoder, thread count and batch width, among
+    native (the C loop; with half-precision weights too when `precision` is "reduced"), numba and fused torch
+    (`planner`: timed once per machine and cached); on CUDA triton, else graph; the reference where the fast
+    engines do not apply. native, numba and torch need a CPU decoder; graph runs anywhere (CUDA graphs on CUDA,
+    eagerly elsewhere), and so does triton (compiled on CUDA, Triton's interpreter elsewhere: for tests).
+
+    Args:
+        threads: threads the CPU engines will use (default: torch's thread count).
+        precision: "full" or "reduced", or the engine's own name (see `kernel_precision`).
+        march: the C target of the native engine (default `native.default_march()`).
+        streams: the batch width to choose for (default: a wide batch, as chunked decoding makes).
+
+    Raises:
+        ValueError: an unknown engine, or one that cannot run this decoder here (the message says why).
     """
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r} (choose from {', '.join(ENGINES)})")
@@ -72,15 +95,16 @@ def resolve_engine(name: str, decoder: WaveNet) -> str:
     if name == "auto":
         if device_type == "cuda":
             if can_pack(decoder) and triton_available():
-                return "triton"
-            return "graph" if graph_supported(decoder) else "reference"
-        if not can_pack(decoder) or device_type != "cpu":
-            return "reference"
-        from . import native
-
-        if native.available():
-            return "native"
-        return "numba" if numba_available() else "torch"
+                name = "triton"
+            else:
+                name = "graph" if graph_supported(decoder) else "reference"
+        elif not can_pack(decoder) or device_type != "cpu":
+            name = "reference"
+        else:
+            threads = max(1, threads or torch.get_num_threads())
+            general = precision if precision in PRECISIONS else "full"
+            return choose(decoder, threads, streams or 4 * threads, general, march, progress=_log.info)
+        return Choice(name, kernel_precision(name, precision))
     if name == "graph" and not graph_supported(decoder):
         raise ValueError("the graph engine needs kernel size 2 and dilations whose common multiple with the hop "
                          "is at most 4096")
@@ -94,12 +118,12 @@ def resolve_engine(name: str, decoder: WaveNet) -> str:
         from . import native
 
         try:
-            native.load()
+            native.load("fp32", march)
         except RuntimeError as error:
             raise ValueError(f"the native engine could not be built: {error}") from None
     if name == "numba" and not numba_available():
         raise ValueError("the numba engine needs the numba package")
-    return name
+    return Choice(name, kernel_precision(name, precision))
 
 
 def kernel_precision(engine: str, precision: str) -> str:
@@ -133,32 +157,50 @@ class GenerationEngine:
 
     def __init__(self, decoder: WaveNet, engine: str = "auto", threads: Optional[int] = None,
                  block_frames: Optional[int] = None, precision: str = "full", block_b: Optional[int] = None,
-                 num_warps: Optional[int] = None):
+                 num_warps: Optional[int] = None, march: Optional[str] = None):
         self.decoder = decoder
-        self.engine = resolve_engine(engine, decoder)
         self.threads = max(1, threads or torch.get_num_threads())
+        self.requested, self.requested_precision, self.march = engine, precision, march
+        choice = choose_engine(engine, decoder, self.threads, precision, march)
+        # `auto` on the CPU is chosen again per batch width in `generate`: engine and precision say what the
+        # last call used (before any, what a wide batch uses)
+        self.choose_per_width = engine == "auto" and choice.engine in CPU_ENGINES
+        self.engine, self.precision = choice.engine, choice.precision
         self.block_frames = block_frames or (64 if self.engine == "triton" else 16)
         self.packed: Optional[PackedWaveNet] = pack(decoder) if self.engine != "reference" else None
         self._torch_weights = None
         self._graph_runners: dict = {}  # (batch, temperature, teacher) -> GraphBlockRunner
-        self.precision = kernel_precision(self.engine, precision)
+        self._cpu_runners: dict = {}  # Choice -> a runner of CPU_ENGINES
         self.block_b, self.num_warps = block_b, num_warps
-        self._native = None
-        if self.engine == "native":
-            from .native import NativeRunner
-
-            try:
-                self._native = NativeRunner(self.packed, self.threads, self.precision)
-            except RuntimeError as error:  # e.g. half-precision weights on a CPU without F16C or AVX-512
-                if precision != "reduced":  # fp16 asked for by name: say why it cannot be had
-                    raise ValueError(f"the native engine could not be built for {self.precision} weights: "
-                                     f"{error}") from None
-                self.precision = "fp32"  # "reduced" is a speed preference: float32 weights still work
-                self._native = NativeRunner(self.packed, self.threads, self.precision)
         self._triton_weights = None
-        # the numba loop reads the large products' weights transposed (see kernel.accumulate_transposed)
-        self._transposed = {name: np.ascontiguousarray(getattr(self.packed, name).T)
-                            for name in ("w_skip", "w_hidden", "w_logits")} if self.engine == "numba" else {}
+        if self.engine in CPU_ENGINES:
+            self._cpu_runner()  # built now: a native build failure shows here, not mid-decode
+
+    def _cpu_runner(self):
+        """The runner of the current CPU engine and precision (built once per choice)."""
+        key = Choice(self.engine, self.precision)
+        if key not in self._cpu_runners:
+            if self.engine == "native":
+                runner = self._native_runner()
+                self._cpu_runners[Choice(self.engine, self.precision)] = runner  # fp32 where halves failed
+            elif self.engine == "numba":
+                runner = NumbaRunner(self.packed, self.threads)
+            else:
+                runner = TorchRunner(self._weights(), self.packed)
+            self._cpu_runners[key] = runner
+        return self._cpu_runners[key]
+
+    def _native_runner(self):
+        from .native import NativeRunner
+
+        try:
+            return NativeRunner(self.packed, self.threads, self.precision, self.march)
+        except RuntimeError as error:  # e.g. half-precision weights on a CPU without F16C or AVX-512
+            if self.requested_precision != "reduced":  # fp16 asked for by name: say why it cannot be had
+                raise ValueError(f"the native engine could not be built for {self.precision} weights: "
+                                 f"{error}") from None
+            self.precision = "fp32"  # "reduced" is a speed preference: float32 weights still work
+            return NativeRunner(self.packed, self.threads, self.precision, self.march)
 
     @torch.no_grad()
     def generate(self, n_samples: int, local: Optional[Tensor] = None, speaker: Optional[Tensor] = None,
@@ -189,10 +231,11 @@ class GenerationEngine:
             run = self._generate_graph if self.engine == "graph" else self._generate_triton
             return run(n_samples, batch, conditions, temperature, first_input, generator, progress, teacher)
         packed = self.packed
-        if self._native is not None:
-            ring = self._native.ring(batch)
-        else:
-            ring = np.zeros((packed.ring_slots, batch, packed.w_taps.shape[2] // 2), np.float32)
+        if self.choose_per_width:
+            choice = choose_engine("auto", decoder, self.threads, self.requested_precision, self.march, batch)
+            self.engine, self.precision = choice.engine, choice.precision
+        runner = self._cpu_runner()
+        ring = runner.ring(batch)
         previous = np.full(batch, classes // 2 if first_input is None else first_input, np.int64)
         out = np.empty((batch, n_samples), np.int64)
         logits = np.empty((n_samples, batch, classes), np.float32) if teacher is not None else None
@@ -212,8 +255,8 @@ class GenerationEngine:
                 else _EMPTY3
             step_teacher = _EMPTY_TEACHER if teacher is None else teacher[:, t0:t1].cpu().numpy().astype(np.int64)
             block_logits = _EMPTY3 if logits is None else logits[t0:t1]
-            self._run(t1 - t0, t0, first, frames, noise, float(temperature), ring, previous, out[:, t0:t1],
-                      block_logits, step_teacher)
+            runner.run(t1 - t0, t0, hop, first, frames, noise, float(temperature), ring, previous, out[:, t0:t1],
+                       block_logits, step_teacher)
             if progress is not None:
                 progress(t1 - t0)
         classes_out = torch.from_numpy(out)
@@ -301,33 +344,69 @@ class GenerationEngine:
                 progress(t1 - t0)
         return _collect(outputs, logits)
 
-    def _run(self, n_steps, t0, frame0, frames, noise, temperature, ring, previous, out, logits, teacher) -> None:
-        packed = self.packed
-        if self.engine == "native":
-            self._native.run(n_steps, t0, self.decoder.hop_length, frame0, frames, noise, temperature, ring, previous,
-                             out, logits, teacher)
-        elif self.engine == "numba":
-            from .kernel import run_parallel
-            block_out = np.empty((out.shape[0], n_steps), np.int64)
-            threads = min(self.threads, previous.shape[0])
-            import numba
-
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            run_parallel(threads, n_steps, t0, self.decoder.hop_length, frame0, packed.dilations, packed.offsets,
-                         packed.w_taps, packed.w_res, packed.b_res, self._transposed["w_skip"], packed.b_skip,
-                         self._transposed["w_hidden"], packed.b_hidden, self._transposed["w_logits"], packed.b_logits,
-                         packed.embedding, frames, noise,
-                         temperature, ring, previous, block_out, logits, teacher)
-            out[:, :] = block_out
-        else:
-            run_block_torch(self._weights(), n_steps, t0, self.decoder.hop_length, frame0, frames, noise,
-                            temperature, ring, previous, out, logits, teacher)
-
     def _weights(self) -> dict:
         """The packed weights as tensors in the layout of `run_block_torch` (built once)."""
         if self._torch_weights is None:
             self._torch_weights = torch_layout(self.packed)
         return self._torch_weights
+
+
+class NumbaRunner:
+    """Runs blocks of generation steps with the numba loop (`kernel.run_parallel`), streams split over threads.
+
+    Args:
+        packed: the packed decoder; threads: worker threads (at most one per stream is used).
+    """
+
+    def __init__(self, packed: PackedWaveNet, threads: int):
+        self.packed, self.threads = packed, threads
+        # the numba loop reads the large products' weights transposed (see kernel.accumulate_transposed)
+        self.transposed = {name: np.ascontiguousarray(getattr(packed, name).T)
+                           for name in ("w_skip", "w_hidden", "w_logits")}
+
+    def ring(self, batch: int) -> np.ndarray:
+        """Empty ring buffers float32 `[slots, B, G]` (past-tap products)."""
+        return np.zeros((self.packed.ring_slots, batch, self.packed.w_taps.shape[2] // 2), np.float32)
+
+    def run(self, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
+            temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits: np.ndarray,
+            teacher: np.ndarray) -> None:
+        """Advance every stream by `n_steps` samples (arguments as for `native.NativeRunner.run`)."""
+        import numba
+
+        from .kernel import run_parallel
+
+        packed = self.packed
+        block_out = np.empty((out.shape[0], n_steps), np.int64)
+        threads = min(self.threads, previous.shape[0])
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        run_parallel(threads, n_steps, t0, hop, frame0, packed.dilations, packed.offsets, packed.w_taps,
+                     packed.w_res, packed.b_res, self.transposed["w_skip"], packed.b_skip, self.transposed["w_hidden"],
+                     packed.b_hidden, self.transposed["w_logits"], packed.b_logits, packed.embedding, frames, noise,
+                     temperature, ring, previous, block_out, logits, teacher)
+        out[:, :] = block_out
+
+
+class TorchRunner:
+    """Runs blocks of generation steps with the packed step in eager PyTorch (`run_block_torch`).
+
+    Args:
+        weights: `torch_layout(packed)`; packed: the packed decoder.
+    """
+
+    def __init__(self, weights: dict, packed: PackedWaveNet):
+        self.weights, self.packed = weights, packed
+
+    def ring(self, batch: int) -> np.ndarray:
+        """Empty ring buffers float32 `[slots, B, G]` (past-tap products)."""
+        return np.zeros((self.packed.ring_slots, batch, self.packed.w_taps.shape[2] // 2), np.float32)
+
+    def run(self, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
+            temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits: np.ndarray,
+            teacher: np.ndarray) -> None:
+        """Advance every stream by `n_steps` samples (arguments as for `native.NativeRunner.run`)."""
+        run_block_torch(self.weights, n_steps, t0, hop, frame0, frames, noise, temperature, ring, previous, out,
+                        logits, teacher)
 
 
 def _block_noise(generator: Optional[torch.Generator], hop: int, batch: int, classes: int, n_frames: int,

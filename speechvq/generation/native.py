@@ -1,8 +1,11 @@
 """The C generation loop (csrc/wavenet_step.c): built on first use with the system C compiler, called via ctypes.
 
-The library is compiled once per machine and source version into a cache folder
+The library is compiled once per machine, source version and target into a cache folder
 ($SPEECHVQ_CACHE, else $XDG_CACHE_HOME/speechvq, else ~/.cache/speechvq), with -O3 -march=native
--ffast-math, written to a temporary name and renamed, so concurrent first uses cannot see half a file.
+-ffast-math (or the -march named by `march` or $SPEECHVQ_MARCH, e.g. x86-64-v3 for the AVX2 variant),
+written to a temporary name and renamed, so concurrent first uses cannot see half a file. The C source
+shapes its register panels for the target's instruction set (AVX-512, AVX/AVX2, or 128-bit vectors
+elsewhere) at compile time.
 `available()` says whether that works here (a C compiler on PATH as $CC, cc or gcc); the engine falls
 back to numba when it does not. Threads: the streams are split into one slice per thread, and each slice
 runs a whole block of steps in one C call (ctypes releases the GIL during the call).
@@ -26,8 +29,17 @@ import numpy as np
 from .packed import NATIVE_PRECISIONS, PackedWaveNet, PaddedWaveNet, pad_gate_halves, pad_packed
 
 SOURCE = Path(__file__).with_name("csrc") / "wavenet_step.c"
-FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-shared", "-std=c11")
-_library: dict = {}  # per weight precision: the loaded library, or the error that prevented it (once per process)
+# -ffast-math at compile time only. Passed to the link too, GCC before 13 adds crtfastmath.o, whose
+# constructor turns on flush-to-zero and denormals-are-zero for the whole process as the library loads
+# (numpy then computed np.float32(1e-40) * 1 == 0 after a first decode): so compile, then link without it.
+COMPILE_FLAGS = ("-O3", "-ffast-math", "-fPIC", "-std=c11")
+LINK_FLAGS = ("-shared",)
+_library: dict = {}  # (weights, march) -> the loaded library, or the error that prevented it (once per process)
+# Instruction-set macros of GCC/Clang and the /proc/cpuinfo flag each needs (see `runs_here`).
+_ISA_MACROS = {"__AVX512F__": "avx512f", "__AVX512BW__": "avx512bw", "__AVX512DQ__": "avx512dq",
+               "__AVX512VL__": "avx512vl", "__AVX512CD__": "avx512cd", "__AVX2__": "avx2", "__AVX__": "avx",
+               "__FMA__": "fma", "__F16C__": "f16c", "__BMI__": "bmi1", "__BMI2__": "bmi2", "__MOVBE__": "movbe",
+               "__SSE4_2__": "sse4_2", "__SSE4_1__": "sse4_1", "__SSSE3__": "ssse3", "__POPCNT__": "popcnt"}
 
 
 def multiple_of_16(n: int) -> int:
@@ -36,10 +48,18 @@ def multiple_of_16(n: int) -> int:
 
 
 def cache_dir() -> Path:
-    """Where built libraries are kept."""
+    """Where built libraries (and the engine ranking, see `planner`) are kept."""
     if os.environ.get("SPEECHVQ_CACHE"):
         return Path(os.environ["SPEECHVQ_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "speechvq"
+
+
+def default_march() -> str:
+    """The -march the library is built for unless one is named: $SPEECHVQ_MARCH, else "native" (this CPU).
+
+    Setting SPEECHVQ_MARCH=x86-64-v3 (say) builds and uses the AVX2 variant on an AVX-512 machine, to see
+    what users of other CPUs get, or to share one build across a mixed cluster."""
+    return os.environ.get("SPEECHVQ_MARCH") or "native"
 
 
 def _compiler() -> Optional[str]:
@@ -49,17 +69,21 @@ def _compiler() -> Optional[str]:
     return None
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return set()
+    return set(line.split(":", 1)[1].split())
+
+
 def _cpu_signature() -> str:
     # -march=native code is only valid on a machine with the same instruction set: key the cache by it
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        flags = ""
-    return platform.machine() + flags
+    return platform.machine() + " ".join(sorted(_cpu_flags()))
 
 
-def build(weights: str = "fp32") -> Path:
-    """Compile the library (for float32 or half-precision weights) if this machine's cache lacks it; return its path.
+def compile_library(source: Path, output: Path, weights: str = "fp32", march: Optional[str] = None) -> None:
+    """Compile and link `source` into the shared library `output` (float32 or half-precision weights).
 
     Raises:
         RuntimeError: no C compiler, or the compiler failed (its message included).
@@ -67,9 +91,30 @@ def build(weights: str = "fp32") -> Path:
     compiler = _compiler()
     if compiler is None:
         raise RuntimeError("no C compiler found (set CC, or install cc/gcc)")
-    flags = FLAGS + (("-DSPEECHVQ_FP16_WEIGHTS",) if weights == "fp16" else ())
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join(flags).encode() + compiler.encode() + _cpu_signature().encode())
+    defines = ("-DSPEECHVQ_FP16_WEIGHTS",) if weights == "fp16" else ()
+    with tempfile.TemporaryDirectory() as folder:
+        obj = str(Path(folder) / "wavenet_step.o")
+        for command in ([compiler, *COMPILE_FLAGS, f"-march={march or default_march()}", *defines, "-c", str(source),
+                         "-o", obj], [compiler, *LINK_FLAGS, obj, "-o", str(output), "-lm"]):
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[:2000]}")
+
+
+def build(weights: str = "fp32", march: Optional[str] = None) -> Path:
+    """Compile the library (for float32 or half-precision weights, for `march`, default `default_march()`) if
+    this machine's cache lacks it; return its path.
+
+    Raises:
+        RuntimeError: no C compiler, or the compiler failed (its message included).
+    """
+    compiler = _compiler()
+    if compiler is None:
+        raise RuntimeError("no C compiler found (set CC, or install cc/gcc)")
+    march = march or default_march()
+    key = hashlib.sha256(SOURCE.read_bytes())
+    for part in (*COMPILE_FLAGS, *LINK_FLAGS, march, weights, compiler, _cpu_signature()):
+        key.update(part.encode() + b"\0")
     target = cache_dir() / f"wavenet_step-{weights}-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
@@ -77,9 +122,7 @@ def build(weights: str = "fp32") -> Path:
     handle, temporary = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(handle)
     try:
-        result = subprocess.run([compiler, *flags, str(SOURCE), "-o", temporary, "-lm"], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[:2000]}")
+        compile_library(SOURCE, Path(temporary), weights, march)
         os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):
@@ -87,29 +130,57 @@ def build(weights: str = "fp32") -> Path:
     return target
 
 
-def load(weights: str = "fp32") -> ctypes.CDLL:
+def load(weights: str = "fp32", march: Optional[str] = None) -> ctypes.CDLL:
     """The built library, loaded once per process (raises RuntimeError as `build` does)."""
     if weights not in NATIVE_PRECISIONS:
         raise ValueError(f"weights must be one of {', '.join(NATIVE_PRECISIONS)}, got {weights!r}")
-    if weights not in _library:
+    key = (weights, march or default_march())
+    if key not in _library:
         try:
-            library = ctypes.CDLL(str(build(weights)))
+            library = ctypes.CDLL(str(build(*key)))
             library.run_block.restype = None
-            _library[weights] = library
+            library.speechvq_native_isa.restype = ctypes.c_char_p
+            _library[key] = library
         except (RuntimeError, OSError) as error:
-            _library[weights] = RuntimeError(str(error))
-    if isinstance(_library[weights], Exception):
-        raise _library[weights]
-    return _library[weights]
+            _library[key] = RuntimeError(str(error))
+    if isinstance(_library[key], Exception):
+        raise _library[key]
+    return _library[key]
 
 
-def available(weights: str = "fp32") -> bool:
+def available(weights: str = "fp32", march: Optional[str] = None) -> bool:
     """Whether the C loop can be built and loaded here (the first call may compile it: about a second)."""
     try:
-        load(weights)
+        load(weights, march)
         return True
     except RuntimeError:
         return False
+
+
+def describe_target(march: Optional[str] = None) -> str:
+    """What the build for `march` targets, e.g. "avx2-fma, 8 floats per vector, panels 1x8 2x4 3x3 4x2"
+    (the library's own answer; loading it runs none of its vector code)."""
+    try:
+        return load("fp32", march).speechvq_native_isa().decode()
+    except RuntimeError as error:
+        return f"not built: {error}"
+
+
+def runs_here(march: str) -> bool:
+    """Whether code built with -march=`march` runs on this CPU: the instruction-set macros the compiler
+    defines for it (AVX-512, AVX2, FMA, F16C, ...) are all among /proc/cpuinfo's flags."""
+    if march == "native":
+        return True
+    compiler = _compiler()
+    if compiler is None:
+        return False
+    result = subprocess.run([compiler, f"-march={march}", "-dM", "-E", "-x", "c", os.devnull], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        return False
+    defined = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("#define ")}
+    flags = _cpu_flags()
+    return bool(flags) and all(flag in flags for macro, flag in _ISA_MACROS.items() if macro in defined)
 
 
 def _pointer(array: Optional[np.ndarray]):
@@ -124,10 +195,11 @@ class NativeRunner:
         threads: worker threads; the streams are split evenly between them.
         weights: storage of the matrix weights, "fp32" or "fp16" (half the memory traffic; products and
             activations stay float32).
+        march: the -march of the build to use (default `default_march()`).
     """
 
-    def __init__(self, packed: PackedWaveNet, threads: int, weights: str = "fp32"):
-        self.library = load(weights)
+    def __init__(self, packed: PackedWaveNet, threads: int, weights: str = "fp32", march: Optional[str] = None):
+        self.library = load(weights, march)
         self.packed = packed
         self.weights: PaddedWaveNet = pad_packed(packed, multiple_of_16)
         if weights == "fp16":  # the bits of IEEE halves, as the C side reads them

@@ -111,7 +111,11 @@ def test_triton_kernel_with_several_programs():
 
 def test_engine_choice(monkeypatch):
     model = decoder(LOCAL, SPEAKER)
-    assert resolve_engine("auto", model) in FAST
+    # auto on the CPU takes the fastest by measurement (test_planner.py); with the suite's injected timings
+    # (conftest: the preference order) that is the C loop, with half weights where reduced precision is allowed
+    assert resolve_engine("auto", model) == "native"
+    assert GenerationEngine(model, "auto", precision="full").precision == "fp32"
+    assert GenerationEngine(model, "auto", precision="reduced").precision == "fp16"
     assert resolve_engine("auto", decoder(LOCAL, SPEAKER, kernel_size=3)) == "reference"
     with pytest.raises(ValueError, match="kernel size 2"):
         resolve_engine("numba", decoder(LOCAL, SPEAKER, kernel_size=3))
@@ -208,10 +212,10 @@ def test_native_engine_is_built_once_and_falls_back_without_a_compiler(monkeypat
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
     assert not native.available()
     model = decoder(LOCAL, SPEAKER)
-    assert resolve_engine("auto", model) in ("numba", "torch")
+    assert resolve_engine("auto", model) == "numba"  # the fastest of what can run (injected timings)
     with pytest.raises(ValueError, match="native engine could not be built"):
         resolve_engine("native", model)
-    assert list((tmp_path / "bad").iterdir()) == []
+    assert [p.name for p in (tmp_path / "bad").iterdir()] == ["engine-ranking.json"]  # no library, no temp file
 
 
 def test_reduced_precision_native_engine_stays_close_to_the_reference():
@@ -245,10 +249,10 @@ def test_reduced_precision_falls_back_to_float32_weights_where_halves_cannot_be_
 
     real_load = native.load
 
-    def load_without_halves(weights="fp32"):
+    def load_without_halves(weights="fp32", march=None):
         if weights == "fp16":
             raise RuntimeError("half-precision weights need F16C or AVX-512")
-        return real_load(weights)
+        return real_load(weights, march)
 
     monkeypatch.setattr(native, "load", load_without_halves)
     model = decoder(LOCAL, SPEAKER)

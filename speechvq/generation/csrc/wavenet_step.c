@@ -1,12 +1,18 @@
 /* The packed WaveNet step in C, for the CPU: register-blocked matrix products with GCC vector extensions.
  *
  * Same arithmetic as the numba loop (speechvq/generation/kernel.py) and the packed form of packed.py; built
- * on first use by speechvq/generation/native.py with the system C compiler (-O3 -march=native -ffast-math)
- * and called through ctypes, one call per thread and block of steps. What makes it faster than the numba
- * loop is the product C[nb, N] += A[nb, K] W[K, N]: four streams x 64 columns of C stay in 16 vector
- * registers for the whole K loop, so each weight vector is loaded once per four streams and no partial sum
- * goes through memory (LLVM keeps numba's axpy form load/store bound at about 3 multiply-adds per cycle);
- * and the column panels are the outer loop, so more than four streams reuse each panel from cache.
+ * on first use by speechvq/generation/native.py with the system C compiler (-O3 -march=native -ffast-math
+ * at compile time only: see native.py) and called through ctypes, one call per thread and block of steps.
+ * What makes it fast is the product C[nb, N] += A[nb, K] W[K, N] done as register panels: a few streams x
+ * a few vectors of C stay in registers for the whole K loop, so each weight vector is loaded once per
+ * panel of streams and no partial sum goes through memory; and blocks of 64 columns are the outer loop,
+ * so more streams than one panel holds reuse each block of W from cache.
+ *
+ * The panels are shaped at compile time for the target's register file (see "Instruction sets" below): the
+ * accumulators, the weight vectors and the broadcast stream values must all fit, or the compiler spills
+ * them to the stack inside the K loop (the 4 x 4 panels of 512 bits that suit AVX-512's 32 registers took
+ * 515 stack loads and stores per 32 FMAs when compiled for AVX2's 16). tools/asm_report.py counts the
+ * instructions and stack accesses of each panel's inner loop for any -march.
  *
  * Layout (all float32, C order; sizes padded to multiples of 16 by native.py, padding zero):
  *   embedding [Qp, R]; taps [L, R, 4H] (current filter | current gate | past filter | past gate);
@@ -21,80 +27,147 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef float v16 __attribute__((vector_size(64), aligned(4)));  /* aligned(4): unaligned loads are fine */
+/* Instruction sets. VECTOR_FLOATS: floats per vector register; PANEL_VECS_r: vectors of C per stream in
+ * the panel of r streams (r = 1 .. MAX_ROWS). A panel of r streams holds r * PANEL_VECS_r accumulators,
+ * r broadcast stream values and a weight vector: at most the register count, with at least 8
+ * accumulators where possible (four-cycle FMA latency at two FMAs per cycle). Chosen by timing shapes on the
+ * paper decoder with 1 to 5 streams (x86-64-v3 build, half weights, on a Sapphire Rapids core: 1x8 19.0k
+ * samples/s against 14.7k for 1x4; 3x4 27.1k against 20.3k for 3x3; 4x2 23.4k against 20.3k for 4x3) and
+ * checked free of spills with tools/asm_report.py for x86-64, x86-64-v3 and native (AVX-512). */
+#if defined(__AVX512F__)            /* 32 registers of 16 floats */
+#define ISA_NAME "avx512"
+#define VECTOR_FLOATS 16
+#define PANEL_VECS_1_DEFAULT 4
+#define PANEL_VECS_2_DEFAULT 4
+#define PANEL_VECS_3_DEFAULT 4
+#define PANEL_VECS_4_DEFAULT 4
+#elif defined(__AVX__)              /* 16 registers of 8 floats (AVX2 + FMA: x86-64-v3; also plain AVX) */
+#ifdef __FMA__
+#define ISA_NAME "avx2-fma"
+#else
+#define ISA_NAME "avx"
+#endif
+#define VECTOR_FLOATS 8
+#define PANEL_VECS_1_DEFAULT 8
+#define PANEL_VECS_2_DEFAULT 4
+#define PANEL_VECS_3_DEFAULT 4
+#define PANEL_VECS_4_DEFAULT 2
+#else                               /* any other target: 128-bit vectors (SSE2, NEON, ...), 16 registers */
+#define ISA_NAME "generic-128"
+#define VECTOR_FLOATS 4
+#define PANEL_VECS_1_DEFAULT 8
+#define PANEL_VECS_2_DEFAULT 4
+#define PANEL_VECS_3_DEFAULT 4
+#define PANEL_VECS_4_DEFAULT 2
+#endif
+#ifndef PANEL_VECS_1  /* -DPANEL_VECS_r=n overrides a shape (for timing others) */
+#define PANEL_VECS_1 PANEL_VECS_1_DEFAULT
+#endif
+#ifndef PANEL_VECS_2
+#define PANEL_VECS_2 PANEL_VECS_2_DEFAULT
+#endif
+#ifndef PANEL_VECS_3
+#define PANEL_VECS_3 PANEL_VECS_3_DEFAULT
+#endif
+#ifndef PANEL_VECS_4
+#define PANEL_VECS_4 PANEL_VECS_4_DEFAULT
+#endif
+#define BLOCK_COLUMNS 64  /* columns of C per outer block: a multiple of every panel's width that fits */
+_Static_assert(VECTOR_FLOATS * PANEL_VECS_1 <= BLOCK_COLUMNS && VECTOR_FLOATS * PANEL_VECS_2 <= BLOCK_COLUMNS &&
+               VECTOR_FLOATS * PANEL_VECS_3 <= BLOCK_COLUMNS && VECTOR_FLOATS * PANEL_VECS_4 <= BLOCK_COLUMNS,
+               "a panel wider than a block of columns would never run");
 
-static inline v16 load16(const float *p) { return *(const v16 *)p; }
-static inline void store16(float *p, v16 v) { *(v16 *)p = v; }
+typedef float vec __attribute__((vector_size(4 * VECTOR_FLOATS), aligned(4)));  /* unaligned loads are fine */
+
+static inline vec loadv(const float *p) { return *(const vec *)p; }
+static inline void storev(float *p, vec v) { *(vec *)p = v; }
 
 /* The matrix weights (taps, res, skip, hidden, logits_w) are float32, or with -DSPEECHVQ_FP16_WEIGHTS
- * IEEE half precision, converted to float32 as they are loaded (vcvtph2ps): half the bytes to stream
- * per step, and the paper decoder's 1.7 MB then fit a 2 MB L2 cache. Activations and sums stay float32. */
+ * IEEE half precision, converted to float32 as they are loaded: half the bytes to stream per step, and
+ * the paper decoder's 1.7 MB then fit a 2 MB L2 cache. Activations and sums stay float32. */
 #ifdef SPEECHVQ_FP16_WEIGHTS
-#include <immintrin.h>
 typedef uint16_t weight_t;  /* the bits of an IEEE half */
-static inline v16 load16w(const weight_t *p) {
 #if defined(__AVX512F__)
-    return (v16)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-#elif defined(__F16C__)
-    union { v16 v; __m256 h[2]; } u;
-    u.h[0] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-    u.h[1] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8)));
-    return u.v;
+#include <immintrin.h>
+static inline vec loadw(const weight_t *p) { return (vec)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+#elif defined(__AVX__) && defined(__F16C__)
+#include <immintrin.h>
+static inline vec loadw(const weight_t *p) { return (vec)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+#elif VECTOR_FLOATS == 4 && defined(__F16C__)
+#include <immintrin.h>
+static inline vec loadw(const weight_t *p) { return (vec)_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)p)); }
+#elif VECTOR_FLOATS == 4 && defined(__aarch64__)
+typedef _Float16 half4 __attribute__((vector_size(8), aligned(2)));
+static inline vec loadw(const weight_t *p) { return __builtin_convertvector(*(const half4 *)p, vec); }
 #else
-#error "half-precision weights need F16C or AVX-512 (native.py then uses float32 weights)"
+#error "half-precision weights need F16C, AVX-512 or aarch64 (native.py then uses float32 weights)"
 #endif
-}
 #else
 typedef float weight_t;
-static inline v16 load16w(const weight_t *p) { return load16(p); }
+static inline vec loadw(const weight_t *p) { return loadv(p); }
 #endif
 
-/* C[b, j:j+16*V] += A[b, :] W[:, j:j+16*V] for NB rows (b < NB), W [K, N] row-major: NB x V accumulators
- * in registers for the whole K loop. */
-#define DEFINE_PANEL(NB, V)                                                                                   \
-    static void panel_##NB##_##V(const float *restrict A, long lda, const weight_t *restrict W, long K, long N,\
-                                 long j, float *restrict C, long ldc) {                                       \
-        v16 acc[NB][V];                                                                                       \
+/* C[b, j:j+VF*V] += A[b, :] W[:, j:j+VF*V] for NB rows (b < NB), W [K, N] row-major: NB x V accumulators
+ * in registers for the whole K loop. Not inlined, so that each panel's loop can be inspected alone
+ * (tools/asm_report.py reads the functions named panel_*). */
+#define DEFINE_PANEL(NAME, NB, V)                                                                             \
+    __attribute__((noinline)) static void NAME(const float *restrict A, long lda, const weight_t *restrict W, \
+                                               long K, long N, long j, float *restrict C, long ldc) {         \
+        vec acc[NB][V];                                                                                       \
         for (int b = 0; b < NB; b++)                                                                          \
-            for (int q = 0; q < V; q++) acc[b][q] = load16(C + b * ldc + j + 16 * q);                         \
+            for (int q = 0; q < V; q++) acc[b][q] = loadv(C + b * ldc + j + VECTOR_FLOATS * q);               \
         for (long k = 0; k < K; k++) {                                                                        \
             const weight_t *w = W + k * N + j;                                                                \
-            v16 wv[V];                                                                                        \
-            for (int q = 0; q < V; q++) wv[q] = load16w(w + 16 * q);                                          \
-            for (int b = 0; b < NB; b++) {                                                                    \
-                float a = A[b * lda + k];                                                                     \
-                for (int q = 0; q < V; q++) acc[b][q] += a * wv[q];                                           \
+            float a[NB];                                                                                      \
+            for (int b = 0; b < NB; b++) a[b] = A[b * lda + k];                                               \
+            for (int q = 0; q < V; q++) { /* one weight vector live at a time: NB x V + NB + 1 registers */  \
+                const vec wv = loadw(w + VECTOR_FLOATS * q);                                                  \
+                for (int b = 0; b < NB; b++) acc[b][q] += a[b] * wv;                                          \
             }                                                                                                 \
         }                                                                                                     \
         for (int b = 0; b < NB; b++)                                                                          \
-            for (int q = 0; q < V; q++) store16(C + b * ldc + j + 16 * q, acc[b][q]);                         \
+            for (int q = 0; q < V; q++) storev(C + b * ldc + j + VECTOR_FLOATS * q, acc[b][q]);               \
     }
 
-DEFINE_PANEL(1, 4)
-DEFINE_PANEL(2, 4)
-DEFINE_PANEL(3, 4)
-DEFINE_PANEL(4, 4)
-DEFINE_PANEL(1, 1)
-DEFINE_PANEL(2, 1)
-DEFINE_PANEL(3, 1)
-DEFINE_PANEL(4, 1)
+#define MAX_ROWS 4  /* streams per panel at most; more streams take several panels per block of columns */
+DEFINE_PANEL(panel_wide_1, 1, PANEL_VECS_1)
+DEFINE_PANEL(panel_wide_2, 2, PANEL_VECS_2)
+DEFINE_PANEL(panel_wide_3, 3, PANEL_VECS_3)
+DEFINE_PANEL(panel_wide_4, 4, PANEL_VECS_4)
+DEFINE_PANEL(panel_narrow_1, 1, 1)
+DEFINE_PANEL(panel_narrow_2, 2, 1)
+DEFINE_PANEL(panel_narrow_3, 3, 1)
+DEFINE_PANEL(panel_narrow_4, 4, 1)
 
 typedef void (*panel_fn)(const float *restrict, long, const weight_t *restrict, long, long, long, float *restrict,
                          long);
-static const panel_fn panels_wide[5] = {0, panel_1_4, panel_2_4, panel_3_4, panel_4_4};
-static const panel_fn panels_narrow[5] = {0, panel_1_1, panel_2_1, panel_3_1, panel_4_1};
+static const panel_fn panels_wide[MAX_ROWS + 1] = {0, panel_wide_1, panel_wide_2, panel_wide_3, panel_wide_4};
+static const panel_fn panels_narrow[MAX_ROWS + 1] = {0, panel_narrow_1, panel_narrow_2, panel_narrow_3,
+                                                     panel_narrow_4};
+static const long wide_columns[MAX_ROWS + 1] = {0, VECTOR_FLOATS * PANEL_VECS_1, VECTOR_FLOATS * PANEL_VECS_2,
+                                                VECTOR_FLOATS * PANEL_VECS_3, VECTOR_FLOATS * PANEL_VECS_4};
 
-/* C[b, :] += A[b, :] W for nb rows, N a multiple of 16. Column panels outermost: a panel of W (K x 64)
- * is read from memory once per step and from cache for every further group of four streams. */
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+/* What this build targets, for reports: the instruction set, vector width and panel shapes (streams x vectors). */
+const char *speechvq_native_isa(void) {
+    return ISA_NAME ", " STRINGIFY(VECTOR_FLOATS) " floats per vector, panels 1x" STRINGIFY(PANEL_VECS_1)
+        " 2x" STRINGIFY(PANEL_VECS_2) " 3x" STRINGIFY(PANEL_VECS_3) " 4x" STRINGIFY(PANEL_VECS_4);
+}
+
+/* C[b, :] += A[b, :] W for nb rows, N a multiple of 16. Blocks of 64 columns outermost: a block of W
+ * (K x 64) is read from memory once per step and from cache for every further panel of streams. */
 static void gemm(long nb, const float *A, long lda, const weight_t *W, long K, long N, float *C, long ldc) {
-    for (long j = 0; j < N;) {
-        const int wide = j + 64 <= N;
-        const panel_fn *panels = wide ? panels_wide : panels_narrow;
-        for (long b = 0; b < nb; b += 4) {
-            long rows = nb - b < 4 ? nb - b : 4;
-            panels[rows](A + b * lda, lda, W, K, N, j, C + b * ldc, ldc);
+    for (long j0 = 0; j0 < N; j0 += BLOCK_COLUMNS) {
+        const long j1 = j0 + BLOCK_COLUMNS < N ? j0 + BLOCK_COLUMNS : N;
+        for (long b = 0; b < nb; b += MAX_ROWS) {
+            const long rows = nb - b < MAX_ROWS ? nb - b : MAX_ROWS;
+            const float *a = A + b * lda;
+            float *c = C + b * ldc;
+            long j = j0;
+            for (; j + wide_columns[rows] <= j1; j += wide_columns[rows]) panels_wide[rows](a, lda, W, K, N, j, c, ldc);
+            for (; j < j1; j += VECTOR_FLOATS) panels_narrow[rows](a, lda, W, K, N, j, c, ldc);
         }
-        j += wide ? 64 : 16;
     }
 }
 
