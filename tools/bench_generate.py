@@ -176,7 +176,7 @@ def main() -> None:
     print(f"matrix product: {gflops[1]:.0f} GFLOP/s on 1 thread, {gflops[2]:.0f} on 2 -> ceiling "
           f"{gflops[1] * 1e9 / flops:,.0f} samples/s per core ({gflops[1] * 1e9 / flops / rate:.1f}x real time)")
     plain = rates["plain_b1"]
-    print(f"b1 / plain b1: " + ", ".join(f"{name} {rates[name + '_b1'] / plain:.1f}x" for name in paths)
+    print("b1 / plain b1: " + ", ".join(f"{name} {rates[name + '_b1'] / plain:.1f}x" for name in paths)
           + f" (target >= 10); fused torch / plain: {rates['fused_torch_b1'] / plain:.1f}x (target >= 3); "
           f"plain / naive: {plain / rates['naive_b1']:.0f}x; "
           f"plain b{args.batch} / b1 (aggregate): {rates[f'plain_b{args.batch}'] / plain:.1f}x")
