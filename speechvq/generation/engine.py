@@ -146,13 +146,16 @@ class GenerationEngine:
 
     Args:
         decoder: the WaveNet (eval mode); its weights are packed once, here.
-        engine: one of ENGINES.
+        engine: one of ENGINES ("auto": see `choose_engine`; on the CPU it is chosen again for each call's
+            batch width, and `engine` / `precision` then say what the last call used).
         threads: worker threads of the native and numba engines (default: torch's thread count).
         block_frames: frames prepared and generated per engine call (None: 16 on the CPU, 64 per launch of the
             triton kernel, fewer when a block's noise would pass 256 MiB).
         precision: "full" or "reduced" (see `packed.PRECISIONS`), or the engine's own name: native "fp32" /
             "fp16" (matrix weights stored as halves), triton "tf32x3" / "tf32" / "ieee" (tl.dot's inputs).
         block_b, num_warps: streams and warps per program of the triton engine (None: chosen by batch size).
+        march: the -march of the native engine's C build (None: $SPEECHVQ_MARCH, else "native"); e.g.
+            "x86-64-v3" runs the AVX2 build on an AVX-512 machine.
     """
 
     def __init__(self, decoder: WaveNet, engine: str = "auto", threads: Optional[int] = None,
@@ -175,6 +178,11 @@ class GenerationEngine:
         self._triton_weights = None
         if self.engine in CPU_ENGINES:
             self._cpu_runner()  # built now: a native build failure shows here, not mid-decode
+
+    @property
+    def label(self) -> str:
+        """The engine and its precision as users see them, e.g. "native/fp16" or "numba" (for messages)."""
+        return f"{self.engine}/{self.precision}" if self.engine in ENGINE_PRECISIONS else self.engine
 
     def _cpu_runner(self):
         """The runner of the current CPU engine and precision (built once per choice)."""
