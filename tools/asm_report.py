@@ -97,8 +97,14 @@ def main() -> int:
         print("asm_report: objdump not found (Debian: binutils)", file=sys.stderr)
         return 1
     for march in args.march:
-        print(f"-march={march}, {args.weights} weights: {native.describe_target(march)}")
-        for loop in report(march, args.weights, args.source):
+        what = native.describe_target(march) if args.source == native.SOURCE else str(args.source)
+        print(f"-march={march}, {args.weights} weights: {what}")
+        try:
+            loops = report(march, args.weights, args.source)
+        except RuntimeError as error:  # e.g. half-precision weights for a target without F16C
+            print(f"  not built: {str(error).splitlines()[0]}")
+            continue
+        for loop in loops:
             print(f"  {loop.function:>16}: inner loop {loop.instructions:4d} instructions, "
                   f"{loop.multiply_adds:3d} multiply-adds, {loop.stack_accesses:4d} stack accesses")
     return 0
