@@ -167,6 +167,33 @@ def log_mel_spectrogram(wav: Tensor, sample_rate: int, n_mels: int = 80, win_ms:
     return torch.from_numpy(10.0 * np.log10(np.maximum(mel, 1e-10))).float()
 
 
+_MEL_FILTERS: dict = {}  # (n_fft, sample_rate, n_mels, device, dtype) -> [n_freqs, n_mels]
+
+
+def log_mel_batch(wav: Tensor, sample_rate: int, n_mels: int = 80, win_ms: float = 25.0,
+                  hop_ms: float = 10.0) -> Tensor:
+    """Log-mel power spectrogram of a batch in torch, on the waveform's device (for models; the same Slaney
+    mel filters as `log_mel_spectrogram`, natural log).
+
+    Args:
+        wav: float `[B, T]` in [-1, 1].
+        sample_rate: in Hz.
+        n_mels, win_ms, hop_ms: mel bands, analysis window and hop (milliseconds).
+
+    Returns:
+        float `[B, n_mels, 1 + T // hop]`: ln(mel power + 1e-5).
+    """
+    n_fft = int(round(sample_rate * win_ms / 1000))
+    hop = int(round(sample_rate * hop_ms / 1000))
+    key = (n_fft, sample_rate, n_mels, wav.device, wav.dtype)
+    if key not in _MEL_FILTERS:
+        _MEL_FILTERS[key] = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate,
+                                               norm="slaney", mel_scale="slaney").to(wav.device, wav.dtype)
+    window = torch.hann_window(n_fft, device=wav.device, dtype=wav.dtype)
+    spectrum = torch.stft(wav, n_fft, hop, window=window, return_complex=True).abs().pow(2)  # (B, n_freqs, frames)
+    return torch.log(torch.einsum("bft,fm->bmt", spectrum, _MEL_FILTERS[key]) + 1e-5)
+
+
 def mel_cepstrum(wav: Tensor, sample_rate: int, n_coefficients: int = 25, n_mels: int = 80) -> Tensor:
     """Mel-cepstral coefficients per 10 ms frame, scaled as a real cepstrum of the log amplitude.
 

@@ -1,8 +1,9 @@
 """The codec: waveform <-> .svq bytes with a model checkpoint, checking that the codes belong to the model.
 
     codec = Codec.from_checkpoint("model.pt")
-    data = codec.compress(wav, speaker="p225")          # bytes of a .svq file (speechvq/bitstream.py)
-    wav, header = codec.decompress(data)                # in the recorded speaker's voice, at the input's level
+    data = codec.compress(wav)                          # bytes of a .svq file (speechvq/bitstream.py)
+    wav, info = codec.decompress(data)                  # in the recorded voice, at the input's level
+    wav, info = codec.decompress(data, like=other_wav)  # in another recording's voice
 
 A code file names the model that made it by a fingerprint of the weights that matter for inference; a file
 from another model, or entropy-coded with other code statistics, is refused with one line rather than
@@ -12,6 +13,7 @@ decoded into noise.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -23,14 +25,14 @@ from torch import Tensor
 from . import bitstream, entropy
 from .checkpoint import attach_code_statistics, load_checkpoint
 from .errors import SpeechVQError
-from .inference import Encoded, decode_codes, encode_waveform
+from .inference import Encoded, decode_codes, encode_waveform, reference_voice, resolve_voice, speaker_row
 from .models import SpeechVQ
 from .version import __version__
 
 DEFAULT_CHUNK_FRAMES = 25_000  # 100 s of codes at 250 Hz per encoder pass: bounded memory on long files
 # Quantizer state that only training uses: it does not change what a code decodes to.
 _TRAINING_ONLY = ("quantizer.ema_cluster_size", "quantizer.ema_embed_sum", "quantizer.steps_unused",
-                  "quantizer.total_restarts", "quantizer.initialized")
+                  "quantizer.total_restarts", "quantizer.initialized", "voice_updates")
 
 
 def model_fingerprint(model: SpeechVQ) -> str:
@@ -44,6 +46,38 @@ def model_fingerprint(model: SpeechVQ) -> str:
         digest.update(value.numpy().tobytes())
     digest.update("\0".join(model.speakers).encode())
     return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CodeFile:
+    """A code file's header, completed by the model that reads it.
+
+    Attributes:
+        header: what the file itself holds (`bitstream.Header`).
+        sample_rate, hop_length, codebook_size: the model's (a version-1 file also records them).
+        code_entropy_bits: empirical zeroth-order entropy of its codes, bits per code.
+        voice: how it decodes by default (see `inference.resolve_voice`).
+    """
+
+    header: bitstream.Header
+    sample_rate: int
+    hop_length: int
+    codebook_size: int
+    code_entropy_bits: float
+    voice: str
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of audio the file decodes to."""
+        return self.header.samples / self.sample_rate
+
+    def bitrates(self, file_bytes: int) -> dict[str, float]:
+        """The three bitrates, bits per second of audio: nominal (frame rate x log2 K), the codes' empirical
+        entropy, and the whole file's size."""
+        frame_rate = self.sample_rate / self.hop_length
+        return {"nominal_bps": frame_rate * math.log2(self.codebook_size),
+                "entropy_bps": frame_rate * self.code_entropy_bits,
+                "file_bps": 8 * file_bytes / self.duration_s}
 
 
 @dataclass
@@ -73,78 +107,175 @@ class Codec:
         return cls(checkpoint.build_model(device),
                    entropy.CodeStatistics.from_state(statistics) if statistics is not None else None)
 
-    def compress(self, wav: Tensor, speaker: Optional[str] = None, coding: str = "auto",
-                 chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> bytes:
-        """Encode a waveform into the bytes of a .svq file.
+    def file_fingerprint(self, coding: str) -> str:
+        """The 32-bit fingerprint a version-2 file of this coding carries (8 hex digits): the model's, and for
+        markov1 also the code statistics' (files coded with other statistics would decode into other codes)."""
+        if coding != "markov1" or self.statistics is None:
+            return self.fingerprint[:8]
+        return hashlib.sha256(f"{self.fingerprint}:{self.statistics.fingerprint}".encode()).hexdigest()[:8]
+
+    def encode(self, wav: Tensor, speaker: Optional[str] = None,
+               chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> Encoded:
+        """Encode a waveform (see `inference.encode_waveform`: a table model without `speaker` records its
+        closest voice, an utterance model its own speaker vector)."""
+        return encode_waveform(self.model, wav, speaker, chunk_frames=chunk_frames)
+
+    def to_bytes(self, encoded: Encoded, coding: str = "auto", version: int = bitstream.FORMAT_VERSION,
+                 metadata: Optional[dict] = None) -> bytes:
+        """The bytes of a .svq file holding `encoded`.
 
         Args:
-            wav: float32 `[T]` mono at the model's sample rate, any level.
-            speaker: the voice decoding uses by default (a name from the model's table), or None.
             coding: "packed", "markov1" (needs code statistics) or "auto" (markov1 when available).
-            chunk_frames: frames per encoder pass (bounded memory; the codes do not depend on it).
+            version: the format version: 2, or 1 for readers of speechvq 0.1 (a named voice only).
+            metadata: a JSON object to store too (version 2; only when asked for: it costs bytes).
 
         Raises:
-            SpeechVQError: bad audio, an unknown speaker, or markov1 without statistics.
+            SpeechVQError: an unknown coding, markov1 without statistics, or what `version` cannot hold.
         """
         if coding not in ("auto", *bitstream.CODINGS):
             raise SpeechVQError(f"unknown coding {coding!r} (auto, {', '.join(bitstream.CODINGS)})")
         if coding == "markov1" and self.statistics is None:
             raise SpeechVQError("this checkpoint has no code statistics for markov1 coding; "
                                 "measure them with `speechvq code-stats` or use --coding packed")
-        use_markov = coding == "markov1" or (coding == "auto" and self.statistics is not None)
-        encoded = encode_waveform(self.model, wav, speaker, chunk_frames=chunk_frames)
+        if version not in bitstream.VERSIONS:
+            raise SpeechVQError(f"unknown format version {version} (known: {bitstream.VERSIONS})")
+        coding = "markov1" if coding == "markov1" or (coding == "auto" and self.statistics is not None) else "packed"
         codes = encoded.codes.numpy()
         size = self.model.quantizer.codebook_size
-        payload = entropy.encode(codes, self.statistics) if use_markov else bitstream.pack_codes(codes.tolist(), size)
-        header = bitstream.Header(
-            sample_rate=self.model.sample_rate, hop_length=self.model.hop_length, codebook_size=size,
-            frames=int(codes.shape[0]), samples=encoded.n_samples, gain=float(encoded.gain),
-            model_fingerprint=self.fingerprint, speaker=speaker, speechvq_version=__version__,
-            coding="markov1" if use_markov else "packed",
-            entropy_model=self.statistics.fingerprint if use_markov else None,
-            code_entropy_bits=round(entropy.entropy_bits(codes, size), 6))
-        return bitstream.serialize(header, payload)
+        payload = entropy.encode(codes, self.statistics) if coding == "markov1" else \
+            bitstream.pack_codes(codes.tolist(), size)
+        common = dict(coding=coding, samples=encoded.n_samples, frames=int(codes.shape[0]), gain=float(encoded.gain))
+        if version == 1:
+            if encoded.speaker is None and encoded.speaker_levels is not None:
+                raise SpeechVQError("format version 1 cannot hold a speaker vector: name a voice, or use version 2")
+            if metadata:
+                raise SpeechVQError("format version 1 holds no free-form metadata")
+            extra = {"sample_rate": self.model.sample_rate, "hop_length": self.model.hop_length,
+                     "codebook_size": size, "speechvq_version": __version__,
+                     "entropy_model": self.statistics.fingerprint if coding == "markov1" else None,
+                     "code_entropy_bits": round(entropy.entropy_bits(codes, size), 6)}
+            header = bitstream.Header(model_fingerprint=self.fingerprint, speaker_name=encoded.speaker,
+                                      metadata=extra, version=1, **common)
+            return bitstream.serialize_v1(header, payload)
+        voice = vector = None
+        if encoded.speaker is not None:
+            voice = speaker_row(self.model, encoded.speaker)
+        elif encoded.speaker_levels is not None:
+            vector = bitstream.pack_codes(encoded.speaker_levels.tolist(), self.model.speaker_encoder.levels)
+        header = bitstream.Header(model_fingerprint=self.file_fingerprint(coding), speaker_voice=voice,
+                                  speaker_vector=vector, metadata=metadata, **common)
+        try:
+            return bitstream.serialize(header, payload)
+        except ValueError as err:
+            raise SpeechVQError(str(err)) from None
 
-    def read(self, data: bytes, source: str = "code file") -> tuple[Encoded, bitstream.Header]:
-        """Parse and check .svq bytes against this model; returns the codes ready for decoding.
+    def compress(self, wav: Tensor, speaker: Optional[str] = None, coding: str = "auto",
+                 chunk_frames: int = DEFAULT_CHUNK_FRAMES, version: int = bitstream.FORMAT_VERSION,
+                 metadata: Optional[dict] = None) -> bytes:
+        """Encode a waveform into the bytes of a .svq file.
+
+        Args:
+            wav: float32 `[T]` mono at the model's sample rate, any level.
+            speaker: a named voice to record (decoding uses it by default); None: a table model records the
+                voice that explains the utterance best, an utterance model the utterance's own vector.
+            coding, version, metadata: see `to_bytes`.
+            chunk_frames: frames per encoder pass (bounded memory; the codes do not depend on it).
+
+        Raises:
+            SpeechVQError: bad audio, an unknown speaker, or see `to_bytes`.
+        """
+        return self.to_bytes(self.encode(wav, speaker, chunk_frames), coding, version, metadata)
+
+    def read(self, data: bytes, source: str = "code file") -> tuple[Encoded, CodeFile]:
+        """Parse and check .svq bytes (either format version) against this model.
+
+        Returns:
+            the codes ready for decoding, and the file's description.
 
         Raises:
             SpeechVQError: any defect of the file, or codes made by another model or other statistics.
         """
         header, payload = bitstream.parse(data, source)
-        if header.model_fingerprint != self.fingerprint:
-            raise SpeechVQError(f"{source} was made by a different model (fingerprint {header.model_fingerprint}, "
-                                f"this model {self.fingerprint})")
-        expected = (self.model.sample_rate, self.model.hop_length, self.model.quantizer.codebook_size)
-        if (header.sample_rate, header.hop_length, header.codebook_size) != expected:
-            raise SpeechVQError(f"{source} does not match this model's sample rate, hop or codebook size")
+        model = self.model
+        size = model.quantizer.codebook_size
+        if header.version == 1:
+            self._check_v1(header, source)
+        elif header.model_fingerprint != self.file_fingerprint(header.coding):
+            other = ", or entropy-coded with code statistics this checkpoint does not carry" \
+                if header.coding == "markov1" else ""
+            raise SpeechVQError(f"{source} was made by a different model{other} (fingerprint "
+                                f"{header.model_fingerprint}, this model {self.file_fingerprint(header.coding)})")
+        if model.num_frames(header.samples) != header.frames:
+            raise SpeechVQError(f"{source} has {header.frames} frames for {header.samples} samples: this model "
+                                f"(hop {model.hop_length}) makes {model.num_frames(header.samples)}")
         if header.coding == "markov1":
-            if self.statistics is None or header.entropy_model != self.statistics.fingerprint:
-                raise SpeechVQError(f"{source} was entropy-coded with code statistics this checkpoint does not "
-                                    f"carry (entropy model {header.entropy_model})")
+            if self.statistics is None:
+                raise SpeechVQError(f"{source} is entropy-coded, and this checkpoint carries no code statistics")
             try:
                 codes = entropy.decode(payload, header.frames, self.statistics)
             except (ValueError, AssertionError, RuntimeError, OverflowError):
                 raise SpeechVQError(f"{source} holds a payload that does not decode") from None
         else:
-            codes = np.asarray(bitstream.unpack_codes(payload, header.frames, header.codebook_size), np.int64)
-        if header.speaker is not None and header.speaker not in self.model.speakers:
-            raise SpeechVQError(f"{source} names speaker {header.speaker!r}, unknown to this model")
-        encoded = Encoded(torch.from_numpy(codes), header.samples, header.gain, header.speaker)
-        return encoded, header
+            codes = np.asarray(bitstream.unpack_codes(payload, header.frames, size), np.int64)
+        speaker, levels = self._speaker(header, source)
+        encoded = Encoded(torch.from_numpy(codes), header.samples, header.gain, speaker, levels)
+        voice = resolve_voice(model, encoded).label if model.has_speakers else "none"
+        info = CodeFile(header, model.sample_rate, model.hop_length, size,
+                        round(entropy.entropy_bits(codes, size), 6), voice)
+        return encoded, info
 
-    def decompress(self, data: bytes, speaker: Optional[str] = None, temperature: float = 1.0,
-                   seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
-                   source: str = "code file") -> tuple[Tensor, bitstream.Header]:
+    def _check_v1(self, header: bitstream.Header, source: str) -> None:
+        meta = header.metadata or {}
+        if header.model_fingerprint != self.fingerprint:
+            raise SpeechVQError(f"{source} was made by a different model (fingerprint {header.model_fingerprint}, "
+                                f"this model {self.fingerprint})")
+        expected = (self.model.sample_rate, self.model.hop_length, self.model.quantizer.codebook_size)
+        if (meta.get("sample_rate"), meta.get("hop_length"), meta.get("codebook_size")) != expected:
+            raise SpeechVQError(f"{source} does not match this model's sample rate, hop or codebook size")
+        if header.coding == "markov1" and (self.statistics is None
+                                           or meta.get("entropy_model") != self.statistics.fingerprint):
+            raise SpeechVQError(f"{source} was entropy-coded with code statistics this checkpoint does not "
+                                f"carry (entropy model {meta.get('entropy_model')})")
+
+    def _speaker(self, header: bitstream.Header, source: str) -> tuple[Optional[str], Optional[Tensor]]:
+        """The named voice or the speaker levels a file records, checked against the model."""
+        model = self.model
+        if header.speaker_name is not None:
+            if header.speaker_name not in model.speakers:
+                raise SpeechVQError(f"{source} names speaker {header.speaker_name!r}, unknown to this model")
+            return header.speaker_name, None
+        if header.speaker_voice is not None:
+            if not model.has_voices or header.speaker_voice >= model.n_speakers:
+                raise SpeechVQError(f"{source} names voice {header.speaker_voice}; this model has "
+                                    f"{model.n_speakers if model.has_voices else 'no'} named voices")
+            return model.speakers[header.speaker_voice], None
+        if header.speaker_vector is not None:
+            if model.speaker_encoder is None:
+                raise SpeechVQError(f"{source} carries a speaker vector; this model takes none")
+            dims, levels = model.config.speaker_dim, model.speaker_encoder.levels
+            try:
+                values = bitstream.unpack_codes(header.speaker_vector, dims, levels)
+            except SpeechVQError:
+                raise SpeechVQError(f"{source} carries a speaker vector that does not fit this model "
+                                    f"({dims} values of {model.config.speaker_bits} bits)") from None
+            return None, torch.tensor(values, dtype=torch.long)
+        return None, None
+
+    def decompress(self, data: bytes, speaker: Optional[str] = None, like: Optional[Tensor] = None,
+                   temperature: float = 1.0, seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
+                   source: str = "code file") -> tuple[Tensor, CodeFile]:
         """Decode .svq bytes into a waveform: float32 `[T]` at the model rate, at the input's level.
 
         Args:
-            speaker: the voice to decode in (default: the one the file records, else the table's first).
+            speaker: a named voice to decode in (default: what the file records; see `resolve_voice`).
+            like: float32 `[T]` audio of a reference speaker at the model rate: decode in that voice instead
+                (any speaker for an utterance model; a table model's closest row).
             temperature, seed: sampling settings.
             progress: called with samples generated since the last call.
         """
-        encoded, header = self.read(data, source)
-        return decode_codes(self.model, encoded, speaker, temperature, seed, progress), header
+        encoded, info = self.read(data, source)
+        voice = reference_voice(self.model, like) if like is not None else speaker
+        return decode_codes(self.model, encoded, voice, temperature, seed, progress), info
 
 
 def measure_code_statistics(codec: Codec, waveforms, progress: Optional[Callable[[int], None]] = None

@@ -141,7 +141,15 @@ class ModelConfig:
     sample_rate: int = 16000
     mu_law_classes: int = 256  # 8-bit mu-law targets, as in WaveNet
     level_dbfs: typing.Optional[float] = -23.0  # RMS level every utterance is brought to before mu-law; null = off
-    speaker_dim: int = 64  # width of the learned speaker embedding; 0 = no speaker conditioning
+    speaker_dim: int = 64  # width of the speaker vector the decoder is conditioned on; 0 = none
+    # Where the speaker vector comes from: "table", a learned row per training speaker (known voices only);
+    # "utterance", computed from the utterance itself at encode time (any speaker; quantized into the code
+    # file); "none", no speaker conditioning.
+    speaker_mode: str = field(default="table", metadata=_choices("table", "utterance", "none"))
+    # utterance mode: "residual", the time-average of the quantizer residual z_e - z_q (VQVC: no extra
+    # network), or "mel", a small convolutional encoder over the log-mel spectrogram, trained jointly
+    speaker_source: str = field(default="residual", metadata=_choices("residual", "mel"))
+    speaker_bits: int = 4  # utterance mode: bits per dimension of the quantized vector in a code file
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -150,12 +158,20 @@ class ModelConfig:
         _require(self.sample_rate > 0, "model.sample_rate", "must be positive")
         _require(self.mu_law_classes >= 2, "model.mu_law_classes", "must be at least 2")
         _require(self.speaker_dim >= 0, "model.speaker_dim", "must be >= 0")
+        _require(1 <= self.speaker_bits <= 8, "model.speaker_bits", "must be between 1 and 8")
+        _require(self.speaker_mode != "utterance" or self.speaker_dim > 0, "model.speaker_dim",
+                 "must be positive in utterance mode")
         _require(self.level_dbfs is None or self.level_dbfs < 0, "model.level_dbfs", "must be negative (dBFS) or null")
 
     @property
     def hop_length(self) -> int:
         """Samples per code: the encoder's total stride."""
         return self.encoder.hop_length
+
+    @property
+    def conditions_on_speaker(self) -> bool:
+        """Whether the decoder takes a speaker vector (a table row or an utterance's own)."""
+        return self.speaker_mode != "none" and self.speaker_dim > 0
 
     @property
     def frame_rate_hz(self) -> float:
@@ -180,12 +196,14 @@ class DataConfig:
     batch_size: int = 8  # per process: the global batch under torchrun is batch_size x world size
     num_workers: int = 2
     valid_max_utterances: int = 32  # validation scores one fixed crop from each of the first N valid utterances
+    speed_perturb: float = 0.0  # p > 0: training crops at random speeds in [1 - p, 1 + p] (pseudo-speakers)
 
     def __post_init__(self) -> None:
         _require(self.segment_s > 0, "data.segment_s", "must be positive")
         _require(self.valid_max_utterances >= 1, "data.valid_max_utterances", "must be positive")
         _require(self.batch_size >= 1, "data.batch_size", "must be positive")
         _require(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+        _require(0.0 <= self.speed_perturb < 0.5, "data.speed_perturb", "must lie in [0, 0.5)")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ class FileResult:
 
     id: str
     speaker: str
+    seen: bool  # the speaker is one of the model's training speakers
     decoded_as: Optional[str]
     audio_s: float
     mcd_db: float
@@ -64,7 +65,8 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
     Args:
         codec: the model (in eval mode) and its code statistics, if any.
         entries: utterances to reconstruct; each is decoded in its own speaker's voice when the model
-            knows the speaker, else in the table's first voice (noted in the report).
+            knows the speaker, else as a user's unknown voice is (an utterance model's own vector, a table
+            model's closest training voice), and reported apart as unseen.
         out_dir: where the decoded WAVs and reports go.
         max_seconds: only the first this many seconds of each utterance (decoding is autoregressive and slow).
         temperature, seed: sampling settings of the decoder.
@@ -86,10 +88,13 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
         if max_seconds is not None:
             wav = wav[: max(1, int(max_seconds * model.sample_rate))]
         audio_s = wav.numel() / model.sample_rate
-        known = model.has_speakers and entry.speaker in model.speakers
-        voice = entry.speaker if known else (model.speakers[0] if model.has_speakers else None)
-        data, encode_time = timed_call(lambda: codec.compress(wav, speaker=voice), audio_s)
-        encoded, _ = codec.read(data)
+        seen = entry.speaker in model.speakers
+        # a speaker the model knows is recorded by name (as a user who knows it would); any other is encoded
+        # as a user's unknown voice is: an utterance model's own vector, a table model's closest row
+        data, encode_time = timed_call(lambda: codec.compress(wav, speaker=entry.speaker if seen and
+                                                              model.has_voices else None), audio_s)
+        encoded, info = codec.read(data)
+        voice = info.voice
         decoded, decode_time = timed_call(
             lambda: decode_codes(model, encoded, temperature=temperature, seed=seed, progress=progress,
                                  options=options), audio_s)
@@ -101,7 +106,7 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
         scores = intrusive_scores(wav, decoded, model.sample_rate, max_shift=2 * model.hop_length)
         all_codes.append(encoded.codes)
         results.append(FileResult(
-            id=entry.id, speaker=entry.speaker, decoded_as=voice, audio_s=round(audio_s, 3), **scores,
+            id=entry.id, speaker=entry.speaker, seen=seen, decoded_as=voice, audio_s=round(audio_s, 3), **scores,
             entropy_bps=bitrates(model, encoded.codes)["entropy_bps"], file_bps=8 * len(data) / audio_s,
             used_codes=int(torch.unique(encoded.codes).numel()),
             encode_rtf=encode_time.real_time_factor, decode_rtf=decode_time.real_time_factor))
@@ -123,13 +128,17 @@ def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor) 
     numeric = ["audio_s", "mcd_db", "si_sdr_db", "pesq_wb", "stoi", "entropy_bps", "file_bps", "used_codes",
                "encode_rtf", "decode_rtf"]
     mean = {key: finite_mean([f[key] for f in files]) for key in numeric} if files else {}
+    # speakers the model never trained on (a table model decodes them as a training voice) are reported apart
+    groups = {group: {key: finite_mean([f[key] for f in files if f["seen"] == (group == "seen")])
+                      for key in numeric}
+              for group in ("seen", "unseen") if any(f["seen"] == (group == "seen") for f in files)}
     counts = torch.bincount(codes, minlength=model.quantizer.codebook_size)
     rates = bitrates(model, codes) if codes.numel() else {}
     corpus = {"codebook_perplexity": float(code_perplexity(counts)) if codes.numel() else 0.0,
               "codebook_used": int((counts > 0).sum()), "codebook_size": model.quantizer.codebook_size,
               "nominal_bps": model.config.bitrate_bps,
               "entropy_bps_all_files": rates.get("entropy_bps", math.nan)}
-    return {"files": files, "mean": mean, "codes": corpus}
+    return {"files": files, "mean": mean, "mean_by_speaker": groups, "codes": corpus}
 
 
 def _fmt(value: Optional[float], digits: int) -> str:
@@ -147,16 +156,25 @@ def markdown_report(report: dict) -> str:
         lines += [f"Not computed (package missing): {', '.join(report['missing_metrics'])}; {EVAL_EXTRA_HINT}.", ""]
     if mean:
         lines += ["| mean | PESQ-WB | STOI | MCD (dB) | SI-SDR (dB) | entropy (bit/s) | file (bit/s) | encode RTF | "
-                  "decode RTF |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-                  f"| all | {_fmt(mean['pesq_wb'], 2)} | {_fmt(mean['stoi'], 3)} | {mean['mcd_db']:.2f} | "
-                  f"{mean['si_sdr_db']:.2f} | {mean['entropy_bps']:.0f} | {mean['file_bps']:.0f} | "
-                  f"{mean['encode_rtf']:.3f} | {mean['decode_rtf']:.2f} |", ""]
+                  "decode RTF |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        by_speaker = report.get("mean_by_speaker", {})
+        rows = [("all", mean)] + ([(f"{group} speakers", by_speaker[group]) for group in ("seen", "unseen")
+                                   if group in by_speaker] if len(by_speaker) > 1 else [])
+        for label, m in rows:
+            lines.append(f"| {label} | {_fmt(m['pesq_wb'], 2)} | {_fmt(m['stoi'], 3)} | {m['mcd_db']:.2f} | "
+                         f"{m['si_sdr_db']:.2f} | {m['entropy_bps']:.0f} | {m['file_bps']:.0f} | "
+                         f"{m['encode_rtf']:.3f} | {m['decode_rtf']:.2f} |")
+        lines.append("")
+        if "unseen" in by_speaker:
+            lines += ["Unseen speakers are not among the model's training speakers: a table model decodes them in "
+                      "the training voice that explains them best, an utterance model in their own voice.", ""]
     if report["files"]:
         lines += ["![code usage](code_usage.png)", ""]
     lines += ["| id | speaker | decoded as | s | PESQ-WB | STOI | MCD (dB) | SI-SDR (dB) | lag | codes used | "
               "decode RTF |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for f in report["files"]:
-        lines.append(f"| {f['id']} | {f['speaker']} | {f['decoded_as']} | {f['audio_s']:.2f} | "
+        speaker = f["speaker"] if f.get("seen", True) else f"{f['speaker']} (unseen)"
+        lines.append(f"| {f['id']} | {speaker} | {f['decoded_as']} | {f['audio_s']:.2f} | "
                      f"{_fmt(f['pesq_wb'], 2)} | {_fmt(f['stoi'], 3)} | {f['mcd_db']:.2f} | {f['si_sdr_db']:.2f} | "
                      f"{f['lag_samples']} | {f['used_codes']} | {f['decode_rtf']:.2f} |")
     lines += ["", "Intrusive metrics are computed after aligning the decoded audio to the input by cross-correlation "

@@ -4,7 +4,9 @@
     codes            --decode (WaveNet, chosen speaker)-->      wav at model level  --/ gain-->  wav
 
 The level gain travels with the codes so that decoding gives back the input's level; voice conversion is
-decoding the source's codes with another speaker's embedding.
+decoding the source's codes with another speaker vector: a named voice, or the vector of any reference
+recording (an utterance model's own; a table model takes its closest row). Which voice a decode uses is
+decided in one place, `resolve_voice`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .audio import normalize_level
+from .audio import mu_law_encode, mu_law_silence, normalize_level
 from .entropy import entropy_bits
 from .errors import SpeechVQError
 from .generation import DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
@@ -32,13 +35,33 @@ class Encoded:
         codes: int64 `[F]` in [0, K).
         n_samples: samples of the input at the model rate (F = ceil(n_samples / hop)).
         gain: linear gain applied before encoding (decoding divides by it).
-        speaker: the speaker to decode with by default (the source speaker, when known), or None.
+        speaker: the named voice to decode with by default (given, or for a table model the row that
+            explained the utterance best), or None.
+        speaker_levels: an utterance model's quantized speaker vector of the input, int64 `[speaker_dim]`,
+            or None. It is what a code file carries: decoding uses it unless another voice is asked for.
+        voice_scores: when the named voice was chosen rather than given: teacher-forced NLL (nats per
+            sample) of the input under each voice, best first; else None.
     """
 
     codes: Tensor
     n_samples: int
     gain: float
     speaker: Optional[str] = None
+    speaker_levels: Optional[Tensor] = None
+    voice_scores: Optional[dict[str, float]] = None
+
+
+@dataclass(frozen=True)
+class Voice:
+    """The speaker vector a decode uses and how to name it to a user.
+
+    Attributes:
+        vector: float `[speaker_dim]`, or None for a model without speaker conditioning.
+        label: e.g. "carlo", "its own voice (from the utterance)", "like ref.wav".
+    """
+
+    vector: Optional[Tensor]
+    label: str
 
 
 def model_device(model: SpeechVQ) -> torch.device:
@@ -46,43 +69,145 @@ def model_device(model: SpeechVQ) -> torch.device:
     return next(model.parameters()).device
 
 
+def _check_waveform(wav: Tensor) -> None:
+    if wav.dim() != 1 or wav.numel() == 0:
+        raise SpeechVQError("expected a non-empty mono waveform")
+    if not torch.isfinite(wav).all():
+        raise SpeechVQError("the audio holds NaN or infinite samples")
+
+
 def encode_waveform(model: SpeechVQ, wav: Tensor, speaker: Optional[str] = None,
-                    chunk_frames: Optional[int] = None) -> Encoded:
+                    chunk_frames: Optional[int] = None, choose_voice: bool = True) -> Encoded:
     """Encode one utterance.
 
     Args:
         model: a model in eval mode.
         wav: float32 `[T]` mono at `model.sample_rate`, any level.
-        speaker: the speaker to record with the codes (checked against the model's table).
+        speaker: a named voice to record with the codes (checked against the model's speakers); None: a
+            table model records the row that explains the utterance best (`closest_voice`), an utterance
+            model its own speaker vector.
         chunk_frames: encoder frames per pass (bounded memory on long inputs; the same codes).
+        choose_voice: a table model without `speaker` chooses its closest row (False: records none).
 
     Returns:
-        Encoded codes, length and level gain.
+        Encoded codes, length, level gain and speaker.
 
     Raises:
         SpeechVQError: empty or non-finite audio, or a speaker the model does not know.
     """
-    if wav.dim() != 1 or wav.numel() == 0:
-        raise SpeechVQError("expected a non-empty mono waveform")
-    if not torch.isfinite(wav).all():
-        raise SpeechVQError("the audio holds NaN or infinite samples")
+    _check_waveform(wav)
     if speaker is not None:
         speaker_row(model, speaker)
     level_wav, gain = normalize_level(wav, model.config.level_dbfs)
-    codes = model.encode(level_wav.clamp(-1.0, 1.0).view(1, 1, -1).to(model_device(model)), chunk_frames)[0].cpu()
-    return Encoded(codes=codes, n_samples=wav.numel(), gain=gain, speaker=speaker)
+    level_wav = level_wav.clamp(-1.0, 1.0).view(1, 1, -1).to(model_device(model))
+    codes, levels = model.encode_with_speaker(level_wav, chunk_frames)
+    scores = None
+    if speaker is None and choose_voice and model.speaker_mode == "table":
+        scores = closest_voice(model, level_wav[0, 0], codes[0])
+        speaker = next(iter(scores))
+    return Encoded(codes=codes[0].cpu(), n_samples=wav.numel(), gain=gain, speaker=speaker,
+                   speaker_levels=None if levels is None else levels[0].cpu(), voice_scores=scores)
 
 
-def decode_codes(model: SpeechVQ, encoded: Encoded, speaker: Optional[str] = None, temperature: float = 1.0,
-                 seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
+# Seconds of the input a table model scores each voice on (the loudest stretch): teacher forcing costs
+# about as much per sample and voice as generating does, so the whole file would be slow.
+CLOSEST_VOICE_SECONDS = 1.0
+
+
+@torch.no_grad()
+def closest_voice(model: SpeechVQ, level_wav: Tensor, codes: Tensor,
+                  max_seconds: float = CLOSEST_VOICE_SECONDS) -> dict[str, float]:
+    """Teacher-forced NLL of an utterance under each row of a table model, best (lowest) first.
+
+    Args:
+        level_wav: float `[T]`, level-normalised as for encoding, on the model's device.
+        codes: int64 `[F]`, its codes.
+        max_seconds: score only the loudest stretch of this length (frame-aligned).
+
+    Returns:
+        {speaker name: nats per sample}, sorted from the best-explained voice.
+    """
+    if model.speaker_mode != "table":
+        raise SpeechVQError("only a model with a speaker table chooses among its rows")
+    hop = model.hop_length
+    frames = max(1, min(codes.numel(), int(max_seconds * model.sample_rate) // hop))
+    padded = F.pad(level_wav, (0, codes.numel() * hop - level_wav.numel()))  # F * hop samples
+    energy = padded.view(-1, hop).pow(2).sum(1)  # (F,)
+    start = int(energy.unfold(0, frames, 1).sum(1).argmax())  # the loudest `frames` frames
+    excerpt = padded[start * hop:(start + frames) * hop]
+    targets = mu_law_encode(excerpt, model.classes).view(1, -1)
+    inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(model.classes))
+    local = model.quantizer.lookup(codes[start:start + frames].view(1, -1))
+    scores = {}
+    for first in range(0, model.n_speakers, 4):  # four voices per pass: bounded memory
+        rows = torch.arange(first, min(model.n_speakers, first + 4), device=level_wav.device)
+        logits = model.decoder(inputs.expand(len(rows), -1), local=local.expand(len(rows), -1, -1),
+                               speaker=model.speaker_vectors(rows))
+        nll = F.cross_entropy(logits.float(), targets.expand(len(rows), -1), reduction="none").mean(dim=1)
+        scores.update({model.speakers[row]: float(value) for row, value in zip(rows.tolist(), nll)})
+    return dict(sorted(scores.items(), key=lambda item: item[1]))
+
+
+def reference_voice(model: SpeechVQ, wav: Tensor, label: str = "the reference") -> Voice:
+    """The voice of a reference recording (for `convert --like`): an utterance model's speaker vector of it
+    (quantized, as a code file would carry it); for a table model, the row that explains it best.
+
+    Args:
+        wav: float32 `[T]` mono at the model's rate, any level.
+        label: how to name the reference in messages (e.g. its file name).
+
+    Raises:
+        SpeechVQError: bad audio, or a model without speaker conditioning.
+    """
+    if not model.has_speakers:
+        raise SpeechVQError("this model has no speaker conditioning, so it cannot take on a reference's voice")
+    encoded = encode_waveform(model, wav)
+    if encoded.speaker_levels is not None:
+        vector = model.speaker_from_levels(encoded.speaker_levels.view(1, -1).to(model_device(model)))[0]
+        return Voice(vector, f"like {label}")
+    row = torch.tensor([speaker_row(model, encoded.speaker)], device=model_device(model))
+    return Voice(model.speaker_vectors(row)[0], f"{encoded.speaker} (the training voice closest to {label})")
+
+
+def resolve_voice(model: SpeechVQ, encoded: Encoded, request: Union[str, Voice, None] = None) -> Voice:
+    """Which voice codes decode in: the one policy the CLI, the API and evaluation share.
+
+    Order: the requested voice (a name, or a Voice such as `reference_voice`'s); else what the codes
+    record: an utterance model's own speaker vector, or a named voice; else the first named voice (a file
+    that records no speaker, e.g. a version-1 file written without one).
+
+    Raises:
+        SpeechVQError: an unknown name, or a model with no voice at all to fall back on.
+    """
+    if not model.has_speakers:
+        return Voice(None, "none (the model has no speaker conditioning)")
+    if isinstance(request, Voice):
+        return request
+    device = model_device(model)
+    name = request or (None if encoded.speaker_levels is not None else encoded.speaker)
+    if name is None and encoded.speaker_levels is not None:
+        vector = model.speaker_from_levels(encoded.speaker_levels.view(1, -1).to(device))[0]
+        return Voice(vector, "its own voice (the vector in the file)")
+    label = name
+    if name is None:
+        if not model.has_voices:
+            raise SpeechVQError("these codes record no speaker and the model has no named voice to use")
+        name = model.speakers[0]
+        label = f"{name} (the codes record no speaker)"
+    row = torch.tensor([speaker_row(model, name)], device=device)
+    return Voice(model.speaker_vectors(row)[0], label)
+
+
+def decode_codes(model: SpeechVQ, encoded: Encoded, speaker: Union[str, Voice, None] = None,
+                 temperature: float = 1.0, seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
                  options: Optional[DecodeOptions] = None) -> Tensor:
     """Generate the waveform of encoded codes, at the level of the original input.
 
     Args:
         model: a model in eval mode.
-        encoded: codes, length and gain.
-        speaker: whose voice to decode in (default: `encoded.speaker`, else the first speaker of the table);
-            ignored by a model without speaker conditioning.
+        encoded: codes, length, gain and recorded speaker.
+        speaker: the voice to decode in: a name, a `Voice` (e.g. `reference_voice`), or None for what the
+            codes record (see `resolve_voice`); ignored by a model without speaker conditioning.
         temperature: sampling temperature (0: argmax).
         seed: seed of the sampling generator (None: nondeterministic).
         progress: called with samples generated since the last call (warm-up samples of chunks included).
@@ -108,13 +233,13 @@ def build_engine(model: SpeechVQ, options: Optional[DecodeOptions] = None) -> Ge
         raise SpeechVQError(str(err)) from None
 
 
-def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[Optional[str]],
+def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[Union[str, Voice, None]],
                 temperature: float = 1.0, seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
                 options: Optional[DecodeOptions] = None, engine: Optional[GenerationEngine] = None) -> list[Tensor]:
     """Decode several utterances together, as one batch of generation streams (see `decode_codes`).
 
     Args:
-        speakers: per utterance, the voice (None: its recorded speaker, else the table's first).
+        speakers: per utterance, the voice: a name, a `Voice`, or None (what it records; `resolve_voice`).
         engine: a generation engine of this model to reuse (default: one built for `options.engine`).
 
     Returns:
@@ -124,12 +249,8 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
     device = model_device(model)
     engine = engine or build_engine(model, options)
     requests = []
-    for item, name in zip(encoded, speakers):
-        name = name or item.speaker
-        vector = None
-        if model.has_speakers:
-            row = torch.tensor([speaker_row(model, name) if name else 0], device=device)
-            vector = model.speaker_vectors(row)[0]
+    for item, request in zip(encoded, speakers):
+        vector = resolve_voice(model, item, request).vector
         latents = model.quantizer.lookup(item.codes.view(1, -1).to(device))[0]
         requests.append(DecodeRequest(latents.detach(), None if vector is None else vector.detach(), item.n_samples))
     generator = torch.Generator(device="cpu")
@@ -144,9 +265,9 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
 
 
 def speaker_row(model: SpeechVQ, name: str) -> int:
-    """Row of `name` in the model's speaker table, as a SpeechVQError for an unknown name."""
-    if not model.has_speakers:
-        raise SpeechVQError("this model has no speaker table, so it cannot decode in a chosen voice")
+    """Row of `name` among the model's named voices, as a SpeechVQError for an unknown name."""
+    if not model.has_voices:
+        raise SpeechVQError("this model has no named voices, so it cannot decode in a chosen one")
     try:
         return model.speaker_index(name)
     except KeyError as err:

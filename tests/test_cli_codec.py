@@ -35,21 +35,90 @@ def run(*argv):
     return main([str(a) for a in argv])
 
 
+def codec_voice(path, model_path) -> str:
+    """The voice a code file decodes in by default."""
+    from speechvq.codec import Codec
+
+    return Codec.from_checkpoint(model_path).read(path.read_bytes())[1].voice
+
+
 def test_encode_decode_info_round_trip(tmp_path, model_path, capsys):
     source = write(tmp_path / "a.wav")
     assert run("encode", source, "--model", model_path, "--speaker", "b") == 0
     code_file = tmp_path / "a.svq"
     assert code_file.is_file() and "nominal 1000" in capsys.readouterr().err
-    assert run("info", code_file, "--json") == 0
-    info = json.loads(capsys.readouterr().out)
-    assert info["speaker"] == "b" and info["frames"] == 13 and info["samples"] == 800
+    assert run("info", code_file, "--json", "--model", model_path) == 0
+    info = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert info["speaker"] == "voice" and info["speaker_voice"] == 1 and info["voice"] == "b"
+    assert info["frames"] == 13 and info["samples"] == 800 and info["format_version"] == 2
     assert info["nominal_bps"] == 1000.0 and info["file_bps"] == pytest.approx(8 * code_file.stat().st_size / 0.05, rel=1e-3)
     assert 0 <= info["entropy_bps"] <= 1000.0
+    assert info["file_bytes"] == code_file.stat().st_size <= 15 + 2 + 1 + 1 + 8  # header, varints, voice, 13 codes
+    assert run("info", code_file, "--json") == 0  # the shipped model did not make it: what the file says
+    alone = json.loads(capsys.readouterr().out)
+    assert alone["samples"] == 800 and "need the model that made it" in alone["note"]
     assert run("decode", code_file, "--model", model_path) == 0
     decoded = tmp_path / "a.decoded.wav"
     assert soundfile.info(decoded).frames == 800
     err = capsys.readouterr().err
-    assert "as b" in err and "real-time factor" in err
+    assert "voice: b" in err and "real-time factor" in err
+
+
+def test_version_1_and_metadata_on_request(tmp_path, model_path, capsys):
+    source = write(tmp_path / "a.wav")
+    assert run("encode", source, "-o", tmp_path / "old.svq", "--model", model_path, "--speaker", "a",
+               "--format-version", "1") == 0
+    assert run("encode", source, "-o", tmp_path / "tagged.svq", "--model", model_path, "--metadata", "take=3",
+               "note=a b") == 0
+    capsys.readouterr()
+    assert run("info", tmp_path / "old.svq", "--json") == 0  # a v1 file describes itself, no model needed
+    old = json.loads(capsys.readouterr().out)
+    assert old["format_version"] == 1 and old["speaker_voice"] == "a" and old["duration_s"] == 0.05
+    assert old["file_bytes"] > 250
+    assert run("info", tmp_path / "tagged.svq", "--json", "--model", model_path) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["metadata"] == {"take": "3", "note": "a b"}
+    assert run("decode", tmp_path / "old.svq", "--model", model_path) == 0
+    assert soundfile.info(tmp_path / "old.decoded.wav").frames == 800
+    assert run("encode", source, "-o", tmp_path / "bad.svq", "--model", model_path, "--metadata", "novalue") == 1
+    assert "KEY=VALUE" in capsys.readouterr().err and not (tmp_path / "bad.svq").exists()
+
+
+def test_a_table_model_without_speaker_records_its_closest_voice_and_says_so(tmp_path, model_path, capsys):
+    source = write(tmp_path / "a.wav", seconds=0.2)
+    assert run("encode", source, "--model", model_path) == 0
+    err = capsys.readouterr().err
+    assert "no --speaker given: recorded the closest training voice" in err
+    chosen = err.split("closest training voice, ")[1].split(" ")[0]
+    assert chosen in ("a", "b") and f"voice: {chosen}" in err
+
+
+@pytest.fixture
+def utterance_model_path(tmp_path):
+    torch.manual_seed(0)
+    config = load_config("tiny", ["model.speaker_mode=utterance"])
+    path = tmp_path / "utterance.pt"
+    save_checkpoint(path, SpeechVQ(config.model, speakers=["a", "b"]).eval(), config)
+    return path
+
+
+def test_any_speaker_with_an_utterance_model(tmp_path, utterance_model_path, capsys):
+    source, reference = write(tmp_path / "src.wav", seconds=0.1), write(tmp_path / "ref.wav", seconds=0.2)
+    assert run("encode", source, "--model", utterance_model_path) == 0
+    assert "voice: its own voice" in capsys.readouterr().err
+    assert run("info", tmp_path / "src.svq", "--json", "--model", utterance_model_path) == 0
+    info = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert info["speaker"] == "vector" and info["speaker_vector_bytes"] == 4  # 8 dimensions x 4 bits
+    assert run("decode", tmp_path / "src.svq", "--model", utterance_model_path, "--like", reference) == 0
+    assert "voice: like ref.wav" in capsys.readouterr().err
+    assert soundfile.info(tmp_path / "src.decoded.wav").frames == 1600
+    assert run("convert", source, "--like", reference, "--model", utterance_model_path, "--out-dir",
+               tmp_path / "vc") == 0
+    assert (tmp_path / "vc" / "src.like-ref.wav").is_file()
+    assert run("convert", source, "--speaker", "b", "--model", utterance_model_path, "--out-dir", tmp_path / "vc") == 0
+    assert (tmp_path / "vc" / "src.b.wav").is_file()
+    assert run("convert", source, "--like", tmp_path / "missing.wav", "--model", utterance_model_path, "--out-dir",
+               tmp_path / "vc2") == 1
+    assert "no such audio file" in capsys.readouterr().err and not (tmp_path / "vc2").exists()
 
 
 def test_folders_globs_and_output_folders(tmp_path, model_path):
@@ -69,7 +138,9 @@ def test_existing_output_needs_force(tmp_path, model_path, capsys):
     before = (tmp_path / "a.svq").read_bytes()
     assert run("encode", source, "--model", model_path, "--coding", "packed", "--speaker", "a") == 1
     assert "exists; use --force" in capsys.readouterr().err and (tmp_path / "a.svq").read_bytes() == before
-    assert run("encode", source, "--model", model_path, "--speaker", "a", "--force") == 0
+    chosen = codec_voice(tmp_path / "a.svq", model_path)
+    other = "b" if chosen == "a" else "a"
+    assert run("encode", source, "--model", model_path, "--speaker", other, "--force") == 0
     assert (tmp_path / "a.svq").read_bytes() != before
 
 
@@ -151,14 +222,14 @@ def code_file_damage(data: bytes, kind: str) -> bytes:
     if kind == "wrong magic":
         return b"RIFF" + data[4:]
     if kind == "version":
-        return data[:8] + (2).to_bytes(2, "little") + data[10:]
+        return data[:3] + bytes([3]) + data[4:]
     if kind == "crc":
         return data[:-5] + bytes([data[-5] ^ 0xFF]) + data[-4:]
     raise AssertionError(kind)
 
 
 @pytest.mark.parametrize("kind, message", [("truncated", "truncated"), ("wrong magic", "wrong magic"),
-                                           ("version", "format version 2"), ("crc", "CRC-32 mismatch")])
+                                           ("version", "format version 3"), ("crc", "CRC-32 mismatch")])
 def test_damaged_code_files_fail_with_one_line_and_no_output(tmp_path, model_path, capsys, kind, message):
     assert run("encode", write(tmp_path / "a.wav"), "--model", model_path) == 0
     code_file = tmp_path / "a.svq"

@@ -28,18 +28,53 @@ def test_packed_and_markov1_round_trip_the_codes(codec):
     wav = 0.2 * voiced_signal(3000, seed=9)
     packed = Codec(codec.model).compress(wav, speaker="b")
     coded = codec.compress(wav, speaker="b")
-    (a, header_a), (b, header_b) = Codec(codec.model).read(packed), codec.read(coded)
-    assert header_a.coding == "packed" and header_b.coding == "markov1"
-    assert header_b.entropy_model == codec.statistics.fingerprint
+    (a, info_a), (b, info_b) = Codec(codec.model).read(packed), codec.read(coded)
+    assert info_a.header.coding == "packed" and info_b.header.coding == "markov1"
+    assert info_a.header.model_fingerprint == codec.fingerprint[:8] != info_b.header.model_fingerprint
     assert torch.equal(a.codes, b.codes) and a.codes.shape == (47,)
-    assert a.n_samples == 3000 and a.speaker == "b" and a.gain == pytest.approx(header_a.gain)
+    assert a.n_samples == 3000 and a.speaker == "b" and a.gain == pytest.approx(info_a.header.gain)
+    assert info_a.voice == "b" and info_a.duration_s == pytest.approx(3000 / 16000)
     assert codec.compress(wav, coding="packed") != coded
+
+
+def test_version_1_files_decode_as_version_2_files_do(codec):
+    wav = 0.2 * voiced_signal(2000, seed=3)
+    for coding in ("packed", "markov1"):
+        old = codec.compress(wav, speaker="a", coding=coding, version=1)
+        new = codec.compress(wav, speaker="a", coding=coding)
+        assert old.startswith(b"\x89SVQ\r\n\x1a\n") and len(old) > len(new) + 200
+        (a, info_a), (b, info_b) = codec.read(old), codec.read(new)
+        assert torch.equal(a.codes, b.codes) and a.speaker == b.speaker == "a"
+        assert info_a.header.version == 1 and info_b.header.version == 2
+        assert info_a.code_entropy_bits == info_b.code_entropy_bits
+        wav_a, _ = codec.decompress(old, temperature=0.0)
+        wav_b, _ = codec.decompress(new, temperature=0.0)
+        torch.testing.assert_close(wav_a, wav_b, rtol=0, atol=1e-3 * wav_b.abs().max().item())  # gains: 1/256 dB
+
+
+def test_metadata_only_when_asked_for(codec):
+    wav = 0.2 * voiced_signal(1000)
+    plain = codec.compress(wav, speaker="a")
+    tagged = codec.compress(wav, speaker="a", metadata={"take": "3"})
+    assert len(tagged) > len(plain) and codec.read(tagged)[1].header.metadata == {"take": "3"}
+    assert codec.read(plain)[1].header.metadata is None
+    with pytest.raises(SpeechVQError, match="no free-form metadata"):
+        codec.compress(wav, speaker="a", version=1, metadata={"take": "3"})
+
+
+def test_a_table_model_records_the_voice_that_explains_the_input_best(codec):
+    encoded = codec.encode(0.2 * voiced_signal(3000, seed=5))
+    scores = encoded.voice_scores
+    assert list(scores) == sorted(scores, key=scores.get) and set(scores) == {"a", "b"}
+    assert encoded.speaker == next(iter(scores))
+    data = codec.to_bytes(encoded)
+    assert codec.read(data)[0].speaker == encoded.speaker  # recorded in the file as a named voice
 
 
 def test_decompress_restores_length_and_uses_the_recorded_speaker(codec):
     data = codec.compress(0.01 * voiced_signal(700), speaker="b")
-    wav, header = codec.decompress(data, temperature=0.0)
-    assert wav.shape == (700,) and header.speaker == "b"
+    wav, info = codec.decompress(data, temperature=0.0)
+    assert wav.shape == (700,) and info.voice == "b"
     encoded, _ = codec.read(data)
     from speechvq.inference import decode_codes
 
@@ -60,6 +95,11 @@ def test_another_model_or_other_statistics_are_refused(codec):
         Codec(codec.model, different).read(data)
     with pytest.raises(SpeechVQError, match="no code statistics"):
         Codec(codec.model).compress(voiced_signal(100), coding="markov1")
+    old = codec.compress(voiced_signal(1000), speaker="a", version=1)
+    with pytest.raises(SpeechVQError, match="different model"):
+        Codec(other).read(old)
+    with pytest.raises(SpeechVQError, match="code statistics"):
+        Codec(codec.model, different).read(old)
 
 
 def test_fingerprint_ignores_training_state_but_not_weights(codec, tiny_config):
@@ -121,9 +161,9 @@ def test_statistics_travel_in_the_checkpoint(tmp_path, codec, tiny_config):
     assert load_checkpoint(path).step == 0
 
 
-@pytest.mark.parametrize("coding", ["packed", "markov1"])
-def test_mutated_files_decode_to_the_original_or_raise_our_error(codec, coding):
-    data = codec.compress(0.2 * voiced_signal(1500, seed=4), speaker="a", coding=coding)
+@pytest.mark.parametrize("coding, version", [("packed", 2), ("markov1", 2), ("packed", 1), ("markov1", 1)])
+def test_mutated_files_decode_to_the_original_or_raise_our_error(codec, coding, version):
+    data = codec.compress(0.2 * voiced_signal(1500, seed=4), speaker="a", coding=coding, version=version)
     original = codec.read(data)[0].codes
 
     @given(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), min_size=1, max_size=4),

@@ -100,6 +100,22 @@ def test_eval_cli_writes_reports(tmp_path, checkpoint):
     assert math.isnan(report["files"][0]["pesq_wb"])  # 0.05 s: too short for PESQ, reported as not a number
 
 
+def test_eval_reports_unseen_speakers_apart(tmp_path, checkpoint):
+    make_folder_corpus(tmp_path / "corpus", speakers=3, utterances=1, seconds=0.1)  # spk2 is not in the model
+    manifest = tmp_path / "test.jsonl"
+    write_manifest(manifest, scan_corpus("folder", tmp_path / "corpus").entries)
+    assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
+                 "--max-seconds", "0.05", "--plots", "0"]) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert [f["seen"] for f in report["files"]] == [True, True, False]
+    unseen = report["files"][2]
+    assert unseen["decoded_as"] in ("spk0", "spk1")  # a table model decodes it as its closest training voice
+    assert set(report["mean_by_speaker"]) == {"seen", "unseen"}
+    assert report["mean_by_speaker"]["unseen"]["mcd_db"] == pytest.approx(unseen["mcd_db"])
+    markdown = (tmp_path / "eval" / "report.md").read_text()
+    assert "| unseen speakers |" in markdown and "| spk2/utt00 | spk2 (unseen) |" in markdown
+
+
 def test_eval_without_metric_packages_says_which_extra(tmp_path, checkpoint, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "pesq", None)
     monkeypatch.setitem(sys.modules, "pystoi", None)

@@ -112,7 +112,7 @@ def speechvq_codec(model_path: Optional[str], device: str = "cpu") -> Callable:
         raise SpeechVQError(f"this comparison runs at {RATE} Hz; the model works at {codec.model.sample_rate} Hz")
 
     def run(wav: torch.Tensor, workdir: Path, speaker: Optional[str] = None):
-        voice = speaker if speaker in codec.model.speakers else None
+        voice = speaker if speaker in codec.model.speakers and codec.model.has_voices else None
         start = time.perf_counter()
         data = codec.compress(wav, speaker=voice)
         encoded, _ = codec.read(data)

@@ -123,13 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_decoding_arguments(evaluate)
 
     convert = command("convert", run_convert, "convert utterances to other speakers' voices",
-                      "Encode each source into codes and decode them with each target speaker's embedding. "
+                      "Encode each source into codes and decode them in each target voice: a named voice of the "
+                      "model (--speaker), or the voice of any reference recording (--like; an utterance-mode "
+                      "model takes on any speaker's voice, a table model its closest training voice). "
                       "A source is an audio file or a manifest (.jsonl) of them.",
                       ["speechvq convert source.wav --speaker p226 --model exp/paper/best.pt -o p226.wav",
+                       "speechvq convert source.wav --like someone.wav other.flac --out-dir vc/",
                        "speechvq convert data/manifests/test.jsonl --max-files 4 --speaker p226 p227 "
                        "--model exp/paper/best.pt --out-dir exp/vc"])
     convert.add_argument("sources", nargs="+", metavar="SOURCE")
-    convert.add_argument("--speaker", nargs="+", required=True, help="target speakers (names from the model's table)")
+    targets = convert.add_mutually_exclusive_group(required=True)
+    targets.add_argument("--speaker", nargs="+", help="target voices (names of the model's speakers)")
+    targets.add_argument("--like", nargs="+", metavar="REF", help="target voices: reference recordings, one each")
     convert.add_argument("--model", default=None, help="checkpoint (.pt); default: the shipped model")
     convert.add_argument("-o", "--output", default=None, help="output WAV, for one source and one speaker "
                                                               "(default: SOURCE.SPEAKER.wav beside the source)")
@@ -144,11 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
                      "into code files. Inputs may be files, folders (searched recursively) or quoted globs.",
                      ["speechvq encode speech.wav --model model.pt                  # -> speech.svq",
                       "speechvq encode recordings/ -o codes/ --model model.pt --speaker p225",
-                      "speechvq encode 'takes/*.flac' --model model.pt --coding packed"])
+                      "speechvq encode 'takes/*.flac' --model model.pt --coding packed --metadata take=3"])
     add_file_arguments(encode, "output file (one input) or folder (default: beside each input, .svq)")
-    encode.add_argument("--speaker", default=None, help="voice to record as the default for decoding")
+    encode.add_argument("--speaker", default=None,
+                        help="a named voice to record as the default for decoding (default: an utterance-mode "
+                             "model records the input's own speaker vector, a table model the training voice "
+                             "that explains the input best)")
     encode.add_argument("--coding", default="auto", choices=["auto", "packed", "markov1"],
                         help="auto: entropy-coded (markov1) when the checkpoint has code statistics, else packed")
+    encode.add_argument("--format-version", type=int, default=2, choices=[1, 2],
+                        help="2: compact binary header; 1: the JSON header of speechvq 0.1 (about 300 bytes)")
+    encode.add_argument("--metadata", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="free-form text fields to store in each file (they cost bytes; none by default)")
     encode.add_argument("--chunk-frames", type=int, default=25_000,
                         help="encoder frames per pass: bounds memory on long files, same codes")
     encode.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -159,17 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
                      ["speechvq decode speech.svq --model model.pt                 # -> speech.decoded.wav",
                       "speechvq decode codes/ -o decoded/ --model model.pt --speaker p226"])
     add_file_arguments(decode, "output WAV (one input) or folder (default: beside each input, .decoded.wav)")
-    decode.add_argument("--speaker", default=None, help="voice to decode in (default: the one the file records)")
+    voice = decode.add_mutually_exclusive_group()
+    voice.add_argument("--speaker", default=None, help="a named voice to decode in (default: what the file records)")
+    voice.add_argument("--like", default=None, metavar="REF", help="decode in the voice of this reference recording")
     add_decoding_arguments(decode)
 
     info = command("info", run_info, "describe .svq code files or a model checkpoint",
                    "Print each code file's header, duration and three bitrates (nominal frame rate x log2 K, "
-                   "empirical entropy of its codes, actual file size per second); no model needed. "
-                   "With --model, describe the checkpoint too.",
+                   "empirical entropy of its codes, actual file size per second). A version-2 file leaves the "
+                   "sample rate, hop and codebook to the model its fingerprint names: the duration and bitrates "
+                   "come from --model (default: the shipped model) when it is that model. With --model, describe "
+                   "the checkpoint too.",
                    ["speechvq info speech.svq", "speechvq info speech.svq --json",
                     "speechvq info --model model.pt --speakers"])
     info.add_argument("files", nargs="*", metavar="FILE.svq")
-    info.add_argument("--model", default=None, help="a checkpoint (.pt) to describe")
+    info.add_argument("--model", default=None, help="a checkpoint (.pt): to describe, or to read the files with")
     info.add_argument("--speakers", action="store_true", help="with --model: only the speaker names, one per line")
     info.add_argument("--json", action="store_true", help="one JSON object per line")
 

@@ -87,7 +87,7 @@ def load_codec(args: argparse.Namespace):
     from ..codec import Codec
     from ..train.distributed import resolve_device
 
-    return Codec.from_checkpoint(resolve_model(args.model), resolve_device(args.device))
+    return Codec.from_checkpoint(resolve_model(args.model), resolve_device(getattr(args, "device", "auto")))
 
 
 def read_for_model(source: Path, sample_rate: int):
@@ -109,13 +109,26 @@ def read_for_model(source: Path, sample_rate: int):
     return resample(wav.mean(dim=0), file_rate, sample_rate)
 
 
+def parse_metadata(items: Optional[list[str]]) -> Optional[dict[str, str]]:
+    """`--metadata KEY=VALUE ...` as a dict (None when not given)."""
+    if not items:
+        return None
+    metadata = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SpeechVQError(f"--metadata takes KEY=VALUE pairs, got {item!r}")
+        metadata[key] = value
+    return metadata
+
+
 def run_encode(args: argparse.Namespace) -> int:
     """Encode audio files into .svq code files."""
     from ..atomic import write_bytes_atomic
-    from ..bitstream import parse
 
     inputs = expand_inputs(args.inputs, AUDIO_EXTENSIONS)
     outputs = output_paths(inputs, args.output, ".svq")
+    metadata = parse_metadata(args.metadata)
     codec = load_codec(args)
 
     def work(source: Path, output: Path) -> None:
@@ -123,14 +136,20 @@ def run_encode(args: argparse.Namespace) -> int:
             raise SpeechVQError(f"{source} is a folder with no audio files")
         wav = read_for_model(source, codec.model.sample_rate)
         start = time.perf_counter()
-        data = codec.compress(wav, speaker=args.speaker, coding=args.coding, chunk_frames=args.chunk_frames)
+        encoded = codec.encode(wav, speaker=args.speaker, chunk_frames=args.chunk_frames)
+        data = codec.to_bytes(encoded, args.coding, args.format_version, metadata)
         elapsed = time.perf_counter() - start
-        header, _ = parse(data)
+        _, info = codec.read(data, str(output))
         write_bytes_atomic(output, data)
-        rates = bitrates(header, len(data))
-        print(f"{source} -> {output}: {header.duration_s:.2f} s, {len(data)} bytes; bit/s nominal "
+        if encoded.voice_scores:
+            (best, nll), *rest = encoded.voice_scores.items()
+            runner_up = f"; next {rest[0][0]} {rest[0][1]:.3f}" if rest else ""
+            print(f"note: {source}: no --speaker given: recorded the closest training voice, {best} "
+                  f"(NLL {nll:.3f} nats/sample{runner_up})", file=sys.stderr)
+        rates = info.bitrates(len(data))
+        print(f"{source} -> {output}: {info.duration_s:.2f} s, {len(data)} bytes; bit/s nominal "
               f"{rates['nominal_bps']:.0f}, entropy {rates['entropy_bps']:.0f}, file {rates['file_bps']:.0f}; "
-              f"encode RTF {elapsed / max(header.duration_s, 1e-9):.3f}", file=sys.stderr)
+              f"voice: {info.voice}; encode RTF {elapsed / max(info.duration_s, 1e-9):.3f}", file=sys.stderr)
 
     return for_each_file(inputs, outputs, args.force, work, "encoding")
 
@@ -139,7 +158,7 @@ def run_decode(args: argparse.Namespace) -> int:
     """Decode .svq code files into WAV files, all files as one batch of generation streams."""
     from ..audio import save_audio
     from ..bitstream import read_bytes
-    from ..inference import build_engine, decode_many
+    from ..inference import build_engine, decode_many, reference_voice, resolve_voice, speaker_row
 
     inputs = expand_inputs(args.inputs, (".svq",))
     if not inputs:
@@ -147,8 +166,11 @@ def run_decode(args: argparse.Namespace) -> int:
     outputs = output_paths(inputs, args.output, ".decoded.wav")
     codec = load_codec(args)
     model = codec.model
-    if args.speaker is not None and args.speaker not in model.speakers:
-        raise SpeechVQError(f"unknown speaker {args.speaker!r} (this model knows: {', '.join(model.speakers)})")
+    request = args.speaker
+    if args.speaker is not None:
+        speaker_row(model, args.speaker)  # fail before the slow part
+    if args.like is not None:
+        request = reference_voice(model, read_for_model(Path(args.like), model.sample_rate), Path(args.like).name)
     options = decode_options(args)
     engine = build_engine(model, options)
     jobs, failures, claimed = [], 0, set()
@@ -164,9 +186,7 @@ def run_decode(args: argparse.Namespace) -> int:
             failures += 1
             report_error(str(err))
             continue
-        voice = args.speaker or header.speaker or (model.speakers[0] if model.has_speakers else None)
-        if model.has_speakers and not (args.speaker or header.speaker):
-            print(f"note: {source} records no speaker; decoding as {voice}", file=sys.stderr)
+        voice = resolve_voice(model, encoded, request)
         jobs.append((source, output, encoded, header, voice))
     if jobs:
         audio_s = sum(header.duration_s for _, _, _, header, _ in jobs)
@@ -178,7 +198,7 @@ def run_decode(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - start
         for (source, output, _, header, voice), wav in zip(jobs, waveforms):
             save_audio(output, wav, header.sample_rate)
-            print(f"{source} -> {output}: {header.duration_s:.2f} s as {voice}", file=sys.stderr)
+            print(f"{source} -> {output}: {header.duration_s:.2f} s, voice: {voice.label}", file=sys.stderr)
         print(f"decoded {audio_s:.2f} s of audio in {elapsed:.1f} s (real-time factor {elapsed / audio_s:.2f}; "
               f"engine {engine.label}, {options.mode})", file=sys.stderr)
     if failures and len(inputs) > 1:
@@ -186,37 +206,67 @@ def run_decode(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def bitrates(header, file_bytes: int) -> dict[str, float]:
-    """The three bitrates of a code file, bits per second of audio."""
-    frame_rate = header.sample_rate / header.hop_length
-    return {"nominal_bps": frame_rate * math.log2(header.codebook_size),
-            "entropy_bps": frame_rate * header.code_entropy_bits,
-            "file_bps": 8 * file_bytes / header.duration_s}
-
-
 def run_info(args: argparse.Namespace) -> int:
-    """Describe code files (no model needed) and/or a model checkpoint, on stdout."""
-    from dataclasses import asdict
-
-    from ..bitstream import read_file
+    """Describe code files and/or a model checkpoint, on stdout."""
+    from ..bitstream import parse, read_bytes
 
     if not args.files and not args.model:
         raise SpeechVQError("give code files to describe, or --model CHECKPOINT")
+    codec = None
     status = 0
     for path in args.files:
         try:
-            header, _ = read_file(path)
+            data = read_bytes(path)
+            header, _ = parse(data, path)
+            summary = {"file": path, "format_version": header.version, "file_bytes": len(data),
+                       **describe_header(header)}
+            if codec is None and header.version == 2:
+                codec = load_codec(args)
+            completed = _complete(codec, data, path, header)
+            summary.update(completed)
         except SpeechVQError as err:
             report_error(str(err))
             status = 1
             continue
-        size = Path(path).stat().st_size
-        summary = {"file": path, **asdict(header), "duration_s": round(header.duration_s, 4), "file_bytes": size,
-                   **{k: round(v, 1) for k, v in bitrates(header, size).items()}}
         print(json.dumps(summary) if args.json else "\n".join(f"{k:>18}: {v}" for k, v in summary.items()) + "\n")
     if args.model:
         print_model_info(args)
     return status
+
+
+def describe_header(header) -> dict:
+    """What a code file's header holds, as plain fields (the speaker vector as its size)."""
+    fields = {"coding": header.coding, "model_fingerprint": header.model_fingerprint, "samples": header.samples,
+              "frames": header.frames, "gain": round(header.gain, 6), "speaker": header.speaker_kind}
+    if header.speaker_voice is not None or header.speaker_name is not None:
+        fields["speaker_voice"] = header.speaker_name if header.speaker_name is not None else header.speaker_voice
+    if header.speaker_vector is not None:
+        fields["speaker_vector_bytes"] = len(header.speaker_vector)
+    if header.metadata is not None:
+        fields["metadata"] = header.metadata
+    return fields
+
+
+def _complete(codec, data: bytes, path: str, header) -> dict:
+    """Duration, rates and voice from the model that reads the file; a note where no model at hand can."""
+    if header.version == 1:
+        meta = header.metadata
+        rate = meta["sample_rate"] / meta["hop_length"]
+        duration = header.samples / meta["sample_rate"]
+        extra = {"sample_rate": meta["sample_rate"], "duration_s": round(duration, 4),
+                 "nominal_bps": round(rate * math.log2(meta["codebook_size"]), 1),
+                 "entropy_bps": round(rate * meta["code_entropy_bits"], 1),
+                 "file_bps": round(8 * len(data) / duration, 1)}
+        if codec is None or header.model_fingerprint != codec.fingerprint:
+            return extra
+    try:
+        _, info = codec.read(data, path)
+    except SpeechVQError as err:
+        if header.version == 1:
+            return extra
+        return {"note": f"duration and bitrates need the model that made it (--model): {err}"}
+    return {"sample_rate": info.sample_rate, "duration_s": round(info.duration_s, 4), "voice": info.voice,
+            **{k: round(v, 1) for k, v in info.bitrates(len(data)).items()}}
 
 
 def print_model_info(args: argparse.Namespace) -> None:

@@ -21,10 +21,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from ..assets import DEMO_VOICES, SAMPLE_SPEAKER, sample_speech_path
     from ..atomic import write_bytes_atomic
     from ..audio import save_audio
-    from ..bitstream import parse
     from ..inference import build_engine, decode_many, speaker_row
     from ..plots import save_spectrograms
-    from .codec_commands import bitrates, load_codec, read_for_model
+    from .codec_commands import load_codec, read_for_model
 
     out = Path(args.out)
     codec = load_codec(args)
@@ -46,10 +45,9 @@ def run_demo(args: argparse.Namespace) -> int:
     data = codec.compress(wav, speaker=source)
     encode_s = time.perf_counter() - start
     write_bytes_atomic(out / "sample.svq", data)
-    header, _ = parse(data)
-    rates = bitrates(header, len(data))
+    encoded, info = codec.read(data, str(out / "sample.svq"))
+    rates = info.bitrates(len(data))
 
-    encoded, _ = codec.read(data, str(out / "sample.svq"))
     options = decode_options(args)
     engine = build_engine(model, options)
     start = time.perf_counter()
@@ -73,7 +71,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     print(f"\nfiles in {out}/: original.wav, sample.svq, decoded.wav, "
           + "".join(f"as_{v}.wav, " for v in voices) + "spectrograms.png")
-    print(f"code file: {len(data)} bytes for {audio_s:.2f} s ({header.frames} codes, {header.coding} coding)")
+    print(f"code file: {len(data)} bytes for {audio_s:.2f} s ({info.header.frames} codes, {info.header.coding} "
+          f"coding, format version {info.header.version}; voice: {info.voice})")
     print(f"bitrate: nominal {rates['nominal_bps']:.0f} bit/s, entropy {rates['entropy_bps']:.0f} bit/s, "
           f"file {rates['file_bps']:.0f} bit/s (16-bit PCM: {16 * rate} bit/s)")
     print(f"real-time factor: encode {encode_s / audio_s:.3f}, decode {decode_s / audio_s:.2f} "

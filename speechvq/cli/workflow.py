@@ -102,13 +102,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    """Convert each source to each target speaker's voice."""
+    """Convert each source to each target voice (named, or like a reference recording)."""
     from pathlib import Path
 
     from ..assets import resolve_model
     from ..audio import load_audio, save_audio
     from ..data.manifest import read_manifest
-    from ..inference import decode_codes, encode_waveform, speaker_row
+    from ..inference import decode_codes, encode_waveform, reference_voice, speaker_row
+    from .codec_commands import read_for_model
 
     sources: list[Path] = []
     for source in args.sources:
@@ -116,26 +117,35 @@ def run_convert(args: argparse.Namespace) -> int:
             sources += [Path(e.path) for e in read_manifest(source)[: args.max_files]]
         else:
             sources.append(Path(source))
-    if args.output and (len(sources) > 1 or len(args.speaker) > 1):
-        raise SpeechVQError("-o names one file: use --out-dir for several sources or speakers")
+    tags = args.speaker if args.speaker else [f"like-{Path(ref).stem}" for ref in args.like]
+    if args.output and (len(sources) > 1 or len(tags) > 1):
+        raise SpeechVQError("-o names one file: use --out-dir for several sources or target voices")
     jobs = []
     for source in sources:
-        for speaker in args.speaker:
+        for index, tag in enumerate(tags):
             folder = Path(args.out_dir) if args.out_dir else source.parent
-            output = Path(args.output) if args.output else folder / f"{source.stem}.{speaker}.wav"
+            output = Path(args.output) if args.output else folder / f"{source.stem}.{tag}.wav"
             if output.exists() and not args.force:
                 raise SpeechVQError(f"{output} exists; use --force to overwrite it")
-            jobs.append((source, speaker, output))
+            jobs.append((source, index, output))
     model = load_model_on(resolve_model(args.model), args.device)
-    for speaker in args.speaker:
-        speaker_row(model, speaker)  # fail before the slow part
-    for source, speaker, output in jobs:
+    if args.speaker:
+        for speaker in args.speaker:
+            speaker_row(model, speaker)  # fail before the slow part
+        voices = list(args.speaker)
+    else:  # each reference's voice, computed once
+        voices = [reference_voice(model, read_for_model(Path(ref), model.sample_rate), Path(ref).name)
+                  for ref in args.like]
+        for ref, voice in zip(args.like, voices):
+            print(f"{ref}: {voice.label}", file=sys.stderr)
+    for source, index, output in jobs:
         wav = load_audio(source, model.sample_rate)[0]
         if args.max_seconds is not None:
             wav = wav[: max(1, int(args.max_seconds * model.sample_rate))]
-        encoded = encode_waveform(model, wav)
-        with progress_bar(encoded.n_samples, f"{source.name} as {speaker}", unit="sample", unit_scale=True) as bar:
-            converted = decode_codes(model, encoded, speaker=speaker, temperature=args.temperature,
+        encoded = encode_waveform(model, wav, choose_voice=False)
+        with progress_bar(encoded.n_samples, f"{source.name} as {tags[index]}", unit="sample",
+                          unit_scale=True) as bar:
+            converted = decode_codes(model, encoded, speaker=voices[index], temperature=args.temperature,
                                      seed=args.seed, progress=bar.update, options=decode_options(args))
         save_audio(output, converted, model.sample_rate)
         print(f"wrote {output}", file=sys.stderr)

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..atomic import atomic_path
-from ..audio import load_audio, normalize_level
+from ..audio import load_audio, normalize_level, resample
 from ..errors import SpeechVQError
 from .manifest import Utterance
 
@@ -112,10 +112,13 @@ class SegmentDataset(Dataset):
         cache: where prepared audio comes from.
         segment_samples: crop length in samples.
         seed: crop seed.
+        speed_perturb: p > 0 plays each crop at a random speed in [1 - p, 1 + p] (resampled, so pitch and
+            formants move with it): every factor is a new pseudo-speaker, which widens the voices an
+            utterance-mode model learns from (as x-vector recipes perturb speed); 0 leaves crops as recorded.
     """
 
     def __init__(self, entries: Sequence[Utterance], speakers: Sequence[str], cache: AudioCache,
-                 segment_samples: int, seed: int = 0):
+                 segment_samples: int, seed: int = 0, speed_perturb: float = 0.0):
         table = {name: row for row, name in enumerate(speakers)}
         unknown = sorted({e.speaker for e in entries} - set(table))
         if unknown:
@@ -127,6 +130,7 @@ class SegmentDataset(Dataset):
         self.cache = cache
         self.segment_samples = segment_samples
         self.seed = seed
+        self.speed_perturb = speed_perturb
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -140,14 +144,20 @@ class SegmentDataset(Dataset):
         except SpeechVQError as err:
             log.warning("skipping %s: %s", entry.id, err)
             return None
-        spare = samples.shape[0] - self.segment_samples
-        offset = 0
-        if spare > 0:
-            offset = int(np.random.default_rng([self.seed, epoch, index]).integers(0, spare + 1))
-        crop = np.zeros(self.segment_samples, dtype=np.float32)
-        piece = to_float(samples[offset:offset + self.segment_samples])
+        rng = np.random.default_rng([self.seed, epoch, index])
+        # speed factor f in hundredths (so the resampling ratio f/1 stays a small fraction): f * S samples in
+        speed = 100 + int(rng.integers(-round(100 * self.speed_perturb), round(100 * self.speed_perturb) + 1)) \
+            if self.speed_perturb > 0 else 100
+        span = -(-self.segment_samples * speed // 100)
+        spare = samples.shape[0] - span
+        offset = int(rng.integers(0, spare + 1)) if spare > 0 else 0
+        crop = np.zeros(span, dtype=np.float32)
+        piece = to_float(samples[offset:offset + span])
         crop[:piece.shape[0]] = piece
-        return {"wav": torch.from_numpy(crop).unsqueeze(0), "speaker": self.speaker_rows[index], "index": index}
+        wav = torch.from_numpy(crop)
+        if speed != 100:
+            wav = resample(wav, speed, 100)[: self.segment_samples]
+        return {"wav": wav.unsqueeze(0), "speaker": self.speaker_rows[index], "index": index}
 
 
 @dataclass

@@ -1,7 +1,12 @@
-"""SpeechVQ: encoder + vector quantizer + speaker table + WaveNet decoder, assembled.
+"""SpeechVQ: encoder + vector quantizer + speaker vector + WaveNet decoder, assembled.
 
     wav [B, 1, T] --Encoder--> z_e [B, D, F] --VectorQuantizer--> codes [B, F], z_q [B, D, F]
-    z_q (+ speaker embedding) --WaveNet--> logits over mu-law classes of every sample [B, 256, T]
+    z_q (+ speaker vector) --WaveNet--> logits over mu-law classes of every sample [B, 256, T]
+
+The speaker vector (`model.speaker_mode`) is a learned row of a table of the training speakers ("table"),
+or computed from the utterance itself ("utterance", `speaker.UtteranceSpeakerEncoder`: any speaker), or
+absent ("none"). An utterance model also keeps a named voice per training speaker: the running mean of that
+speaker's vectors during training (`voice_vectors`), so that `--speaker NAME` works in both modes.
 
 The waveforms here are already at the model's sample rate and level (see `speechvq.audio`); loading,
 level normalisation and files live in the inference and data layers.
@@ -21,7 +26,10 @@ from ..audio import mu_law_decode, mu_law_encode, mu_law_silence
 from ..config import ModelConfig
 from .encoder import Encoder
 from .quantizer import VectorQuantizer
+from .speaker import UtteranceSpeakerEncoder
 from .wavenet import WaveNet
+
+VOICE_DECAY = 0.99  # running mean of each training speaker's vectors: the last ~100 crops of that speaker
 
 
 @dataclass
@@ -60,8 +68,9 @@ class SpeechVQ(nn.Module):
 
     Args:
         config: the model section of a Config.
-        speakers: names of the training speakers, one row of the speaker table each (empty: no speaker
-            conditioning). Saved with the weights, so a checkpoint knows who its rows are.
+        speakers: names of the training speakers (empty: none known). In table mode, one row of the speaker
+            table each (no rows: no speaker conditioning); in utterance mode, one named voice each. Saved with
+            the weights, so a checkpoint knows who its rows are.
     """
 
     def __init__(self, config: ModelConfig, speakers: Sequence[str] = ()):
@@ -76,23 +85,36 @@ class SpeechVQ(nn.Module):
         self.classes = config.mu_law_classes
         self.encoder = Encoder(config.encoder)
         self.quantizer = VectorQuantizer(config.quantizer, config.encoder.latent_dim)
-        use_speakers = n_speakers > 0 and config.speaker_dim > 0
-        self.speaker_embedding = nn.Embedding(n_speakers, config.speaker_dim) if use_speakers else None
+        mode = config.speaker_mode if config.conditions_on_speaker else "none"
+        if mode == "table" and n_speakers == 0:
+            mode = "none"  # no rows to condition on
+        self.speaker_mode = mode
+        self.speaker_embedding = nn.Embedding(n_speakers, config.speaker_dim) if mode == "table" else None
+        self.speaker_encoder = UtteranceSpeakerEncoder(config) if mode == "utterance" else None
+        if mode == "utterance":
+            self.register_buffer("voice_vectors", torch.zeros(n_speakers, config.speaker_dim))
+            self.register_buffer("voice_updates", torch.zeros(n_speakers, dtype=torch.long))
         self.decoder = WaveNet(config.decoder, classes=config.mu_law_classes, hop_length=config.hop_length,
                                local_channels=config.encoder.latent_dim,
-                               global_channels=config.speaker_dim if use_speakers else 0)
+                               global_channels=config.speaker_dim if mode != "none" else 0)
 
     @property
     def has_speakers(self) -> bool:
-        """Whether the decoder is conditioned on a speaker."""
-        return self.speaker_embedding is not None
+        """Whether the decoder is conditioned on a speaker vector (a table row or an utterance's own)."""
+        return self.speaker_mode != "none"
+
+    @property
+    def has_voices(self) -> bool:
+        """Whether named voices can be chosen (`speaker_vectors` of rows): a table, or an utterance model's
+        running means of its training speakers."""
+        return self.speaker_mode != "none" and self.n_speakers > 0
 
     def num_frames(self, n_samples: int) -> int:
         """Codes for `n_samples` samples: ceil(n_samples / hop_length)."""
         return self.encoder.num_frames(n_samples)
 
     def speaker_index(self, name: str) -> int:
-        """Row of the speaker table for a speaker name.
+        """Row of the speaker table (or named voice) for a speaker name.
 
         Raises:
             KeyError: the model has no such speaker (the message lists a few it has).
@@ -104,23 +126,59 @@ class SpeechVQ(nn.Module):
             raise KeyError(f"unknown speaker {name!r} (this model knows: {known or 'none'})") from None
 
     def speaker_vectors(self, speaker: Optional[Tensor]) -> Optional[Tensor]:
-        """Embedding rows for speaker indices.
+        """The vectors of named voices: table rows, or an utterance model's running means.
 
         Args:
-            speaker: int64 `[B]` indices into the speaker table, or None for a model without one.
+            speaker: int64 `[B]` indices into the speakers, or None for a model without speaker conditioning.
 
         Returns:
             float `[B, speaker_dim]`, or None.
         """
-        if self.speaker_embedding is None:
+        if not self.has_speakers:
             if speaker is not None:
-                raise ValueError("this model has no speaker table; pass speaker=None")
+                raise ValueError("this model has no speaker conditioning; pass speaker=None")
             return None
         if speaker is None:
             raise ValueError(f"this model is conditioned on a speaker: pass indices in [0, {self.n_speakers})")
-        if speaker.min() < 0 or speaker.max() >= self.n_speakers:
+        if speaker.numel() and (speaker.min() < 0 or speaker.max() >= self.n_speakers):
             raise ValueError(f"speaker index out of range [0, {self.n_speakers})")
-        return self.speaker_embedding(speaker)
+        if self.speaker_embedding is not None:
+            return self.speaker_embedding(speaker)
+        return self.voice_vectors[speaker]
+
+    def utterance_speaker(self, wav: Tensor, z_e: Tensor, z_q: Tensor) -> Tensor:
+        """An utterance model's speaker vector of each waveform, on the quantization grid (straight-through).
+
+        Args:
+            wav: float32 `[B, 1, T]`; z_e, z_q: float `[B, D, F]` of the same waveforms.
+
+        Returns:
+            float `[B, speaker_dim]` in [-1, 1].
+        """
+        if self.speaker_encoder is None:
+            raise ValueError("only an utterance model computes speaker vectors from the audio")
+        return self.speaker_encoder.straight_through(self.speaker_encoder(wav, z_e, z_q))
+
+    def speaker_from_levels(self, levels: Tensor) -> Tensor:
+        """The speaker vector `[B, speaker_dim]` of quantized levels int64 `[B, speaker_dim]` (from a code file)."""
+        if self.speaker_encoder is None:
+            raise ValueError("only an utterance model reads quantized speaker vectors")
+        if levels.numel() and (levels.min() < 0 or levels.max() >= self.speaker_encoder.levels):
+            raise ValueError(f"speaker levels must lie in [0, {self.speaker_encoder.levels})")
+        return self.speaker_encoder.dequantize(levels).to(next(self.parameters()).dtype)
+
+    @torch.no_grad()
+    def _update_voices(self, rows: Tensor, vectors: Tensor) -> None:
+        """Fold a batch's vectors into the running mean of each row's speaker (the first batch sets it);
+        tensor operations only, so that no training step waits for the device."""
+        counts = torch.bincount(rows, minlength=self.n_speakers)
+        sums = torch.zeros_like(self.voice_vectors).index_add_(0, rows, vectors.float())
+        present = (counts > 0).unsqueeze(1)
+        batch_mean = sums / counts.clamp(min=1).unsqueeze(1)
+        first = present & (self.voice_updates == 0).unsqueeze(1)
+        blended = VOICE_DECAY * self.voice_vectors + (1 - VOICE_DECAY) * batch_mean
+        self.voice_vectors.copy_(torch.where(first, batch_mean, torch.where(present, blended, self.voice_vectors)))
+        self.voice_updates.add_(counts.clamp(max=1))
 
     @torch.no_grad()
     def encode(self, wav: Tensor, chunk_frames: Optional[int] = None) -> Tensor:
@@ -134,24 +192,43 @@ class SpeechVQ(nn.Module):
         Returns:
             int64 codes `[B, F]`, F = ceil(T / hop_length), in [0, codebook_size).
         """
+        return self.encode_with_speaker(wav, chunk_frames)[0]
+
+    @torch.no_grad()
+    def encode_with_speaker(self, wav: Tensor, chunk_frames: Optional[int] = None) -> tuple[Tensor, Optional[Tensor]]:
+        """Codes and, for an utterance model, the quantized speaker vector of each waveform.
+
+        Args: as for `encode`.
+
+        Returns:
+            (int64 codes `[B, F]`, int64 speaker levels `[B, speaker_dim]` in [0, 2**speaker_bits), or None
+            for a model that does not take its speaker from the utterance).
+        """
         was_training = self.quantizer.training
         self.quantizer.eval()
         try:
             if chunk_frames is None or self.num_frames(wav.shape[-1]) <= chunk_frames:
-                return self.quantizer(self.encoder(wav)).codes
-            return self.quantizer(self.encoder.forward_chunked(wav, chunk_frames)).codes
+                z_e = self.encoder(wav)
+            else:
+                z_e = self.encoder.forward_chunked(wav, chunk_frames)
+            vq = self.quantizer(z_e)
         finally:
             self.quantizer.train(was_training)
+        if self.speaker_encoder is None:
+            return vq.codes, None
+        return vq.codes, self.speaker_encoder.quantize(self.speaker_encoder(wav, z_e, vq.z_q))
 
     @torch.no_grad()
     def decode(self, codes: Tensor, speaker: Optional[Tensor] = None, n_samples: Optional[int] = None,
                temperature: float = 1.0, generator: Optional[torch.Generator] = None,
-               progress: Optional[Callable[[int], None]] = None) -> Tensor:
+               progress: Optional[Callable[[int], None]] = None, speaker_vector: Optional[Tensor] = None) -> Tensor:
         """Generate waveforms from codes with the autoregressive decoder.
 
         Args:
             codes: int64 `[B, F]` in [0, codebook_size).
-            speaker: int64 `[B]` speaker indices (None for a model without a speaker table).
+            speaker: int64 `[B]` indices of named voices (None for a model without speaker conditioning, or
+                when `speaker_vector` is given).
+            speaker_vector: float `[B, speaker_dim]`, the speaker vectors themselves (e.g. an utterance's own).
             n_samples: samples T to generate, at most F * hop_length (default: F * hop_length).
             temperature: sampling temperature (0: argmax).
             generator: random generator for reproducible sampling.
@@ -166,8 +243,9 @@ class SpeechVQ(nn.Module):
         n_samples = max_samples if n_samples is None else n_samples
         if not 0 < n_samples <= max_samples:
             raise ValueError(f"n_samples must be in (0, {max_samples}] for {codes.shape[1]} frames")
+        vector = speaker_vector if speaker_vector is not None else self.speaker_vectors(speaker)
         classes = self.decoder.generate(n_samples, local=self.quantizer.lookup(codes),
-                                        speaker=self.speaker_vectors(speaker), temperature=temperature,
+                                        speaker=vector, temperature=temperature,
                                         first_input=mu_law_silence(self.classes), generator=generator,
                                         progress=progress)
         return mu_law_decode(classes, self.classes).unsqueeze(1)
@@ -177,16 +255,24 @@ class SpeechVQ(nn.Module):
 
         Args:
             wav: float32 `[B, 1, T]` at `sample_rate`, level-normalised, in [-1, 1].
-            speaker: int64 `[B]` speaker indices, or None for a model without a speaker table.
+            speaker: int64 `[B]` speaker indices: the table rows (table mode; required), the voices whose
+                running means the batch updates (utterance mode, in training; optional), or None.
 
         Returns:
             VQVAEOutput with the loss to minimise and the codebook statistics.
         """
-        vq = self.quantizer(self.encoder(wav))
+        z_e = self.encoder(wav)
+        vq = self.quantizer(z_e)
+        if self.speaker_mode == "utterance":
+            vector = self.utterance_speaker(wav, z_e, vq.z_q)
+            if self.training and speaker is not None and self.n_speakers:
+                self._update_voices(speaker, vector.detach())
+        else:
+            vector = self.speaker_vectors(speaker)
         targets = mu_law_encode(wav[:, 0], self.classes)  # (B, T)
         # The decoder sees the previous sample: shift right, starting from silence.
         inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(self.classes))
-        logits = self.decoder(inputs, local=vq.z_q, speaker=self.speaker_vectors(speaker))
+        logits = self.decoder(inputs, local=vq.z_q, speaker=vector)
         nll = F.cross_entropy(logits.float(), targets)
         return VQVAEOutput(loss=nll + vq.loss, nll=nll, vq_loss=vq.loss, codebook_loss=vq.codebook_loss,
                            commitment_loss=vq.commitment_loss, perplexity=vq.perplexity,

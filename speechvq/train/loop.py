@@ -115,7 +115,8 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
 
     cache = AudioCache(cfg.data.cache_dir, cfg.model.sample_rate, cfg.model.level_dbfs)
     segment = int(round(cfg.data.segment_s * cfg.model.sample_rate))
-    train_set = SegmentDataset(read_manifest(cfg.data.train_manifest), speakers, cache, segment, seed=cfg.train.seed)
+    train_set = SegmentDataset(read_manifest(cfg.data.train_manifest), speakers, cache, segment, seed=cfg.train.seed,
+                               speed_perturb=cfg.data.speed_perturb)
     valid_set = SegmentDataset(read_manifest(cfg.data.valid_manifest)[:cfg.data.valid_max_utterances], speakers,
                                cache, segment, seed=cfg.train.seed)
     sampler = ResumableBatchSampler(len(train_set), cfg.data.batch_size, cfg.train.seed, start_batch=state.batches,
@@ -278,10 +279,11 @@ def _resynthesis_sample(model: SpeechVQ, valid_set: SegmentDataset, cfg: Config)
     device = next(model.parameters()).device
     # Resynthesise through mu-law, as the decoder's targets are, so the pair compares like with like.
     original = mu_law_decode(mu_law_encode(item["wav"][:, :n_samples]), cfg.model.mu_law_classes)
-    codes = model.encode(original.unsqueeze(0).to(device))
-    speaker = torch.tensor([item["speaker"]], device=device) if model.has_speakers else None
+    codes, levels = model.encode_with_speaker(original.unsqueeze(0).to(device))
+    speaker = torch.tensor([item["speaker"]], device=device) if model.speaker_mode == "table" else None
+    vector = model.speaker_from_levels(levels) if levels is not None else None
     generator = torch.Generator().manual_seed(cfg.train.seed)  # its own (CPU) generator: the global RNG is untouched
-    resynthesis = model.decode(codes, speaker, original.shape[-1], generator=generator)
+    resynthesis = model.decode(codes, speaker, original.shape[-1], generator=generator, speaker_vector=vector)
     return original[0], resynthesis[0, 0].cpu()
 
 

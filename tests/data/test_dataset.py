@@ -48,6 +48,26 @@ def test_crops_are_a_function_of_seed_epoch_and_index(tmp_path):
     assert len(paths) == 4
 
 
+def test_speed_perturbation_moves_pitch_within_its_range(tmp_path):
+    # a 200 Hz tone played at speed f comes out at 200 f Hz: every crop a pseudo-speaker, f in [0.9, 1.1]
+    source = tmp_path / "spk0" / "tone.wav"
+    source.parent.mkdir()
+    t = np.arange(16000 * 2) / 16000
+    soundfile.write(source, (0.3 * np.sin(2 * np.pi * 200.0 * t)).astype(np.float32), 16000)
+    entries = scan_corpus("folder", tmp_path).entries
+    plain = SegmentDataset(entries, ["spk0"], AudioCache(None, 16000, None), 8000, seed=1)
+    perturbed = SegmentDataset(entries, ["spk0"], AudioCache(None, 16000, None), 8000, seed=1, speed_perturb=0.1)
+    pitches = []
+    for epoch in range(12):
+        wav = perturbed[(0, epoch)]["wav"][0].numpy()
+        assert wav.shape == (8000,)
+        spectrum = np.abs(np.fft.rfft(wav * np.hanning(8000)))
+        pitches.append(np.argmax(spectrum) * 16000 / 8000)
+    assert all(178 <= p <= 222 for p in pitches) and max(pitches) - min(pitches) >= 10  # bins of 2 Hz
+    base = np.abs(np.fft.rfft(plain[(0, 0)]["wav"][0].numpy() * np.hanning(8000)))
+    assert np.argmax(base) * 2 == 200
+
+
 def test_unknown_speaker_and_empty_manifest_are_errors():
     entries = [Utterance("x", "/x.wav", "carol", 1.0)]
     with pytest.raises(SpeechVQError, match="carol"):

@@ -61,7 +61,7 @@ def test_speaker_handling(tiny_config):
     without = SpeechVQ(tiny_config.model)
     assert not without.has_speakers
     without(wav)  # no speaker needed
-    with pytest.raises(ValueError, match="no speaker table"):
+    with pytest.raises(ValueError, match="no speaker conditioning"):
         without(wav, torch.tensor([0]))
     with pytest.raises(ValueError, match="unique"):
         SpeechVQ(tiny_config.model, speakers=["a", "a"])
