@@ -109,28 +109,45 @@ def encode_waveform(model: SpeechVQ, wav: Tensor, speaker: Optional[str] = None,
                    speaker_levels=None if levels is None else levels[0].cpu(), voice_scores=scores)
 
 
-# Seconds of the input a table model scores each voice on (the loudest stretch): teacher forcing costs
-# about as much per sample and voice as generating does, so the whole file would be slow.
+# How a table model finds the voice that explains an input best, by teacher-forced NLL (which costs about as
+# much per sample and voice as generating does): every row on the loudest 1/8 s, then the best three on the
+# loudest second. Measured with the shipped model on 20 test files: the true speaker first in 16 of 20 with
+# 1/8 s alone, 19 of 20 with 1 s for every row; screening keeps most of that for a fraction of the cost.
+SCREEN_SECONDS = 0.125
 CLOSEST_VOICE_SECONDS = 1.0
+FINALISTS = 3
 
 
 @torch.no_grad()
 def closest_voice(model: SpeechVQ, level_wav: Tensor, codes: Tensor,
-                  max_seconds: float = CLOSEST_VOICE_SECONDS) -> dict[str, float]:
-    """Teacher-forced NLL of an utterance under each row of a table model, best (lowest) first.
+                  max_seconds: float = CLOSEST_VOICE_SECONDS, screen_seconds: float = SCREEN_SECONDS,
+                  finalists: int = FINALISTS) -> dict[str, float]:
+    """The rows of a table model that best explain an utterance, by teacher-forced NLL, best (lowest) first.
 
     Args:
         level_wav: float `[T]`, level-normalised as for encoding, on the model's device.
         codes: int64 `[F]`, its codes.
-        max_seconds: score only the loudest stretch of this length (frame-aligned).
+        max_seconds: the finalists are scored on the loudest stretch of this length (frame-aligned).
+        screen_seconds, finalists: every row is first scored on the loudest `screen_seconds`, and the best
+            `finalists` go on.
 
     Returns:
-        {speaker name: nats per sample}, sorted from the best-explained voice.
+        {speaker name: nats per sample on the loudest `max_seconds`} of the finalists, best first.
     """
     if model.speaker_mode != "table":
         raise SpeechVQError("only a model with a speaker table chooses among its rows")
+    rows = list(range(model.n_speakers))
+    if len(rows) > finalists:
+        screened = _row_nll(model, level_wav, codes, rows, screen_seconds)
+        rows = sorted(rows, key=lambda row: screened[row])[:finalists]
+    scores = _row_nll(model, level_wav, codes, rows, max_seconds)
+    return {model.speakers[row]: scores[row] for row in sorted(rows, key=lambda row: scores[row])}
+
+
+def _row_nll(model: SpeechVQ, level_wav: Tensor, codes: Tensor, rows: list[int], seconds: float) -> dict[int, float]:
+    """Teacher-forced NLL (nats per sample) under each table row, on the loudest `seconds` of the input."""
     hop = model.hop_length
-    frames = max(1, min(codes.numel(), int(max_seconds * model.sample_rate) // hop))
+    frames = max(1, min(codes.numel(), int(seconds * model.sample_rate) // hop))
     padded = F.pad(level_wav, (0, codes.numel() * hop - level_wav.numel()))  # F * hop samples
     energy = padded.view(-1, hop).pow(2).sum(1)  # (F,)
     start = int(energy.unfold(0, frames, 1).sum(1).argmax())  # the loudest `frames` frames
@@ -139,13 +156,13 @@ def closest_voice(model: SpeechVQ, level_wav: Tensor, codes: Tensor,
     inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(model.classes))
     local = model.quantizer.lookup(codes[start:start + frames].view(1, -1))
     scores = {}
-    for first in range(0, model.n_speakers, 4):  # four voices per pass: bounded memory
-        rows = torch.arange(first, min(model.n_speakers, first + 4), device=level_wav.device)
-        logits = model.decoder(inputs.expand(len(rows), -1), local=local.expand(len(rows), -1, -1),
-                               speaker=model.speaker_vectors(rows))
-        nll = F.cross_entropy(logits.float(), targets.expand(len(rows), -1), reduction="none").mean(dim=1)
-        scores.update({model.speakers[row]: float(value) for row, value in zip(rows.tolist(), nll)})
-    return dict(sorted(scores.items(), key=lambda item: item[1]))
+    for first in range(0, len(rows), 4):  # four voices per pass: bounded memory
+        group = torch.tensor(rows[first:first + 4], device=level_wav.device)
+        logits = model.decoder(inputs.expand(len(group), -1), local=local.expand(len(group), -1, -1),
+                               speaker=model.speaker_vectors(group))
+        nll = F.cross_entropy(logits.float(), targets.expand(len(group), -1), reduction="none").mean(dim=1)
+        scores.update({row: float(value) for row, value in zip(group.tolist(), nll)})
+    return scores
 
 
 def reference_voice(model: SpeechVQ, wav: Tensor, label: str = "the reference") -> Voice:

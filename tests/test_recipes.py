@@ -48,6 +48,8 @@ def test_folder_recipe_runs_every_stage_with_the_tiny_config(tmp_path):
     for name in ("last.pt", "best.pt", "config.yaml", "metrics.jsonl", "eval/report.md", "eval/report.json"):
         assert (exp / name).is_file(), name
     assert len(json.loads((exp / "eval" / "report.json").read_text())["files"]) == 2
+    unseen_report = json.loads((exp / "eval" / "unseen" / "report.json").read_text())
+    assert [f["seen"] for f in unseen_report["files"]] == [False, False]  # spk2, reported on its own
     assert sorted(p.name for p in (exp / "vc").glob("*.wav")) == [
         "utt00.spk0.wav", "utt00.spk1.wav", "utt01.spk0.wav", "utt01.spk1.wav"]
     # every stage is done: a second run does nothing and succeeds
@@ -88,10 +90,11 @@ def test_unknown_recipe_option_is_a_usage_error(tmp_path):
 @pytest.mark.slow
 def test_make_default_model_probes_trains_and_exports(tmp_path):
     folder = recipe_copy(tmp_path, "folder")
-    make_folder_corpus(tmp_path / "corpus", speakers=2, utterances=6, seconds=0.3)
+    make_folder_corpus(tmp_path / "corpus", speakers=3, utterances=6, seconds=0.3)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "OMP_NUM_THREADS": "1"}
     args = ["bash", "make_default_model.sh", "--corpus_dir", str(tmp_path / "corpus"), "--conf", "conf/tiny.yaml",
+            "--holdout_speakers", "spk2",
             "--test_per_speaker", "1", "--valid_per_speaker", "1", "--train_seconds", "4", "--time_limit", "600", "--device", "cpu",
             "--overrides", "train.valid_every=5 train.checkpoint_every=5 train.valid_audio_s=0"]
     result = subprocess.run(args, cwd=folder, capture_output=True, text=True, env=env, timeout=900)
@@ -101,7 +104,9 @@ def test_make_default_model_probes_trains_and_exports(tmp_path):
 
     exported = load_checkpoint(folder / "exp" / "tiny" / "default.pt")
     steps = int(result.stderr.split("fit: max_steps=")[1].split()[0])
-    assert exported.optimizer_state is None and exported.speakers == ["spk0", "spk1"]
+    assert exported.optimizer_state is None and exported.speakers == ["spk0", "spk1"]  # spk2 held out
+    unseen = (folder / "data" / "manifests" / "unseen.jsonl").read_text().splitlines()
+    assert len(unseen) == 6 and all('"spk2"' in line for line in unseen)
     assert load_checkpoint(folder / "exp" / "tiny" / "last.pt").step == steps
     missing = subprocess.run(["bash", "make_default_model.sh"], cwd=folder, capture_output=True, text=True, env=env)
     assert missing.returncode == 2 and "--corpus_dir is required" in missing.stderr

@@ -97,6 +97,44 @@ def test_speaker_conversion_demo_writes_grid_table_and_pngs(tmp_path):
     assert bad.returncode == 1 and "unknown speaker 'nobody'" in bad.stderr
 
 
+@pytest.mark.slow
+def test_any_speaker_eval_reports_unseen_speakers_and_file_sizes(tmp_path):
+    import torch
+
+    from speechvq.checkpoint import save_checkpoint
+    from speechvq.config import load_config
+    from speechvq.data.corpora import scan_corpus
+    from speechvq.models import SpeechVQ
+    from tests.helpers import make_folder_corpus
+
+    make_folder_corpus(tmp_path / "corpus", speakers=4, utterances=3, seconds=6.0)  # spk2, spk3: never trained on
+    entries = scan_corpus("folder", tmp_path / "corpus").entries
+    write_manifest(tmp_path / "all.jsonl", entries)
+    write_manifest(tmp_path / "unseen.jsonl", [e for e in entries if e.speaker in ("spk2", "spk3")])
+    torch.manual_seed(0)
+    config = load_config("tiny", ["model.speaker_mode=utterance"])
+    save_checkpoint(tmp_path / "model.pt", SpeechVQ(config.model, speakers=["spk0", "spk1"]).eval(), config)
+    result = run_tool("any_speaker_eval", "--model", tmp_path / "model.pt", "--unseen", tmp_path / "unseen.jsonl",
+                      "--corpus", tmp_path / "all.jsonl", "--out", tmp_path / "eval", "--files", "1",
+                      "--max-seconds", "1", "--references", "2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    summary = report["summary"]
+    assert summary["unseen_speakers"] == ["spk2", "spk3"] and summary["chance"] == 0.25
+    assert [r["recorded_voice"] for r in report["resynthesis"]] == ["own vector", "own vector"]
+    assert [(r["source_speaker"], r["reference_speaker"]) for r in report["conversion"]] == [("spk2", "spk3"),
+                                                                                            ("spk3", "spk2")]
+    sizes = {(r["seconds"], r["version"]): r for r in summary["file_sizes"]}
+    assert set(sizes) == {(2, 1), (2, 2), (10, 1), (10, 2)}
+    assert sizes[2, 2]["speaker"] == "vector" and sizes[2, 1]["speaker"] == "voice"  # v1 holds no vector
+    for seconds in (2, 10):  # the same codes: v2 saves the JSON header, less the 1 + 4 bytes of the vector
+        assert sizes[seconds, 1]["bytes"] - sizes[seconds, 2]["bytes"] > 200
+        assert sizes[seconds, 1]["entropy_bps"] == sizes[seconds, 2]["entropy_bps"]
+    for row in report["resynthesis"]:
+        assert soundfile.info(tmp_path / "eval" / "wav" / f"{row['id'].replace('/', '__')}.decoded.wav").frames == 16000
+    assert "| resynthesis: identified as the true speaker |" in (tmp_path / "eval" / "report.md").read_text()
+
+
 def test_probe_codes_reports_both_probes_and_purity(tmp_path):
     manifest = shipped_voices_manifest(tmp_path)
     (tmp_path / "a.ctm").write_text("0 1 0.0 0.5 AA\n0 1 0.5 0.5 B\n1 1 0.0 0.3 AA\n")

@@ -3,8 +3,9 @@
 # Expects: stage, stop_stage, conf, overrides, device, eval_files, eval_seconds, vc_files, vc_speakers.
 #   2  audio check and cache      -> data/manifests/{check.json,rejected.jsonl}, data/cache/
 #   3  training (resumes)         -> exp/<conf>/{last,best}.pt, config.yaml, metrics.jsonl, tensorboard/
-#   4  code statistics for entropy coding (stored in best.pt), then reconstruct the test split
-#                                 -> exp/<conf>/eval/{report.md,report.json,wav/}
+#   4  code statistics for entropy coding (stored in best.pt), then reconstruct the test split (and the
+#      held-out speakers' utterances, when there are any)
+#                                 -> exp/<conf>/eval/{report.md,report.json,wav/}, exp/<conf>/eval/unseen/
 #   5  voice-conversion samples   -> exp/<conf>/vc/<utterance>.<speaker>.wav
 exp=exp/$(basename "$conf" .yaml)
 manifests=data/manifests
@@ -28,6 +29,10 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && [ ! -e "$exp/eval/.done" ]; 
     --device "$device"
   speechvq eval --model "$exp/best.pt" --manifest $manifests/test.jsonl --out "$exp/eval" \
     --max-files "$eval_files" --max-seconds "$eval_seconds" --device "$device"
+  if [ -s $manifests/unseen.jsonl ]; then  # voices the model never trained on, reported on their own
+    speechvq eval --model "$exp/best.pt" --manifest $manifests/unseen.jsonl --out "$exp/eval/unseen" \
+      --max-files "$eval_files" --max-seconds "$eval_seconds" --device "$device"
+  fi
   touch "$exp/eval/.done"
 fi
 
