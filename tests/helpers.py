@@ -57,3 +57,27 @@ def make_folder_corpus(root, speakers: int = 3, utterances: int = 4, seconds: fl
             soundfile.write(path, (wav * (0.3 + 0.5 * s / max(1, speakers - 1))).numpy(), sample_rate)
             paths.append(path)
     return paths
+
+
+def check_mutations_decode_or_refuse(data: bytes, read, same) -> None:
+    """Property test: every file made from `data` by up to four byte edits and a truncation is either read
+    by `read` into something `same` accepts (the original content), or refused with a SpeechVQError."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from speechvq.errors import SpeechVQError
+
+    @given(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), min_size=1, max_size=4),
+           st.integers(0, len(data)))
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    def check(edits, cut):
+        mutated = bytearray(data)
+        for position, value in edits:
+            mutated[position] = value
+        mutated = bytes(mutated[:cut]) if cut < len(data) else bytes(mutated)
+        try:
+            result = read(mutated)
+        except SpeechVQError:
+            return
+        assert same(result)
+
+    check()

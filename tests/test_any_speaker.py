@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
 
 from speechvq import bitstream
 from speechvq.codec import Codec
 from speechvq.errors import SpeechVQError
 from speechvq.inference import Voice, decode_codes, reference_voice, resolve_voice
-from tests.helpers import voiced_signal
+from tests.helpers import check_mutations_decode_or_refuse, voiced_signal
 from tests.models.test_speaker import utterance_model
 
 
@@ -102,19 +101,6 @@ def test_speaker_fields_that_do_not_fit_the_model_are_refused(codec):
 def test_mutated_vector_files_decode_to_the_original_or_raise_our_error(codec):
     data = codec.compress(0.2 * voiced_signal(1500, seed=4))
     original = codec.read(data)[0]
-
-    @given(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), min_size=1, max_size=4),
-           st.integers(0, len(data)))
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    def check(edits, cut):
-        mutated = bytearray(data)
-        for position, value in edits:
-            mutated[position] = value
-        mutated = bytes(mutated[:cut]) if cut < len(data) else bytes(mutated)
-        try:
-            read = codec.read(mutated)[0]
-        except SpeechVQError:
-            return
-        assert torch.equal(read.codes, original.codes) and torch.equal(read.speaker_levels, original.speaker_levels)
-
-    check()
+    check_mutations_decode_or_refuse(
+        data, lambda d: codec.read(d)[0],
+        lambda read: torch.equal(read.codes, original.codes) and torch.equal(read.speaker_levels, original.speaker_levels))

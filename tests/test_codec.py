@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
 
 from speechvq import entropy
 from speechvq.checkpoint import load_checkpoint, save_checkpoint
@@ -13,7 +12,7 @@ from speechvq.codec import Codec, measure_code_statistics, model_fingerprint, sa
 from speechvq.config import load_config
 from speechvq.errors import SpeechVQError
 from speechvq.models import SpeechVQ
-from tests.helpers import voiced_signal
+from tests.helpers import check_mutations_decode_or_refuse, voiced_signal
 
 
 @pytest.fixture(scope="module")
@@ -165,19 +164,4 @@ def test_statistics_travel_in_the_checkpoint(tmp_path, codec, tiny_config):
 def test_mutated_files_decode_to_the_original_or_raise_our_error(codec, coding, version):
     data = codec.compress(0.2 * voiced_signal(1500, seed=4), speaker="a", coding=coding, version=version)
     original = codec.read(data)[0].codes
-
-    @given(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), min_size=1, max_size=4),
-           st.integers(0, len(data)))
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    def check(edits, cut):
-        mutated = bytearray(data)
-        for position, value in edits:
-            mutated[position] = value
-        mutated = bytes(mutated[:cut]) if cut < len(data) else bytes(mutated)
-        try:
-            codes = codec.read(mutated)[0].codes
-        except SpeechVQError:
-            return
-        assert torch.equal(codes, original)
-
-    check()
+    check_mutations_decode_or_refuse(data, lambda d: codec.read(d)[0], lambda read: torch.equal(read.codes, original))

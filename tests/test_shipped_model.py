@@ -44,6 +44,19 @@ def test_encode_and_decode_default_to_the_shipped_model(tmp_path, capsys):
     assert soundfile.info(tmp_path / "a.decoded.wav").frames == 1600
 
 
+@pytest.mark.parametrize("scale", [0.003, 0.3])
+def test_decoded_speech_comes_back_at_the_level_of_the_input(scale):
+    # the shipped model generates at its training level (-23 dBFS); the recorded gain restores the input's
+    from speechvq.audio import load_audio, rms_dbfs
+    from speechvq.codec import Codec
+
+    codec = Codec.from_checkpoint(default_model_path())
+    speech = load_audio(sample_speech_path(), 16000)[0][:16000]
+    wav = scale * speech / speech.abs().max()
+    decoded, _ = codec.decompress(codec.compress(wav, speaker=SAMPLE_SPEAKER), seed=0)
+    assert abs(rms_dbfs(decoded) - rms_dbfs(wav)) < 4.0  # dB; the two scales are 40 dB apart
+
+
 @pytest.mark.slow
 def test_demo_writes_everything_and_reports(tmp_path, capsys):
     out = tmp_path / "demo"

@@ -1,0 +1,66 @@
+"""The GPU paths on a real CUDA device: CUDA-graph capture, the compiled Triton kernel, and noise drawn on the
+device. Skipped, with the reason in the summary, where there is no CUDA device (the CPU suite checks the same
+engines eagerly and in Triton's interpreter: test_engines.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from speechvq.generation import GenerationEngine
+from speechvq.models.wavenet import frame_noise
+from tests.generation.test_engines import CONDITIONING, conditioning, decoder
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")]
+
+
+def cuda_decoder(kind: str):
+    model = decoder(*CONDITIONING[kind]).cuda()
+    local, speaker = conditioning(model, 3, 1200)
+    return model, (None if local is None else local.cuda()), (None if speaker is None else speaker.cuda())
+
+
+@pytest.mark.parametrize("engine, precision, tolerance", [("graph", "full", 1e-4), ("triton", "full", 1e-4),
+                                                          ("triton", "reduced", 2e-3)])
+@pytest.mark.parametrize("kind", ["speaker", "speaker+local"])
+def test_device_engines_match_the_reference(engine, precision, tolerance, kind):
+    model, local, speaker = cuda_decoder(kind)
+    n_samples = 1200
+    inputs = torch.randint(0, 256, (3, n_samples), generator=torch.Generator().manual_seed(2)).cuda()
+    with torch.no_grad():
+        reference = model(inputs, local, speaker)
+    fast = GenerationEngine(model, engine, precision=precision)
+    _, logits = fast.generate(n_samples, local, speaker, teacher=inputs)
+    assert (logits.cuda() - reference).abs().max().item() <= tolerance
+    if precision == "full":  # the same draws give the same samples
+        expected = model.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(7))
+        classes, _ = fast.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(7))
+        assert torch.equal(classes.cpu(), expected.cpu())
+
+
+def test_cuda_graph_is_captured_once_and_replayed():
+    model, local, speaker = cuda_decoder("speaker+local")
+    engine = GenerationEngine(model, "graph")
+    first, _ = engine.generate(600, local, speaker, generator=torch.Generator().manual_seed(3))
+    runners = dict(engine._graph_runners)
+    again, _ = engine.generate(600, local, speaker, generator=torch.Generator().manual_seed(3))
+    assert engine._graph_runners == runners and len(runners) == 1  # the same captured graph, reset and replayed
+    assert torch.equal(first, again)
+
+
+def test_noise_drawn_on_the_device_is_standard_gumbel_and_reproducible():
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    noise = frame_noise(generator, 64, 8, 256, device="cuda")
+    assert noise.device.type == "cuda" and noise.shape == (64, 8, 256)
+    euler_gamma = 0.5772156649
+    assert abs(noise.mean().item() - euler_gamma) < 0.02 and abs(noise.std().item() - math.pi / math.sqrt(6)) < 0.02
+    again = frame_noise(torch.Generator(device="cuda").manual_seed(0), 64, 8, 256, device="cuda")
+    assert torch.equal(noise, again)
+    model, local, speaker = cuda_decoder("speaker")
+    reference = model.generate(640, local, speaker, generator=torch.Generator(device="cuda").manual_seed(5))
+    fast, _ = GenerationEngine(model, "triton", precision="full").generate(
+        640, local, speaker, generator=torch.Generator(device="cuda").manual_seed(5))
+    assert torch.equal(fast.cpu(), reference.cpu())  # the same device draws on both paths
