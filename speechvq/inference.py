@@ -103,8 +103,11 @@ def encode_waveform(model: SpeechVQ, wav: Tensor, speaker: Optional[str] = None,
     codes, levels = model.encode_with_speaker(level_wav, chunk_frames)
     scores = None
     if speaker is None and choose_voice and model.speaker_mode == "table":
-        scores = closest_voice(model, level_wav[0, 0], codes[0])
-        speaker = next(iter(scores))
+        if model.n_speakers == 1:  # nothing to choose between
+            speaker = model.speakers[0]
+        else:
+            scores = closest_voice(model, level_wav[0, 0], codes[0])
+            speaker = next(iter(scores))
     return Encoded(codes=codes[0].cpu(), n_samples=wav.numel(), gain=gain, speaker=speaker,
                    speaker_levels=None if levels is None else levels[0].cpu(), voice_scores=scores)
 

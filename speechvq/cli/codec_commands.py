@@ -284,7 +284,8 @@ def print_model_info(args: argparse.Namespace) -> None:
                "sample_rate": model_cfg.sample_rate, "hop_length": model_cfg.hop_length,
                "codebook_size": model_cfg.quantizer.codebook_size, "nominal_bitrate_bps": model_cfg.bitrate_bps,
                "receptive_field": model_cfg.decoder.receptive_field,
-               "code_statistics": checkpoint.code_statistics is not None, "speakers": checkpoint.speakers,
+               "code_statistics": checkpoint.code_statistics is not None, "speaker_mode": model_cfg.speaker_mode,
+               "speakers": checkpoint.speakers,
                "parameters": sum(int(v.numel()) for k, v in checkpoint.model_state.items()
                                  if not k.startswith("quantizer.ema_"))}
     if args.json:
