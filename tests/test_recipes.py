@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def recipe_copy(tmp_path: Path, name: str) -> Path:
     """A copy of recipes/<name> with ../../tools beside it, so the run writes nothing into the repository."""
-    shutil.copytree(ROOT / "recipes" / name, tmp_path / "recipes" / name)
-    shutil.copytree(ROOT / "tools", tmp_path / "tools")
+    # a developer's own run outputs (ignored by git) must not make the copy's stages look done
+    outputs = shutil.ignore_patterns("data", "exp", "download", "__pycache__")
+    shutil.copytree(ROOT / "recipes" / name, tmp_path / "recipes" / name, ignore=outputs)
+    shutil.copytree(ROOT / "tools", tmp_path / "tools", ignore=outputs)
     return tmp_path / "recipes" / name
 
 
