@@ -219,7 +219,7 @@ class Codec:
             codes = np.asarray(bitstream.unpack_codes(payload, header.frames, size), np.int64)
         speaker, levels = self._speaker(header, source)
         encoded = Encoded(torch.from_numpy(codes), header.samples, header.gain, speaker, levels)
-        voice = resolve_voice(model, encoded).label if model.has_speakers else "none"
+        voice = resolve_voice(model, encoded).label
         info = CodeFile(header, model.sample_rate, model.hop_length, size,
                         round(entropy.entropy_bits(codes, size), 6), voice)
         return encoded, info

@@ -115,9 +115,10 @@ def main() -> int:
         audio = {e.id: load_audio(e.path, rate)[0][: int(args.max_seconds * rate)] for e in evaluated}
         encoded = [codec.encode(audio[e.id]) for e in evaluated]
         # conversion: each source like the utterance at the same position of the next held-out speaker
-        pairs = [(e, picked[speakers[(speakers.index(e.speaker) + 1) % len(speakers)]][i])
-                 for e in evaluated for i in [picked[e.speaker].index(e)]
-                 if i < len(picked[speakers[(speakers.index(e.speaker) + 1) % len(speakers)]])]
+        pairs = []
+        for index, speaker in enumerate(speakers):
+            references = picked[speakers[(index + 1) % len(speakers)]]
+            pairs += list(zip(picked[speaker], references))
         likes = [reference_voice(model, audio[ref.id], ref.id) for _, ref in pairs]
         print(f"decoding {len(evaluated)} resyntheses and {len(pairs)} conversions", file=sys.stderr)
         outputs = decode_many(model, encoded + [encoded[evaluated.index(src)] for src, _ in pairs],

@@ -160,11 +160,13 @@ def main() -> None:
         batched_s = timed(lambda: decode_requests(batched_engine, requests, DecodeOptions(), rate, generator=g))
         rates[f"{name}_batched_aggregate"] = args.batch * batch_samples / batched_s
     gflops = {t: matmul_gflops(t) for t in (1, 2)}
-    rankings = {}  # what the planner would measure now (fresh timings, not its cache)
-    for streams in (args.threads, planner.WIDE_STREAMS_PER_THREAD * args.threads):
-        measured = {c: planner.measure_rate(model, c, args.threads, streams) for c in planner.candidates("reduced")}
-        rankings[f"{streams} streams"] = " > ".join(f"{c.engine}/{c.precision} {rate:,.0f}" for c, rate in sorted(
-            measured.items(), key=lambda item: -item[1]))
+    rankings = {}  # what the planner would measure now (fresh timings, not its cache), for each C build
+    for march in [None] + [m for m in args.march if f"native@{m}" in paths]:
+        for streams in (args.threads, planner.WIDE_STREAMS_PER_THREAD * args.threads):
+            measured = {c: planner.measure_rate(model, c, args.threads, streams, march)
+                        for c in planner.candidates("reduced", march)}
+            rankings[f"-march={march or native.default_march()}, {streams} streams"] = " > ".join(
+                f"{c.engine}/{c.precision} {rate:,.0f}" for c, rate in sorted(measured.items(), key=lambda i: -i[1]))
 
     for name, value in rates.items():
         print(f"{name:>28}: {value:10.0f} samples/s  ({value / rate:.3f} x real time)")

@@ -248,23 +248,21 @@ def describe_header(header) -> dict:
 
 
 def _complete(codec, data: bytes, path: str, header) -> dict:
-    """Duration, rates and voice from the model that reads the file; a note where no model at hand can."""
-    if header.version == 1:
+    """Duration, rates and voice from the model that reads the file (a version-1 file also describes itself);
+    a note where no model at hand can read a version-2 file."""
+    from ..codec import CodeFile
+
+    info = None
+    if codec is not None and (header.version == 2 or header.model_fingerprint == codec.fingerprint):
+        try:
+            _, info = codec.read(data, path)
+        except SpeechVQError as err:
+            if header.version == 2:
+                return {"note": f"duration and bitrates need the model that made it (--model): {err}"}
+    if info is None:  # a version-1 file read without its model: what its JSON header records
         meta = header.metadata
-        rate = meta["sample_rate"] / meta["hop_length"]
-        duration = header.samples / meta["sample_rate"]
-        extra = {"sample_rate": meta["sample_rate"], "duration_s": round(duration, 4),
-                 "nominal_bps": round(rate * math.log2(meta["codebook_size"]), 1),
-                 "entropy_bps": round(rate * meta["code_entropy_bits"], 1),
-                 "file_bps": round(8 * len(data) / duration, 1)}
-        if codec is None or header.model_fingerprint != codec.fingerprint:
-            return extra
-    try:
-        _, info = codec.read(data, path)
-    except SpeechVQError as err:
-        if header.version == 1:
-            return extra
-        return {"note": f"duration and bitrates need the model that made it (--model): {err}"}
+        info = CodeFile(header, meta["sample_rate"], meta["hop_length"], meta["codebook_size"],
+                        meta["code_entropy_bits"], header.speaker_name or "none")
     return {"sample_rate": info.sample_rate, "duration_s": round(info.duration_s, 4), "voice": info.voice,
             **{k: round(v, 1) for k, v in info.bitrates(len(data)).items()}}
 

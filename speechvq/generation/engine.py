@@ -359,6 +359,11 @@ class GenerationEngine:
         return self._torch_weights
 
 
+def slot_major_ring(packed: PackedWaveNet, batch: int) -> np.ndarray:
+    """Empty ring buffers of the numba and torch loops: float32 `[slots, B, G]` (past-tap products)."""
+    return np.zeros((packed.ring_slots, batch, packed.w_taps.shape[2] // 2), np.float32)
+
+
 class NumbaRunner:
     """Runs blocks of generation steps with the numba loop (`kernel.run_parallel`), streams split over threads.
 
@@ -374,7 +379,7 @@ class NumbaRunner:
 
     def ring(self, batch: int) -> np.ndarray:
         """Empty ring buffers float32 `[slots, B, G]` (past-tap products)."""
-        return np.zeros((self.packed.ring_slots, batch, self.packed.w_taps.shape[2] // 2), np.float32)
+        return slot_major_ring(self.packed, batch)
 
     def run(self, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
             temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits: np.ndarray,
@@ -407,7 +412,7 @@ class TorchRunner:
 
     def ring(self, batch: int) -> np.ndarray:
         """Empty ring buffers float32 `[slots, B, G]` (past-tap products)."""
-        return np.zeros((self.packed.ring_slots, batch, self.packed.w_taps.shape[2] // 2), np.float32)
+        return slot_major_ring(self.packed, batch)
 
     def run(self, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
             temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits: np.ndarray,

@@ -16,6 +16,7 @@ versions are dropped when it is rewritten; an entry naming an engine that cannot
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -106,6 +107,7 @@ def cache_file() -> Path:
     return cache_dir() / FILE_NAME
 
 
+@functools.lru_cache(maxsize=None)
 def _sources_digest() -> str:
     # a changed C loop or numba loop can change the ranking even within one package version
     from . import native
@@ -115,6 +117,7 @@ def _sources_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu_description() -> dict:
     from .native import _cpu_flags
 
@@ -134,7 +137,7 @@ def entry_key(decoder: WaveNet, threads: int, streams: int, precision: str, marc
     from .native import default_march
 
     c = decoder.config
-    return {"cpu": _cpu_description(), "version": __version__, "sources": _sources_digest(),
+    return {"cpu": dict(_cpu_description()), "version": __version__, "sources": _sources_digest(),
             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
             "decoder": {"layers": c.n_layers, "dilations": list(c.dilations), "residual": c.residual_channels,
                         "gate": c.gate_channels, "skip": c.skip_channels, "classes": decoder.classes,
