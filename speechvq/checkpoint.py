@@ -160,12 +160,90 @@ def export_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> C
         "model": checkpoint.model_state,
         "optimizer": None,
         "scheduler": None,
-        "extra": {"best_valid_nll": run["best_valid_nll"]} if "best_valid_nll" in run else {},
+        # the record of the run: its score, the samples it saw and the runs it continued (model card history)
+        "extra": {key: run[key] for key in ("best_valid_nll", "samples_seen", "history") if key in run},
         "code_statistics": checkpoint.code_statistics,
     }
     with atomic_path(target) as tmp:
         torch.save(payload, tmp)
     return load_checkpoint(target)
+
+
+@dataclass
+class InitReport:
+    """What `init_from_checkpoint` carried over.
+
+    Attributes:
+        source_step: training steps of the source checkpoint.
+        copied: state_dict keys copied whole.
+        rows: speaker rows (table or named voices) carried over by name.
+        kept: keys the model keeps as built (absent from the source, or of another shape).
+        history: the source's own history plus itself, for the new run's record.
+    """
+
+    source_step: int
+    copied: list[str]
+    rows: int
+    kept: list[str]
+    history: list[dict]
+
+
+_SPEAKER_ROW_KEYS = ("speaker_embedding.weight", "voice_vectors", "voice_updates")
+
+
+def init_from_checkpoint(model: SpeechVQ, path: str | os.PathLike) -> InitReport:
+    """Start `model` from the weights of a checkpoint or exported model, where shapes allow.
+
+    Tensors of the same name and shape are copied; speaker rows are matched by speaker name (a new speaker
+    keeps its fresh row); anything else keeps the value the model was built with. A structural option that
+    adds a layer must therefore build it so that it changes nothing at first (e.g. zero weights). Switching
+    the codebook to EMA updates re-seeds the EMA statistics from the copied codebook, so that the first
+    update does not pull it back to stale sums.
+
+    Raises:
+        SpeechVQError: see `load_checkpoint`; also a source with a different code rate or codebook size
+            (its codes would mean nothing to this model).
+    """
+    source = load_checkpoint(path)
+    mine, theirs = source.config.model, model.config
+    if (mine.hop_length, mine.quantizer.codebook_size, mine.sample_rate) != \
+            (theirs.hop_length, theirs.quantizer.codebook_size, theirs.sample_rate):
+        raise SpeechVQError(f"--init {path}: its codes ({mine.sample_rate} Hz, hop {mine.hop_length}, "
+                            f"K = {mine.quantizer.codebook_size}) do not match this config's")
+    state = model.state_dict()
+    copied, kept = [], []
+    for key, value in state.items():
+        other = source.model_state.get(key)
+        if key in _SPEAKER_ROW_KEYS:
+            continue
+        if other is not None and other.shape == value.shape:
+            state[key] = other.to(value.dtype)
+            copied.append(key)
+        else:
+            kept.append(key)
+    rows = 0
+    by_name = {name: row for row, name in enumerate(source.speakers)}
+    for key in _SPEAKER_ROW_KEYS:
+        if key not in state:
+            continue
+        other = source.model_state.get(key)
+        if other is None or other.shape[1:] != state[key].shape[1:]:
+            kept.append(key)
+            continue
+        for row, name in enumerate(model.speakers):
+            if name in by_name:
+                state[key][row] = other[by_name[name]].to(state[key].dtype)
+                rows += key != "voice_updates"
+        copied.append(key)
+    if theirs.quantizer.ema and not mine.quantizer.ema:
+        state["quantizer.ema_cluster_size"] = torch.ones_like(state["quantizer.ema_cluster_size"])
+        state["quantizer.ema_embed_sum"] = state["quantizer.codebook"].clone()
+    model.load_state_dict(state)
+    run = source.extra.get("run", {})
+    record = {"step": source.step, "samples_seen": run.get("samples_seen", source.extra.get("samples_seen")),
+              "source": Path(path).name}
+    history = list(run.get("history", source.extra.get("history", []))) + [record]
+    return InitReport(source.step, copied, rows, kept, history)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> SpeechVQ:

@@ -150,6 +150,10 @@ class ModelConfig:
     # network), or "mel", a small convolutional encoder over the log-mel spectrogram, trained jointly
     speaker_source: str = field(default="residual", metadata=_choices("residual", "mel"))
     speaker_bits: int = 4  # utterance mode: bits per dimension of the quantized vector in a code file
+    # Training only: each frame's code vector is replaced by its left or right neighbour's with this
+    # probability (time jitter, Chorowski et al. 2019, who used 0.12 to 0.5): the decoder cannot rely on
+    # the exact frame a code came from, which pushes timing and pitch detail into the autoregression.
+    code_jitter: float = 0.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -159,6 +163,7 @@ class ModelConfig:
         _require(self.mu_law_classes >= 2, "model.mu_law_classes", "must be at least 2")
         _require(self.speaker_dim >= 0, "model.speaker_dim", "must be >= 0")
         _require(1 <= self.speaker_bits <= 8, "model.speaker_bits", "must be between 1 and 8")
+        _require(0.0 <= self.code_jitter <= 1.0, "model.code_jitter", "must lie in [0, 1]")
         _require(self.speaker_mode != "utterance" or self.speaker_dim > 0, "model.speaker_dim",
                  "must be positive in utterance mode")
         _require(self.level_dbfs is None or self.level_dbfs < 0, "model.level_dbfs", "must be negative (dBFS) or null")
@@ -197,6 +202,10 @@ class DataConfig:
     num_workers: int = 2
     valid_max_utterances: int = 32  # validation scores one fixed crop from each of the first N valid utterances
     speed_perturb: float = 0.0  # p > 0: training crops at random speeds in [1 - p, 1 + p] (pseudo-speakers)
+    # Where training crops come from: "workers", DataLoader workers reading the cached .npy files; "device",
+    # the whole prepared training set held on the training device (int16) and cropped there, with no
+    # worker processes and no host-to-device copy of audio (4.6 h of speech is about 530 MB).
+    loader: str = field(default="workers", metadata=_choices("workers", "device"))
 
     def __post_init__(self) -> None:
         _require(self.segment_s > 0, "data.segment_s", "must be positive")
@@ -204,6 +213,8 @@ class DataConfig:
         _require(self.batch_size >= 1, "data.batch_size", "must be positive")
         _require(self.num_workers >= 0, "data.num_workers", "must be >= 0")
         _require(0.0 <= self.speed_perturb < 0.5, "data.speed_perturb", "must lie in [0, 0.5)")
+        _require(self.loader == "workers" or self.speed_perturb == 0.0, "data.speed_perturb",
+                 "needs data.loader=workers (the device loader crops without resampling)")
 
 
 @dataclass(frozen=True)
@@ -223,6 +234,9 @@ class TrainConfig:
     valid_every: int = 2000
     checkpoint_every: int = 1000
     valid_audio_s: float = 0.5  # seconds resynthesised (autoregressively) for TensorBoard at validation; 0 = none
+    # torch.compile the decoder's teacher-forced loss (fused gates, residual sums and cross-entropy); the crop
+    # shape is static, so it compiles once. Same function, different rounding: off by default on the CPU.
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "train.lr", "must be positive")

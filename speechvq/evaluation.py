@@ -30,7 +30,7 @@ from .data.manifest import Utterance
 from .codec import Codec
 from .generation import DecodeOptions
 from .inference import bitrates, decode_codes, timed_call
-from .metrics import EVAL_EXTRA_HINT, finite_mean, intrusive_scores, optional_metrics_available
+from .metrics import EVAL_EXTRA_HINT, dnsmos, finite_mean, intrusive_scores, optional_metrics_available
 from .models import SpeechVQ
 from .models.quantizer import code_perplexity
 
@@ -48,6 +48,7 @@ class FileResult:
     si_sdr_db: float
     pesq_wb: Optional[float]  # None: the pesq package is not installed; NaN: PESQ found no speech
     stoi: Optional[float]  # None: the pystoi package is not installed
+    dnsmos_ovrl: Optional[float]  # DNSMOS P.835 overall (non-intrusive); None: speechmos/onnxruntime missing
     lag_samples: int
     entropy_bps: float
     file_bps: float
@@ -107,6 +108,7 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
         all_codes.append(encoded.codes)
         results.append(FileResult(
             id=entry.id, speaker=entry.speaker, seen=seen, decoded_as=voice, audio_s=round(audio_s, 3), **scores,
+            dnsmos_ovrl=dnsmos(decoded, model.sample_rate)["dnsmos_ovrl"] if available["dnsmos"] else None,
             entropy_bps=bitrates(model, encoded.codes)["entropy_bps"], file_bps=8 * len(data) / audio_s,
             used_codes=int(torch.unique(encoded.codes).numel()),
             encode_rtf=encode_time.real_time_factor, decode_rtf=decode_time.real_time_factor))
@@ -125,7 +127,7 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
 
 def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor) -> dict:
     files = [asdict(r) for r in results]
-    numeric = ["audio_s", "mcd_db", "si_sdr_db", "pesq_wb", "stoi", "entropy_bps", "file_bps", "used_codes",
+    numeric = ["audio_s", "mcd_db", "si_sdr_db", "pesq_wb", "stoi", "dnsmos_ovrl", "entropy_bps", "file_bps", "used_codes",
                "encode_rtf", "decode_rtf"]
     mean = {key: finite_mean([f[key] for f in files]) for key in numeric} if files else {}
     # speakers the model never trained on (a table model decodes them as a training voice) are reported apart
@@ -155,13 +157,14 @@ def markdown_report(report: dict) -> str:
     if report.get("missing_metrics"):
         lines += [f"Not computed (package missing): {', '.join(report['missing_metrics'])}; {EVAL_EXTRA_HINT}.", ""]
     if mean:
-        lines += ["| mean | PESQ-WB | STOI | MCD (dB) | SI-SDR (dB) | entropy (bit/s) | file (bit/s) | encode RTF | "
-                  "decode RTF |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["| mean | PESQ-WB | STOI | DNSMOS | MCD (dB) | SI-SDR (dB) | entropy (bit/s) | file (bit/s) | "
+                  "encode RTF | decode RTF |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         by_speaker = report.get("mean_by_speaker", {})
         rows = [("all", mean)] + ([(f"{group} speakers", by_speaker[group]) for group in ("seen", "unseen")
                                    if group in by_speaker] if len(by_speaker) > 1 else [])
         for label, m in rows:
-            lines.append(f"| {label} | {_fmt(m['pesq_wb'], 2)} | {_fmt(m['stoi'], 3)} | {m['mcd_db']:.2f} | "
+            lines.append(f"| {label} | {_fmt(m['pesq_wb'], 2)} | {_fmt(m['stoi'], 3)} | {_fmt(m['dnsmos_ovrl'], 2)} | "
+                         f"{m['mcd_db']:.2f} | "
                          f"{m['si_sdr_db']:.2f} | {m['entropy_bps']:.0f} | {m['file_bps']:.0f} | "
                          f"{m['encode_rtf']:.3f} | {m['decode_rtf']:.2f} |")
         lines.append("")

@@ -76,7 +76,7 @@ def finite_mean(values) -> "float | None":
 
 
 def optional_metrics_available() -> dict[str, bool]:
-    """Which optional metric packages (the `eval` extra) can be imported: {"pesq": bool, "stoi": bool}."""
+    """Which optional metric packages (the `eval` extra) can be imported: {"pesq", "stoi", "dnsmos"} -> bool."""
     import importlib.util
 
     def importable(name: str) -> bool:
@@ -85,7 +85,8 @@ def optional_metrics_available() -> dict[str, bool]:
         except ValueError:  # a module set to None in sys.modules (blocked)
             return False
 
-    return {"pesq": importable("pesq"), "stoi": importable("pystoi")}
+    return {"pesq": importable("pesq"), "stoi": importable("pystoi"),
+            "dnsmos": importable("speechmos") and importable("onnxruntime")}
 
 
 def pesq_wideband(reference: Tensor, estimate: Tensor, sample_rate: int) -> float:
@@ -124,6 +125,32 @@ def stoi(reference: Tensor, estimate: Tensor, sample_rate: int) -> float:
     except ImportError:
         raise SpeechVQError(f"STOI needs the pystoi package: {EVAL_EXTRA_HINT}") from None
     return float(pystoi_stoi(reference.double().numpy(), estimate.double().numpy(), sample_rate, extended=False))
+
+
+def dnsmos(decoded: Tensor, sample_rate: int) -> dict[str, float]:
+    """Non-intrusive MOS estimates of one waveform: Microsoft's DNSMOS P.835 (signal, background, overall, each
+    in about [1, 5]) and its P.808 overall score, from the ONNX models the `speechmos` package ships.
+
+    Args:
+        decoded: float `[T]` at `sample_rate` (resampled to 16 kHz for the models).
+
+    Returns:
+        {"dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808"}.
+
+    Raises:
+        SpeechVQError: `speechmos` or `onnxruntime` is not installed (named with the extra that brings them).
+    """
+    from .audio import resample
+    from .errors import SpeechVQError
+
+    try:
+        from speechmos import dnsmos as speechmos_dnsmos
+    except ImportError:
+        raise SpeechVQError(f"DNSMOS needs the speechmos and onnxruntime packages: {EVAL_EXTRA_HINT}") from None
+    wav = resample(decoded.float(), sample_rate, 16000).numpy().astype(np.float32)
+    scores = speechmos_dnsmos.run(np.clip(wav, -1.0, 1.0), 16000)
+    return {"dnsmos_ovrl": float(scores["ovrl_mos"]), "dnsmos_sig": float(scores["sig_mos"]),
+            "dnsmos_bak": float(scores["bak_mos"]), "dnsmos_p808": float(scores["p808_mos"])}
 
 
 def intrusive_scores(reference: Tensor, decoded: Tensor, sample_rate: int, max_shift: int) -> dict:

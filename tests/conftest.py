@@ -59,3 +59,15 @@ def _seed_everything():
 def tiny_config() -> Config:
     return load_config("tiny")
 
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A tiny speaker-folder corpus (2 speakers x 5 utterances of 0.3 s) with its manifests, under tmp_path."""
+    from speechvq.data.corpora import scan_corpus
+    from speechvq.data.manifest import SplitSpec, write_splits
+    from tests.helpers import make_folder_corpus
+
+    make_folder_corpus(tmp_path / "corpus", speakers=2, utterances=5, seconds=0.3)
+    write_splits(tmp_path / "manifests", scan_corpus("folder", tmp_path / "corpus").entries, SplitSpec(1, 1))
+    return tmp_path

@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# How the shipped default model (speechvq/pretrained/default.pt) is trained: the folder recipe, conf/default.yaml.
+# How the shipped default model (speechvq/assets/default.pt) is trained: the folder recipe, conf/default.yaml.
 #
 #   ./make_default_model.sh --corpus_dir CORPUS --train_seconds 380 --device cuda   # fit the steps to a time budget
 #   ./make_default_model.sh --corpus_dir CORPUS --max_steps 3000                     # a fixed number of steps
+#   ./make_default_model.sh --corpus_dir CORPUS --init none                          # from scratch
+#
+# By default training continues from the shipped model (--init ../../speechvq/assets/default.pt): every GPU
+# lease adds to what the last one learned (`speechvq train --init`, speaker rows matched by name). The run's
+# exported checkpoint records the runs it continues (`extra.history`); the model card in README.md keeps the
+# sessions, steps, samples seen, GPU minutes and test metrics. A new model replaces the shipped one only when it
+# is better on the test split on STOI and PESQ-WB and not worse on MCD (tools/compare_codecs.py).
+# For a lent GPU, gpu_session.sh beside this runs the continuation, ablations and the evaluation in one call.
 #
 #   1  stages 1-2 of run.sh: manifests and splits (--test_per_speaker utterances of every speaker held out for
 #      testing, and every utterance of the --holdout_speakers, default ivr_ru and tux_da of the offline corpus,
@@ -25,6 +33,7 @@ conf=conf/default.yaml
 test_per_speaker=10
 holdout_speakers="ivr_ru tux_da"   # two of the offline corpus's 12 speakers, never trained on
 train_seconds=380
+init=../../speechvq/assets/default.pt
 time_limit=
 max_steps=
 . ../../tools/parse_options.sh
@@ -45,12 +54,14 @@ if [ -z "$max_steps" ]; then
   [ -n "$max_steps" ] && [ "$max_steps" -gt 0 ] || { echo "$0: the probe gave no step count" >&2; exit 1; }
 fi
 
-log "Training $exp for $max_steps steps"
+init_args=(); [ -n "$init" ] && [ "$init" != none ] && init_args=(--init "$init")
+log "Training $exp for $max_steps steps${init_args[*]:+ from $init}"
 set +e
 # stage 3 of run.sh, called directly so that the time limit's SIGINT reaches the trainer alone (--foreground),
 # not its data-loader workers
 timeout --foreground -s INT -k 120 "${time_limit:-$(( train_seconds * 5 / 4 ))}" \
-  speechvq train -c "$conf" --set "${set_args[@]}" "train.max_steps=$max_steps" --exp "$exp" --device "$device"
+  speechvq train -c "$conf" --set "${set_args[@]}" "train.max_steps=$max_steps" --exp "$exp" --device "$device" \
+  "${init_args[@]}"
 status=$?
 set -e
 case $status in

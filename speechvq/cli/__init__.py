@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-at-step", type=int, default=None,
                        help="end this run after this many steps in all (saving last.pt) without changing the "
                             "learning-rate schedule; run again to continue")
+    train.add_argument("--init", default=None, metavar="CKPT",
+                       help="start a new run from the weights of this checkpoint or exported model (e.g. the "
+                            "shipped one), where shapes allow; speaker rows are matched by name")
+    train.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                       help="wall-clock budget of this run, start-up included: the cosine schedule is fitted to "
+                            "end when it is spent, and the run stops with its last checkpoint inside it")
 
     evaluate = command("eval", run_eval, "reconstruct a manifest's utterances and report quality",
                        "Encode and decode each utterance; write the decoded WAVs, report.json and report.md "

@@ -73,7 +73,10 @@ def run_train(args: argparse.Namespace) -> int:
     from ..train import train
 
     cfg = load_config(args.config, args.overrides)
-    result = train(cfg, args.exp, device=args.device, stop_at_step=args.stop_at_step)
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise SpeechVQError("--max-minutes must be positive")
+    result = train(cfg, args.exp, device=args.device, stop_at_step=args.stop_at_step, init=args.init,
+                   max_minutes=args.max_minutes)
     return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
 
 

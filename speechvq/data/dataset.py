@@ -99,6 +99,21 @@ def to_float(samples: np.ndarray) -> np.ndarray:
     return np.asarray(samples, dtype=np.float32)
 
 
+def speaker_table(entries: Sequence[Utterance], speakers: Sequence[str]) -> dict[str, int]:
+    """{speaker name: row} of the speaker table, checked against a manifest's entries.
+
+    Raises:
+        SpeechVQError: an empty manifest, or entries whose speaker is not in the table.
+    """
+    table = {name: row for row, name in enumerate(speakers)}
+    unknown = sorted({e.speaker for e in entries} - set(table))
+    if unknown:
+        raise SpeechVQError(f"manifest speakers missing from the speaker table: {', '.join(unknown[:5])}")
+    if not entries:
+        raise SpeechVQError("the manifest is empty")
+    return table
+
+
 class SegmentDataset(Dataset):
     """Fixed-length crops of manifest utterances with their speaker index.
 
@@ -119,12 +134,7 @@ class SegmentDataset(Dataset):
 
     def __init__(self, entries: Sequence[Utterance], speakers: Sequence[str], cache: AudioCache,
                  segment_samples: int, seed: int = 0, speed_perturb: float = 0.0):
-        table = {name: row for row, name in enumerate(speakers)}
-        unknown = sorted({e.speaker for e in entries} - set(table))
-        if unknown:
-            raise SpeechVQError(f"manifest speakers missing from the speaker table: {', '.join(unknown[:5])}")
-        if not entries:
-            raise SpeechVQError("the manifest is empty")
+        table = speaker_table(entries, speakers)
         self.entries = list(entries)
         self.speaker_rows = [table[e.speaker] for e in self.entries]
         self.cache = cache

@@ -37,7 +37,8 @@ class VQOutput:
         commitment_loss: scalar, mean ||z_e - sg[e]||^2 per element.
         perplexity: scalar, exp(entropy) of the batch's code histogram (K when all codes are equally used).
         used_codes: scalar int64, codes chosen at least once in the batch.
-        restarts: codes re-seeded during this pass (training only).
+        restarts: scalar int64, codes re-seeded during this pass (training only; a tensor, so that reading
+            it is the caller's choice: a training step never waits for the device).
     """
 
     z_q: Tensor
@@ -47,7 +48,7 @@ class VQOutput:
     commitment_loss: Tensor
     perplexity: Tensor
     used_codes: Tensor
-    restarts: int
+    restarts: Tensor
 
 
 class VectorQuantizer(nn.Module):
@@ -74,6 +75,34 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(not config.init_from_data))
         self.register_buffer("steps_unused", torch.zeros(size, dtype=torch.long))
         self.register_buffer("total_restarts", torch.zeros((), dtype=torch.long))
+        # Python-side copy of `initialized` once it is known to be true: reading the buffer on every step
+        # would make each training step wait for the device.
+        self._known_initialized = False
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._known_initialized = False  # the loaded buffer decides again
+        super()._load_from_state_dict(*args, **kwargs)
+
+    @property
+    def is_initialized(self) -> bool:
+        """Whether the codebook holds its data-driven initialisation (reads the device once, then caches)."""
+        if not self._known_initialized:
+            self._known_initialized = bool(self.initialized)
+        return self._known_initialized
+
+    @torch.no_grad()
+    def initialize_from(self, z_e: Tensor) -> None:
+        """Run the k-means initialisation on encoder outputs now, if it has not run yet.
+
+        A compiled training step calls this on its first batch outside the compiled region, so that the
+        compiled graph never holds the k-means loop.
+
+        Args:
+            z_e: float `[B, D, F]`.
+        """
+        if not self.is_initialized:
+            self._init_kmeans(z_e.detach().float().permute(0, 2, 1).reshape(-1, self.dim))
+            self._known_initialized = True
 
     # ------------------------------------------------------------------ public API
 
@@ -96,8 +125,9 @@ class VectorQuantizer(nn.Module):
         if dim != self.dim:
             raise ValueError(f"expected latent dim {self.dim}, got {dim}")
         flat = z_e.float().permute(0, 2, 1).reshape(-1, dim)  # (B*F, D)
-        if self.training and not bool(self.initialized):
+        if self.training and not self.is_initialized:
             self._init_kmeans(flat.detach())
+            self._known_initialized = True
 
         codes = self.nearest(flat.detach())
         quantized = F.embedding(codes, self.codebook)  # (B*F, D)
@@ -109,7 +139,7 @@ class VectorQuantizer(nn.Module):
         loss = codebook_loss + self.config.commitment_weight * commitment_loss
 
         counts = torch.bincount(codes, minlength=self.codebook_size).float()
-        restarts = 0
+        restarts = torch.zeros((), dtype=torch.long, device=z_e.device)
         if self.training:
             with torch.no_grad():
                 _all_reduce_sum(counts)
@@ -187,23 +217,27 @@ class VectorQuantizer(nn.Module):
         self.ema_embed_sum.mul_(decay).add_(embed_sum, alpha=1.0 - decay)
         total = self.ema_cluster_size.sum()
         smoothed = (self.ema_cluster_size + eps) / (total + self.codebook_size * eps) * total
-        self.codebook.data.copy_(self.ema_embed_sum / smoothed[:, None])
+        self.codebook.copy_(self.ema_embed_sum / smoothed[:, None])
 
     @torch.no_grad()
-    def _restart_dead_codes(self, flat: Tensor, counts: Tensor) -> int:
+    def _restart_dead_codes(self, flat: Tensor, counts: Tensor) -> Tensor:
+        """Re-seed codes unused for `dead_code_window` steps from this batch's encoder outputs.
+
+        Written without data-dependent shapes (a candidate for every code, kept where the code is dead), so
+        that it never waits for the device: a K x D draw per step costs far less than a host round trip.
+        """
         self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
-        dead = (self.steps_unused >= self.config.dead_code_window).nonzero().squeeze(1)
-        n_dead = int(dead.numel())
-        if n_dead == 0:
-            return 0
-        pick = torch.randint(flat.shape[0], (n_dead,), device=flat.device)
+        dead = self.steps_unused >= self.config.dead_code_window  # (K,)
+        pick = torch.randint(flat.shape[0], (self.codebook_size,), device=flat.device)
         # A little noise keeps two codes seeded from the same frame apart.
-        fresh = flat[pick] + 1e-3 * flat.std() * torch.randn(n_dead, self.dim, device=flat.device)
+        fresh = flat[pick] + 1e-3 * flat.std() * torch.randn(self.codebook_size, self.dim, device=flat.device)
         _broadcast(fresh)
-        self.codebook.data[dead] = fresh
-        self.ema_cluster_size[dead] = 1.0
-        self.ema_embed_sum[dead] = fresh
-        self.steps_unused[dead] = 0
+        column = dead.unsqueeze(1)
+        self.codebook.copy_(torch.where(column, fresh, self.codebook))
+        self.ema_embed_sum.copy_(torch.where(column, fresh, self.ema_embed_sum))
+        self.ema_cluster_size.masked_fill_(dead, 1.0)
+        self.steps_unused.masked_fill_(dead, 0)
+        n_dead = dead.sum()
         self.total_restarts.add_(n_dead)
         return n_dead
 

@@ -54,7 +54,7 @@ class VQVAEOutput:
     commitment_loss: Tensor
     perplexity: Tensor
     used_codes: Tensor
-    restarts: int
+    restarts: Tensor
     codes: Tensor
 
     @property
@@ -97,6 +97,7 @@ class SpeechVQ(nn.Module):
         self.decoder = WaveNet(config.decoder, classes=config.mu_law_classes, hop_length=config.hop_length,
                                local_channels=config.encoder.latent_dim,
                                global_channels=config.speaker_dim if mode != "none" else 0)
+        self._compiled_nll: Optional[Callable] = None
 
     @property
     def has_speakers(self) -> bool:
@@ -262,6 +263,9 @@ class SpeechVQ(nn.Module):
             VQVAEOutput with the loss to minimise and the codebook statistics.
         """
         z_e = self.encoder(wav)
+        if self._compiled_nll is not None and self.training:
+            # k-means runs outside the compiled region, once (see VectorQuantizer.initialize_from)
+            self.quantizer.initialize_from(z_e)
         vq = self.quantizer(z_e)
         if self.speaker_mode == "utterance":
             vector = self.utterance_speaker(wav, z_e, vq.z_q)
@@ -269,11 +273,54 @@ class SpeechVQ(nn.Module):
                 self._update_voices(speaker, vector.detach())
         else:
             vector = self.speaker_vectors(speaker)
-        targets = mu_law_encode(wav[:, 0], self.classes)  # (B, T)
-        # The decoder sees the previous sample: shift right, starting from silence.
-        inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(self.classes))
-        logits = self.decoder(inputs, local=vq.z_q, speaker=vector)
-        nll = F.cross_entropy(logits.float(), targets)
+        local = jitter_frames(vq.z_q, self.config.code_jitter) if self.training else vq.z_q
+        nll_fn = self._compiled_nll if (self._compiled_nll is not None and self.training) else self.teacher_forced_nll
+        nll = nll_fn(wav, local, vector)
         return VQVAEOutput(loss=nll + vq.loss, nll=nll, vq_loss=vq.loss, codebook_loss=vq.codebook_loss,
                            commitment_loss=vq.commitment_loss, perplexity=vq.perplexity,
                            used_codes=vq.used_codes, restarts=vq.restarts, codes=vq.codes)
+
+    def teacher_forced_nll(self, wav: Tensor, local: Tensor, vector: Optional[Tensor]) -> Tensor:
+        """Mean NLL (nats per sample) of the mu-law targets of `wav` given the previous samples.
+
+        Args:
+            wav: float32 `[B, 1, T]`; local: float `[B, D, F]` code vectors; vector: float `[B, speaker_dim]`
+                or None.
+
+        Returns:
+            a 0-dim float32 tensor.
+        """
+        targets = mu_law_encode(wav[:, 0], self.classes)  # (B, T)
+        # The decoder sees the previous sample: shift right, starting from silence.
+        inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(self.classes))
+        logits = self.decoder(inputs, local=local, speaker=vector)
+        return F.cross_entropy(logits.float(), targets)
+
+    def compile_training(self, enabled: bool = True) -> None:
+        """Run `teacher_forced_nll` through torch.compile in training passes (evaluation stays eager).
+
+        The decoder's gates, residual and skip sums and the cross-entropy fuse into a few kernels; with the
+        fixed crop shape of training it compiles once (about a minute on a GPU). Weights and state_dict keys
+        are unchanged, so checkpoints do not depend on it.
+        """
+        self._compiled_nll = torch.compile(self.teacher_forced_nll, dynamic=False) if enabled else None
+
+
+def jitter_frames(local: Tensor, probability: float) -> Tensor:
+    """Time jitter of code vectors (Chorowski et al. 2019): each frame takes its left or right neighbour's
+    vector with probability `probability` (half each way; the edges clamp to themselves).
+
+    Args:
+        local: float `[B, D, F]`.
+        probability: in [0, 1]; 0 returns `local` unchanged.
+
+    Returns:
+        float `[B, D, F]`; gradients flow to the vectors that were used.
+    """
+    if probability <= 0.0:
+        return local
+    batch, dim, frames = local.shape
+    draw = torch.rand(batch, frames, device=local.device)
+    shift = (draw < probability / 2).long() * -1 + ((draw >= probability / 2) & (draw < probability)).long()
+    index = (torch.arange(frames, device=local.device) + shift).clamp(0, frames - 1)
+    return local.gather(2, index.unsqueeze(1).expand(batch, dim, frames))

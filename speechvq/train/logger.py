@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 
@@ -30,8 +29,6 @@ class TrainingLogger:
 
     def __init__(self, exp_dir: Path, enabled: bool, start_step: int, max_steps: int, show_progress: bool = True):
         self.enabled = enabled
-        self.sums: dict[str, float] = defaultdict(float)
-        self.count = 0
         self.samples = 0
         self.interval_start = time.perf_counter()
         if not enabled:
@@ -47,30 +44,37 @@ class TrainingLogger:
         self.bar = tqdm(total=max_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
                         disable=not show_progress)
 
-    def step(self, metrics: dict[str, float], n_samples: int) -> None:
-        """Add one step's metrics (already Python floats) and the audio samples it consumed."""
+    def advance(self, n_samples: int) -> None:
+        """Count one step and the audio samples it consumed (the bar moves; nothing is read from the device)."""
         if not self.enabled:
             return
-        for key, value in metrics.items():
-            self.sums[key] += value
-        self.count += 1
         self.samples += n_samples
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{metrics['loss']:.3f}", ppl=f"{metrics['perplexity']:.0f}",
-                             codes=f"{metrics['used_codes']:.0f}", refresh=False)
 
-    def end_interval(self, step: int, lr: float, epoch: float) -> None:
-        """Write the interval's means (restarts: the sum) to TensorBoard and metrics.jsonl."""
-        if not self.enabled or self.count == 0:
+    def set_total(self, max_steps: int) -> None:
+        """A time-fitted run moved the end of its schedule."""
+        if self.enabled:
+            self.bar.total = max_steps
+            self.bar.refresh()
+
+    def end_interval(self, step: int, lr: float, epoch: float, totals: tuple[dict[str, float], int]) -> None:
+        """Write the interval's means (restarts: the sum) to TensorBoard and metrics.jsonl.
+
+        Args:
+            totals: (sum of each metric over the interval's steps, number of steps).
+        """
+        sums, count = totals
+        if not self.enabled or count == 0:
             return
         elapsed = time.perf_counter() - self.interval_start
-        values = {key: (total if key == "restarts" else total / self.count) for key, total in self.sums.items()}
+        values = {key: (total if key == "restarts" else total / count) for key, total in sums.items()}
         values.update(lr=lr, epoch=epoch, samples_per_s=self.samples / max(elapsed, 1e-9))
         for key, value in values.items():
             self.writer.add_scalar(f"train/{key}", value, step)
         self._append({"kind": "train", "step": step, **values})
-        self.sums.clear()
-        self.count, self.samples = 0, 0
+        self.bar.set_postfix(loss=f"{values['loss']:.3f}", ppl=f"{values['perplexity']:.0f}",
+                             codes=f"{values['used_codes']:.0f}", refresh=False)
+        self.samples = 0
         self.interval_start = time.perf_counter()
 
     def validation(self, step: int, metrics: dict[str, float], sample_rate: int,

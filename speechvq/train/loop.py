@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -23,19 +24,21 @@ from typing import Optional
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from ..atomic import write_bytes_atomic
 from ..audio import mu_law_decode, mu_law_encode
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
 from ..config import Config
 from ..data import (AudioCache, Batch, ResumableBatchSampler, SegmentDataset, collate_segments, read_manifest,
                     read_speakers)
+from ..data.device import DeviceBatches, DeviceCorpus
 from ..errors import SpeechVQError
 from ..models import SpeechVQ
 from ..models.quantizer import code_perplexity
 from .distributed import DistributedContext, any_rank, barrier, setup_distributed, teardown_distributed
 from .logger import TrainingLogger
-from .state import RunState, capture_rng, lr_factor, restore_rng, seed_everything
+from .state import RunState, ScheduleEnd, capture_rng, lr_factor, restore_rng, seed_everything
 
 # Keys a resumed run may change: they alter when things are logged or saved, not what is computed.
 RESUMABLE_CHANGES = {"train.log_every", "train.valid_every", "train.checkpoint_every", "train.max_steps",
@@ -48,7 +51,7 @@ class TrainResult:
 
     step: int
     best_valid_nll: float
-    stopped: str  # "max_steps", "stop_at_step" or "interrupted"
+    stopped: str  # "max_steps", "stop_at_step", "time_limit" or "interrupted"
 
 
 class _StopRequest:
@@ -74,7 +77,8 @@ class _StopRequest:
 
 
 def train(config: Config, exp_dir: str | Path, device: str = "auto", stop_at_step: Optional[int] = None,
-          show_progress: bool = True) -> TrainResult:
+          show_progress: bool = True, init: Optional[str | Path] = None,
+          max_minutes: Optional[float] = None) -> TrainResult:
     """Train (or resume training) a model as `config` says, writing everything into `exp_dir`.
 
     Args:
@@ -84,21 +88,28 @@ def train(config: Config, exp_dir: str | Path, device: str = "auto", stop_at_ste
         stop_at_step: end this invocation once this many steps are done (saving last.pt), without changing
             the schedule; a later run resumes from there.
         show_progress: draw a progress bar.
+        init: a checkpoint or exported model whose weights a new run starts from (where shapes allow; see
+            `checkpoint.init_from_checkpoint`); ignored when resuming.
+        max_minutes: wall-clock budget of this invocation, start-up (data, compilation) included: the cosine
+            schedule is fitted to end when it is spent (re-estimated from the measured step rate at every
+            log interval), and the run stops with its final validation and checkpoint inside it.
 
     Raises:
         SpeechVQError: missing data, a config that differs from the one the run started with, or a loss
             that became NaN or infinite (last.pt is then left as it was).
     """
+    started = time.monotonic()
     exp_dir = Path(exp_dir)
     context = setup_distributed(device)
+    deadline = started + 60.0 * max_minutes if max_minutes is not None else None
     try:
-        return _run(config, exp_dir, context, stop_at_step, show_progress)
+        return _run(config, exp_dir, context, stop_at_step, show_progress, init, deadline)
     finally:
         teardown_distributed(context)
 
 
 def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_step: Optional[int],
-         show_progress: bool) -> TrainResult:
+         show_progress: bool, init: Optional[str | Path], deadline: Optional[float]) -> TrainResult:
     cfg, device = config, context.device
     seed_everything(cfg.train.seed)
     if device.type == "cuda":
@@ -108,67 +119,199 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
         torch.backends.cudnn.allow_tf32 = True
     speakers = read_speakers(cfg.data.speakers)
     model = SpeechVQ(cfg.model, speakers=speakers).to(device)
+    # fused: one kernel for all parameters instead of several per tensor (CUDA only)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
-                                 betas=tuple(cfg.train.adam_betas), weight_decay=cfg.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg.train))
+                                 betas=tuple(cfg.train.adam_betas), weight_decay=cfg.train.weight_decay,
+                                 fused=device.type == "cuda")
+    schedule_end = ScheduleEnd(cfg.train.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg.train, schedule_end))
+    resuming = (exp_dir / "last.pt").is_file()
     state = _resume_or_start(cfg, exp_dir, context, model, optimizer, scheduler)
-
+    if state.fitted_max_steps:
+        schedule_end.max_steps = state.fitted_max_steps
+    logger = TrainingLogger(exp_dir, context.is_main, state.step, schedule_end.max_steps, show_progress)
+    if init is not None and resuming:
+        logger.message(f"resuming {exp_dir / 'last.pt'}: --init {init} is not applied again")
+    elif init is not None:
+        report = init_from_checkpoint(model, init)
+        state.history = report.history
+        logger.message(f"initialised from {init} (step {report.source_step}): {len(report.copied)} tensors copied, "
+                       f"{report.rows} speaker rows by name, {len(report.kept)} kept as built"
+                       + (f" ({', '.join(report.kept[:6])})" if report.kept else ""))
     cache = AudioCache(cfg.data.cache_dir, cfg.model.sample_rate, cfg.model.level_dbfs)
     segment = int(round(cfg.data.segment_s * cfg.model.sample_rate))
-    train_set = SegmentDataset(read_manifest(cfg.data.train_manifest), speakers, cache, segment, seed=cfg.train.seed,
-                               speed_perturb=cfg.data.speed_perturb)
+    if cfg.train.compile:
+        if segment % cfg.model.hop_length:
+            # A partial last frame takes another path through the decoder's conditioning, whose compiled
+            # gradient was wrong (uninitialised, at times NaN) with torch 2.14.1's CPU backend.
+            raise SpeechVQError(f"train.compile needs crops of whole code frames: data.segment_s = "
+                                f"{cfg.data.segment_s} s is {segment} samples, not a multiple of "
+                                f"{cfg.model.hop_length} (e.g. {cfg.model.hop_length * round(segment / cfg.model.hop_length) / cfg.model.sample_rate:g} s)")
+        model.compile_training()
+    train_entries = read_manifest(cfg.data.train_manifest)
     valid_set = SegmentDataset(read_manifest(cfg.data.valid_manifest)[:cfg.data.valid_max_utterances], speakers,
                                cache, segment, seed=cfg.train.seed)
-    sampler = ResumableBatchSampler(len(train_set), cfg.data.batch_size, cfg.train.seed, start_batch=state.batches,
-                                    rank=context.rank, world_size=context.world_size)
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers,
-                        collate_fn=collate_segments, pin_memory=device.type == "cuda",
-                        persistent_workers=cfg.data.num_workers > 0,
-                        # its own generator: creating the iterator must not draw from the global RNG,
-                        # or a resumed run's random stream would be shifted by one draw
-                        generator=torch.Generator().manual_seed(cfg.train.seed))
+    if cfg.data.loader == "device":
+        with tqdm(total=len(train_entries), desc="loading onto " + device.type, unit="file", dynamic_ncols=True,
+                  disable=not (show_progress and context.is_main)) as bar:
+            corpus = DeviceCorpus(train_entries, speakers, cache, device, progress=bar.update)
+        logger.message(f"training set on {device}: {len(corpus)} utterances, {corpus.nbytes / 2**20:.0f} MiB"
+                       + (f", {corpus.skipped} unreadable left out" if corpus.skipped else ""))
+        batches = DeviceBatches(corpus, cfg.data.batch_size, segment, cfg.train.seed, start_batch=state.batches,
+                                rank=context.rank, world_size=context.world_size)
+        epoch_of = batches.epoch_of
+    else:
+        train_set = SegmentDataset(train_entries, speakers, cache, segment, seed=cfg.train.seed,
+                                   speed_perturb=cfg.data.speed_perturb)
+        sampler = ResumableBatchSampler(len(train_set), cfg.data.batch_size, cfg.train.seed,
+                                        start_batch=state.batches, rank=context.rank, world_size=context.world_size)
+        batches = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers,
+                             collate_fn=collate_segments, pin_memory=device.type == "cuda",
+                             persistent_workers=cfg.data.num_workers > 0,
+                             # its own generator: creating the iterator must not draw from the global RNG,
+                             # or a resumed run's random stream would be shifted by one draw
+                             generator=torch.Generator().manual_seed(cfg.train.seed))
+        epoch_of = sampler.epoch_of
     wrapped = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if context.world_size > 1 else model
     use_bf16 = cfg.train.precision == "bf16" and device.type == "cuda"
-    logger = TrainingLogger(exp_dir, context.is_main, state.step, cfg.train.max_steps, show_progress)
     if cfg.train.precision == "bf16" and not use_bf16:
         logger.message("precision bf16 applies on CUDA only; training in fp32 on the CPU")
 
+    sums = _DeviceSums(device)
+    clock = _StepClock(deadline)
     saved_step, stopped = state.step, "max_steps"
+    saved_step_at_start = saved_step
     with _StopRequest() as stop:
-        for batch in loader:
-            if state.step >= cfg.train.max_steps:
+        for batch in batches:
+            if state.step >= schedule_end.max_steps:
                 break
             if stop_at_step is not None and state.step >= stop_at_step:
                 stopped = "stop_at_step"
+                break
+            if state.step > saved_step_at_start and clock.out_of_time():  # at least one step: a checkpoint
+                stopped = "time_limit"
                 break
             state.batches += 1
             state.skipped_items += batch.skipped
             if batch.wav.shape[0] == 0:
                 logger.message(f"batch {state.batches}: no readable file, skipped")
                 continue
-            metrics = _train_step(wrapped, model, optimizer, scheduler, batch.to(device), cfg, use_bf16, context,
-                                  state, saved_step)
+            _train_step(wrapped, model, optimizer, scheduler, batch.to(device), cfg, use_bf16, sums)
             state.step += 1
-            logger.step(metrics, batch.wav.shape[0] * batch.wav.shape[-1] * context.world_size)
-            if state.step % cfg.train.log_every == 0:
-                logger.end_interval(state.step, scheduler.get_last_lr()[0], sampler.epoch_of(state.batches))
-            if state.step % cfg.train.valid_every == 0:
-                _validate_and_keep_best(model, valid_set, cfg, context, state, optimizer, scheduler, exp_dir, logger)
-            if state.step % cfg.train.checkpoint_every == 0:
+            n_samples = batch.wav.shape[0] * batch.wav.shape[-1] * context.world_size
+            state.samples_seen += n_samples
+            logger.advance(n_samples)
+            at_log = state.step % cfg.train.log_every == 0
+            at_valid = state.step % cfg.train.valid_every == 0
+            at_checkpoint = state.step % cfg.train.checkpoint_every == 0
+            if at_log or at_valid or at_checkpoint:
+                # the one place a step waits for the device: the interval's sums, and the non-finite check
+                # that must pass before anything is saved
+                totals = sums.take(state.step, saved_step)
+                if at_log:
+                    logger.end_interval(state.step, scheduler.get_last_lr()[0], epoch_of(state.batches), totals)
+                if clock.refit(state.step, schedule_end):
+                    state.fitted_max_steps = schedule_end.max_steps
+                    logger.set_total(schedule_end.max_steps)
+            if at_valid:
+                with clock.validation():
+                    _validate_and_keep_best(model, valid_set, cfg, context, state, optimizer, scheduler, exp_dir,
+                                            logger)
+            if at_checkpoint:
                 _save(exp_dir / "last.pt", model, cfg, state, optimizer, scheduler, context)
                 saved_step = state.step
             if any_rank(context, stop.requested):
                 stopped = "interrupted"
                 break
     if state.step != saved_step:
+        sums.take(state.step, saved_step)
         if state.step % cfg.train.valid_every != 0:
             _validate_and_keep_best(model, valid_set, cfg, context, state, optimizer, scheduler, exp_dir, logger)
         _save(exp_dir / "last.pt", model, cfg, state, optimizer, scheduler, context)
     logger.message(f"{stopped} at step {state.step}; best valid NLL {state.best_valid_nll:.4f}; "
-                   f"{state.skipped_items} unreadable item(s) skipped")
+                   f"{state.samples_seen / 1e6:.1f} M samples seen; {state.skipped_items} unreadable item(s) skipped")
     logger.close()
     return TrainResult(state.step, state.best_valid_nll, stopped)
+
+
+class _DeviceSums:
+    """Per-step statistics summed on the device, read once per interval: a step never waits for the GPU."""
+
+    KEYS = ("loss", "nll", "vq_loss", "commitment_loss", "perplexity", "used_codes", "restarts", "grad_norm")
+
+    def __init__(self, device: torch.device):
+        self.total = torch.zeros(len(self.KEYS) + 1, device=device)  # the last slot counts non-finite losses
+        self.steps = 0
+        self.first_step = 0
+
+    def add(self, out, grad_norm: torch.Tensor) -> None:
+        values = [out.loss, out.nll, out.vq_loss, out.commitment_loss, out.perplexity, out.used_codes,
+                  out.restarts, grad_norm]
+        step_values = torch.stack([v.detach().float().reshape(()) for v in values])
+        nonfinite = (~torch.isfinite(out.loss.detach())).float().reshape(1)
+        self.total += torch.cat([torch.nan_to_num(step_values, nan=0.0, posinf=0.0, neginf=0.0), nonfinite])
+        self.steps += 1
+
+    def take(self, step: int, saved_step: int) -> tuple[dict[str, float], int]:
+        """The sums since the last call and their step count; resets.
+
+        Raises:
+            SpeechVQError: a loss was NaN or infinite in these steps.
+        """
+        values = self.total.tolist()
+        count, first = self.steps, step - self.steps + 1
+        self.total.zero_()
+        self.steps = 0
+        if values[-1] > 0:
+            raise SpeechVQError(f"the loss became NaN or infinite between steps {first} and {step}; stopping. The "
+                                f"last good checkpoint (step {saved_step}) is intact; try a lower train.lr or "
+                                f"train.grad_clip")
+        return dict(zip(self.KEYS, values[:-1])), count
+
+
+class _StepClock:
+    """Fits the schedule of a `--max-minutes` run to its deadline and says when to stop.
+
+    The first reading after warm-up steps (compilation, cuDNN autotuning) starts the clock; from then on the
+    end of the schedule is `step + rate x time left`, the rate measured over the whole run since, validation
+    included. The run stops early enough to validate and save once more before the deadline.
+    """
+
+    def __init__(self, deadline: Optional[float]):
+        self.deadline = deadline
+        self.start: Optional[tuple[int, float]] = None
+        self.validation_s = 0.0
+        self.save_margin_s = 5.0
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and \
+            time.monotonic() + self.validation_s + self.save_margin_s >= self.deadline
+
+    @contextlib.contextmanager
+    def validation(self):
+        began = time.monotonic()
+        yield
+        self.validation_s = max(self.validation_s, time.monotonic() - began)
+
+    def refit(self, step: int, schedule_end: ScheduleEnd) -> bool:
+        """Move the end of the schedule to what the time left allows; True when it moved."""
+        if self.deadline is None:
+            return False
+        now = time.monotonic()
+        if self.start is None:
+            self.start = (step, now)
+            return False
+        first_step, first_time = self.start
+        if step <= first_step or now <= first_time:
+            return False
+        rate = (step - first_step) / (now - first_time)
+        left = self.deadline - now - self.validation_s - self.save_margin_s
+        fitted = max(step + 1, step + int(rate * max(left, 0.0)))
+        if fitted == schedule_end.max_steps:
+            return False
+        schedule_end.max_steps = fitted
+        return True
 
 
 def _resume_or_start(cfg: Config, exp_dir: Path, context: DistributedContext, model: SpeechVQ,
@@ -208,21 +351,17 @@ def _changed_keys(old: dict, new: dict, prefix: str = "") -> set[str]:
 
 
 def _train_step(wrapped, model: SpeechVQ, optimizer, scheduler, batch: Batch, cfg: Config, use_bf16: bool,
-                context: DistributedContext, state: RunState, saved_step: int) -> dict[str, float]:
+                sums: _DeviceSums) -> None:
+    """One optimizer step; nothing here waits for the device (statistics go to `sums`)."""
     model.train()
     with torch.autocast(device_type=batch.wav.device.type, dtype=torch.bfloat16, enabled=use_bf16):
         out = wrapped(batch.wav, batch.speaker if model.has_speakers else None)
-    if any_rank(context, not bool(torch.isfinite(out.loss))):
-        raise SpeechVQError(f"the loss became {out.loss.item()} at step {state.step + 1}; stopping. The last good "
-                            f"checkpoint (step {saved_step}) is intact; try a lower train.lr or train.grad_clip")
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip or math.inf)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip or math.inf, foreach=True)
     optimizer.step()
     scheduler.step()
-    return {"loss": out.loss.item(), "nll": out.nll.item(), "vq_loss": out.vq_loss.item(),
-            "commitment_loss": out.commitment_loss.item(), "perplexity": out.perplexity.item(),
-            "used_codes": float(out.used_codes), "restarts": float(out.restarts), "grad_norm": float(grad_norm)}
+    sums.add(out, grad_norm)
 
 
 @torch.no_grad()

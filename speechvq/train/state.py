@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -25,19 +25,26 @@ class RunState:
         batches: global batches drawn from the sampler (can exceed `step` when a batch was all unreadable).
         best_valid_nll: the best validation NLL so far (nats per sample), inf before the first validation.
         skipped_items: training items dropped because their file could not be read.
+        samples_seen: audio samples trained on in this run (all ranks).
+        fitted_max_steps: the step count a `--max-minutes` run fitted its schedule to (0: not fitted).
+        history: the runs this one continues (`--init`), oldest first: each {"step", "samples_seen", "source"}.
     """
 
     step: int = 0
     batches: int = 0
     best_valid_nll: float = math.inf
     skipped_items: int = 0
+    samples_seen: int = 0
+    fitted_max_steps: int = 0
+    history: list = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunState":
-        return cls(**{k: values[k] for k in ("step", "batches", "best_valid_nll", "skipped_items")})
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})  # older checkpoints lack the newer keys
 
 
 def capture_rng() -> dict[str, Any]:
@@ -63,18 +70,32 @@ def restore_rng(state: dict[str, Any]) -> None:
     np.random.set_state((np_kind, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
 
 
-def lr_factor(config: TrainConfig) -> Callable[[int], float]:
-    """Multiplier of the base learning rate at each step: linear warm-up, then constant or cosine to zero."""
+def lr_factor(config: TrainConfig, schedule_end: Optional["ScheduleEnd"] = None) -> Callable[[int], float]:
+    """Multiplier of the base learning rate at each step: linear warm-up, then constant or cosine to zero.
+
+    Args:
+        config: warm-up, schedule kind and `max_steps`.
+        schedule_end: where the cosine ends, when it can move during the run (a time-fitted run); None: at
+            `config.max_steps`.
+    """
 
     def factor(step: int) -> float:
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
         if config.lr_schedule == "constant":
             return 1.0
-        progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+        end = schedule_end.max_steps if schedule_end is not None else config.max_steps
+        progress = (step - config.warmup_steps) / max(1, end - config.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+@dataclass
+class ScheduleEnd:
+    """The step at which the schedule ends; a `--max-minutes` run sets it once it has timed its steps."""
+
+    max_steps: int
 
 
 def seed_everything(seed: int) -> None:

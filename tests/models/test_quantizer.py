@@ -101,7 +101,7 @@ def test_dead_code_is_restarted():
     with torch.no_grad():
         vq.codebook[5] = 100.0  # far from every input: never chosen
     z_e = torch.randn(2, 8, 40)
-    restarts = [vq(z_e).restarts for _ in range(3)]
+    restarts = [int(vq(z_e).restarts) for _ in range(3)]
     assert restarts[:2] == [0, 0] and restarts[2] >= 1
     assert int(vq.total_restarts) == sum(restarts)
     # The re-seeded code now lies on one of the encoder outputs it was seeded from.

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# One prepared GPU session: continue the shipped model, run ablations beside it, evaluate, export.
+#
+#   ./gpu_session.sh --corpus_dir PACKED --out "$OUT"          # on a lent GPU (about 8 minutes)
+#
+# On the lent machine: torch is there, this package is run from the checkout, and soundfile, cffi, pycparser,
+# librosa, soxr, audioread, decorator, pooch, platformdirs, pystoi and constriction travel as wheels (see the
+# README's "Training on a lent GPU"); PESQ (no wheel) is left to the CPU evaluation afterwards.
+#   ./gpu_session.sh --cpu-smoke                                # the same stages on the CPU, tiny model, < 2 min
+#
+# A GPU is lent for minutes at a time, so every lease continues the model from where the last one left it
+# (--init, default the shipped speechvq/assets/default.pt) and spends the idle part of the GPU on ablations:
+# each ablation is a second continuation run beside the main one, at the same budget, with one change
+# (--ablations "name:key=value,key=value ..."), so that a change that wins is already a candidate to ship.
+#   1  manifests of --corpus_dir with the shipped model's split (10 test and 2 valid utterances per speaker,
+#      no held-out speaker) and the audio cache (--prepare_workers processes)
+#   2  throughput probe (tools/bench_train.py): the step before and after each speed change, the batch size,
+#      the compiled step, the data loaders -> WORK/probe.json; runs on the GPU while stage 1 decodes audio
+#   3  training, all runs at once: `speechvq train --init INIT --max-minutes MINUTES` with the training set
+#      held on the device (data.loader=device) and the compiled step (train.compile=true)
+#   4  export each run's best.pt, measure its code statistics (entropy coding) on --stats_files utterances
+#      (all runs at once)
+#   5  decoded (not teacher-forced) scores of the init model and every run on --eval_files test utterances
+#      (their first --eval_seconds), then WORK/summary.md (tools/session_summary.py)
+#   6  copy the exported models, the summary and the logs to --out
+# With --cpu-smoke: a synthetic corpus, conf/tiny.yaml, a tiny model trained first to stand in for the shipped
+# one, 0.35-minute runs, the CPU; every stage above runs. CI runs it (tests/test_train_continuation.py).
+set -euo pipefail
+cd "$(dirname "$0")"
+. ../../tools/recipe_defaults.sh
+corpus_dir=
+conf=conf/default.yaml
+init=../../speechvq/assets/default.pt
+minutes=5              # training budget of each run, start-up and compilation included
+# The first lease (2026-11-30, H200) ran jitter and EMA beside the main run, and all three got worse than the
+# model they started from at the same pace: the next one tells the fast path from the warm restart apart.
+ablations="control:data.loader=workers,train.compile=false,data.batch_size=32 lowlr:train.lr=5e-5"
+probe_batches="32 64 128"
+test_per_speaker=10    # the shipped model's split
+holdout_speakers=
+work=exp/gpu_session
+out=
+eval_files=12
+eval_seconds=2
+stats_files=300
+prepare_workers=$(nproc)
+device=cuda
+smoke=false
+if [ "${1:-}" = "--cpu-smoke" ]; then smoke=true; shift; fi
+. ../../tools/parse_options.sh
+# A lent GPU machine has torch but not this package installed: run it from the checkout.
+command -v speechvq > /dev/null || speechvq() { PYTHONPATH="$(cd ../.. && pwd)${PYTHONPATH:+:$PYTHONPATH}" python3 -m speechvq "$@"; }
+export PYTHONPATH="$(cd ../.. && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+
+if $smoke; then
+  work=exp/gpu_session_smoke; device=cpu; conf=conf/tiny.yaml; minutes=0.35; probe_batches="2 8"
+  overrides="data.segment_s=0.256 $overrides"   # whole code frames, as train.compile needs
+  eval_files=2; eval_seconds=0.2; stats_files=10; test_per_speaker=1; valid_per_speaker=1
+  export OMP_NUM_THREADS=1
+  rm -rf "$work"
+  corpus_dir=$work/corpus
+  log "Smoke: a synthetic corpus in $corpus_dir"
+  (cd ../.. && python3 -c "import sys; from tests.helpers import make_folder_corpus
+make_folder_corpus(sys.argv[1], speakers=3, utterances=5, seconds=0.5)" "recipes/folder/$corpus_dir")
+fi
+[ -n "$corpus_dir" ] || { echo "$0: --corpus_dir is required (or --cpu-smoke)" >&2; exit 2; }
+out=${out:-$work/out}
+mkdir -p "$work/logs" "$out"
+manifests=$work/manifests
+data=(data.train_manifest=$manifests/train.jsonl data.valid_manifest=$manifests/valid.jsonl
+      data.speakers=$manifests/speakers.json data.cache_dir=$work/cache)
+set_args=("${data[@]}"); [ -n "$overrides" ] && read -r -a extra <<< "$overrides" && set_args+=("${extra[@]}")
+
+log "Stage 2 (in the background): throughput probe of $conf"
+python3 ../../tools/bench_train.py --preset "$conf" --device "$device" --batches $probe_batches --compile \
+  --steps 10 --set "${set_args[@]}" --json "$work/probe.json" > "$work/logs/probe.log" 2>&1 &
+probe=$!
+
+log "Stage 1: manifests and audio cache of $corpus_dir"
+speechvq manifest folder "$corpus_dir" --out "$manifests" --valid-per-speaker "$valid_per_speaker" \
+  --test-per-speaker "$test_per_speaker" ${holdout_speakers:+--holdout-speakers $holdout_speakers} \
+  > "$work/logs/manifest.log" 2>&1 || { tail -n 5 "$work/logs/manifest.log" >&2; exit 1; }
+speechvq prepare -c "$conf" --set "${set_args[@]}" --manifests "$manifests" --workers "$prepare_workers" \
+  > "$work/logs/prepare.log" 2>&1 || { tail -n 5 "$work/logs/prepare.log" >&2; exit 1; }
+tail -n 1 "$work/logs/prepare.log" | tr '\r' '\n' | tail -n 1 >&2
+# a failed probe costs its numbers, not the session: the runs then take the config's batch, uncompiled
+wait $probe || { tail -n 5 "$work/logs/probe.log" >&2; log "the probe failed: config batch, eager runs"; }
+batch=$(sed -n 's/^choice: batch=//p' "$work/logs/probe.log")
+[ -n "$batch" ] || batch=$(python3 -c "from speechvq.config import load_config as l; import sys
+print(l(sys.argv[1], sys.argv[2:]).data.batch_size)" "$conf" "${set_args[@]}")
+compile=true   # the probe compared the compiled step's gradients with the eager ones on this device
+grep -q "^compile-check: ok" "$work/logs/probe.log" || { compile=false; log "compiled gradients disagree: eager runs"; }
+grep -v "Warning\|warn" "$work/logs/probe.log" >&2 || true
+python3 ../../tools/bench_train.py --preset "$conf" --device "$device" --batch "$batch" --loaders-only --set "${set_args[@]}" \
+  --loader-manifest "$manifests/train.jsonl" --speakers-file "$manifests/speakers.json" \
+  --cache-dir "$work/cache" --json "$work/loaders.json" 2>&1 | grep "^loader" >&2 || log "the loader timing failed"
+
+if $smoke; then
+  log "Smoke: a tiny model to stand in for the shipped one"
+  speechvq train -c "$conf" --set "${set_args[@]}" train.max_steps=10 --exp "$work/exp/previous" \
+    --device cpu > "$work/logs/previous.log" 2>&1
+  speechvq export "$work/exp/previous/best.pt" "$work/previous.pt" --force
+  init=$work/previous.pt
+fi
+
+runs=("main:")
+for spec in $ablations; do runs+=("$spec"); done
+log "Stage 3: ${#runs[@]} runs of $minutes min from $init at batch $batch: ${runs[*]}"
+pids=()
+for spec in "${runs[@]}"; do
+  name=${spec%%:*}; changes=${spec#*:}
+  run_set=("${set_args[@]}" data.loader=device train.compile=$compile data.batch_size="$batch")
+  [ -n "$changes" ] && IFS=, read -r -a more <<< "$changes" && run_set+=("${more[@]}")
+  rm -rf "$work/exp/$name"
+  speechvq train -c "$conf" --set "${run_set[@]}" --exp "$work/exp/$name" --device "$device" --init "$init" \
+    --max-minutes "$minutes" > "$work/logs/train_$name.log" 2>&1 &
+  pids+=($!)
+done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+[ "$failed" -eq 0 ] || { tail -n 20 "$work"/logs/train_*.log >&2; echo "$0: $failed run(s) failed" >&2; exit 1; }
+
+log "Stage 4: export and code statistics"
+mkdir -p "$work/models"
+pids=()
+for spec in "${runs[@]}"; do
+  name=${spec%%:*}
+  speechvq export "$work/exp/$name/best.pt" "$work/models/$name.pt" --force > /dev/null
+  (speechvq code-stats --model "$work/models/$name.pt" --manifest "$manifests/train.jsonl" \
+     --max-files "$stats_files" --device "$device" > "$work/logs/stats_$name.log" 2>&1
+   cp "$work/models/$name.pt" "$out/$name.pt") &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+
+log "Stage 5: decoded scores on $eval_files test utterances (first $eval_seconds s)"
+pids=()
+for name in init $(for spec in "${runs[@]}"; do echo "${spec%%:*}"; done); do
+  model=$work/models/$name.pt; [ "$name" = init ] && model=$init
+  speechvq eval --model "$model" --manifest "$manifests/test.jsonl" --out "$work/eval/$name" \
+    --max-files "$eval_files" --max-seconds "$eval_seconds" --device "$device" --plots 2 \
+    > "$work/logs/eval_$name.log" 2>&1 &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || log "an evaluation failed (see $work/logs/eval_*.log)"; done
+python3 ../../tools/session_summary.py "$work" --init "$init" > "$work/summary.md"
+cat "$work/summary.md" >&2
+
+log "Stage 6: results -> $out"
+cp "$work/summary.md" "$out/"
+tar -czf "$out/logs.tar.gz" --exclude=cache --exclude=corpus --exclude='*.pt' --exclude='*.wav' -C "$work" .
+log "Done: $(ls "$out" | tr '\n' ' ')"

@@ -1,0 +1,274 @@
+"""Training on a time budget and from earlier weights: the device loader, --init, --max-minutes, the compiled
+step, code jitter and the session script's CPU smoke run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speechvq.checkpoint import export_checkpoint, init_from_checkpoint, load_checkpoint
+from speechvq.config import load_config
+from speechvq.data import AudioCache, read_manifest
+from speechvq.data.device import DeviceBatches, DeviceCorpus
+from speechvq.errors import SpeechVQError
+from speechvq.models import SpeechVQ
+from speechvq.models.vqvae import jitter_frames
+from speechvq.train import loop, train
+from speechvq.train.state import ScheduleEnd
+from tests.test_train import small_config, states_close
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def device_corpus(root: Path) -> DeviceCorpus:
+    cfg = small_config(root)
+    entries = read_manifest(cfg.data.train_manifest)
+    speakers = json.loads(Path(cfg.data.speakers).read_text())["speakers"]
+    return DeviceCorpus(entries, speakers, AudioCache(cfg.data.cache_dir, 16000, cfg.model.level_dbfs), "cpu")
+
+
+def test_device_crops_are_the_cached_samples_and_silence_past_the_end(corpus):
+    held = device_corpus(corpus)
+    cache = AudioCache(small_config(corpus).data.cache_dir, 16000, small_config(corpus).model.level_dbfs)
+    entries = read_manifest(small_config(corpus).data.train_manifest)
+    first = np.asarray(cache.load(entries[0].path)).astype(np.float32) / 32767.0
+    length = first.shape[0]
+    crops, speakers = held.crops([0, 0], [5, length - 10], 40)
+    assert speakers.tolist() == [held.speaker_rows[0].item()] * 2
+    assert crops.shape == (2, 1, 40) and crops.dtype == torch.float32
+    np.testing.assert_array_equal(crops[0, 0].numpy(), first[5:45])
+    np.testing.assert_array_equal(crops[1, 0, :10].numpy(), first[-10:])
+    assert not crops[1, 0, 10:].any()  # past the utterance's end: silence, not the next utterance
+    assert held.nbytes == 2 * int(held.lengths.sum())
+
+
+def test_device_batches_are_a_pure_function_of_seed_and_batch_number(corpus):
+    held = device_corpus(corpus)
+    a, b = DeviceBatches(held, 3, 200, seed=5), DeviceBatches(held, 3, 200, seed=5, start_batch=2)
+    third = next(iter(b))
+    torch.testing.assert_close(a.batch(2).wav, third.wav, rtol=0, atol=0)
+    assert torch.equal(a.batch(2).speaker, third.speaker)
+    assert not torch.equal(a.batch(1).wav, a.batch(2).wav)
+    assert not torch.equal(DeviceBatches(held, 3, 200, seed=6).batch(2).wav, third.wav)
+
+
+def test_resumed_run_on_the_device_loader_continues_exactly(corpus):
+    cfg = small_config(corpus, "data.loader=device", "model.quantizer.dead_code_window=3")
+    train(cfg, corpus / "straight", device="cpu", show_progress=False)
+    train(cfg, corpus / "resumed", device="cpu", stop_at_step=3, show_progress=False)
+    train(cfg, corpus / "resumed", device="cpu", show_progress=False)
+    a, b = load_checkpoint(corpus / "straight" / "last.pt"), load_checkpoint(corpus / "resumed" / "last.pt")
+    assert a.step == b.step == 8
+    states_close(a.model_state, b.model_state)
+    assert a.extra["run"]["samples_seen"] == b.extra["run"]["samples_seen"] == 8 * 2 * 800
+
+
+def test_speed_perturbation_needs_the_worker_loader():
+    with pytest.raises(Exception, match="data.speed_perturb"):
+        load_config("tiny", ["data.loader=device", "data.speed_perturb=0.1"])
+
+
+def teacher_forced_nll(model: SpeechVQ, wav: torch.Tensor, speaker: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float(model(wav, speaker).nll)
+
+
+def test_init_starts_where_the_source_left_off_and_matches_speakers_by_name(tmp_path):
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    source = SpeechVQ(cfg.model, speakers=["ann", "bob", "cy"])
+    source.train()
+    source(0.1 * torch.randn(2, 1, 1024), torch.tensor([0, 1]))  # k-means on data: initialised
+    from speechvq.checkpoint import save_checkpoint
+    save_checkpoint(tmp_path / "source.pt", source, cfg, step=7)
+    export_checkpoint(tmp_path / "source.pt", tmp_path / "exported.pt")
+    wav = 0.1 * torch.randn(2, 1, 1024)
+
+    for path in ("source.pt", "exported.pt"):
+        same = SpeechVQ(cfg.model, speakers=["ann", "bob", "cy"])
+        report = init_from_checkpoint(same, tmp_path / path)
+        assert report.kept == [] and report.rows == 3 and report.source_step == 7
+        assert teacher_forced_nll(same, wav, torch.tensor([0, 2])) == pytest.approx(
+            teacher_forced_nll(source, wav, torch.tensor([0, 2])), abs=1e-6)
+        assert report.history[-1]["step"] == 7
+
+    # another table: rows follow the names; a new speaker keeps its fresh row
+    other = SpeechVQ(cfg.model, speakers=["cy", "dee", "ann"])
+    fresh_row = other.speaker_embedding.weight[1].detach().clone()
+    report = init_from_checkpoint(other, tmp_path / "source.pt")
+    assert report.rows == 2
+    torch.testing.assert_close(other.speaker_embedding.weight[0], source.speaker_embedding.weight[2])
+    torch.testing.assert_close(other.speaker_embedding.weight[2], source.speaker_embedding.weight[0])
+    torch.testing.assert_close(other.speaker_embedding.weight[1], fresh_row)
+
+
+def test_init_into_an_ema_codebook_reseeds_its_statistics(tmp_path):
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    source = SpeechVQ(cfg.model, speakers=["ann"])
+    source.train()
+    source(0.1 * torch.randn(2, 1, 1024), torch.tensor([0, 0]))
+    from speechvq.checkpoint import save_checkpoint
+    save_checkpoint(tmp_path / "source.pt", source, cfg)
+    ema = SpeechVQ(load_config("tiny", ["model.quantizer.ema=true"]).model, speakers=["ann"])
+    init_from_checkpoint(ema, tmp_path / "source.pt")
+    codebook = source.quantizer.codebook.detach()
+    torch.testing.assert_close(ema.quantizer.ema_embed_sum, codebook)
+    assert torch.equal(ema.quantizer.ema_cluster_size, torch.ones(codebook.shape[0]))
+
+
+def test_init_refuses_codes_of_another_rate_or_size(tmp_path):
+    cfg = load_config("tiny")
+    from speechvq.checkpoint import save_checkpoint
+    save_checkpoint(tmp_path / "source.pt", SpeechVQ(cfg.model), cfg)
+    other = SpeechVQ(load_config("tiny", ["model.quantizer.codebook_size=32"]).model)
+    with pytest.raises(SpeechVQError, match="do not match"):
+        init_from_checkpoint(other, tmp_path / "source.pt")
+
+
+def test_train_init_records_history_and_is_not_applied_on_resume(corpus):
+    first = train(small_config(corpus, "train.max_steps=2"), corpus / "first", device="cpu", show_progress=False)
+    assert first.step == 2
+    export_checkpoint(corpus / "first" / "last.pt", corpus / "first.pt")
+    cfg = small_config(corpus, "train.max_steps=4")
+    train(cfg, corpus / "second", device="cpu", stop_at_step=2, init=corpus / "first.pt", show_progress=False)
+    run = load_checkpoint(corpus / "second" / "last.pt").extra["run"]
+    assert run["history"] == [{"step": 2, "samples_seen": 2 * 2 * 800, "source": "first.pt"}]
+    # resuming: the weights come from last.pt, not from --init again
+    before = load_checkpoint(corpus / "second" / "last.pt").model_state
+    train(cfg, corpus / "second", device="cpu", stop_at_step=2, init=corpus / "first.pt", show_progress=False)
+    states_close(before, load_checkpoint(corpus / "second" / "last.pt").model_state)
+    exported = export_checkpoint(corpus / "second" / "last.pt", corpus / "second.pt")
+    assert exported.extra["history"] == run["history"] and exported.extra["samples_seen"] == 2 * 2 * 800
+
+
+class FakeClock:
+    """time.monotonic for the loop: every reading advances by `tick` seconds."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 1000.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_step_clock_fits_the_schedule_to_the_time_left(monkeypatch):
+    clock_time = FakeClock(0.0)
+    monkeypatch.setattr(loop.time, "monotonic", clock_time)
+    clock = loop._StepClock(deadline=1000.0 + 100.0)
+    end = ScheduleEnd(10_000)
+    assert not clock.refit(10, end)  # the first reading starts the clock (compilation excluded)
+    clock_time.now += 10.0  # 20 steps in 10 s: 2 steps/s
+    assert clock.refit(30, end)
+    # at 1010 s: 90 s left, less the 5 s kept to save: 85 s x 2 steps/s after step 30
+    assert end.max_steps == 30 + 170
+    assert not clock.out_of_time()
+    clock_time.now = 1000.0 + 96.0
+    assert clock.out_of_time()
+
+
+def test_max_minutes_fits_the_schedule_and_ends_inside_the_budget(corpus, monkeypatch):
+    clock = FakeClock(0.05)  # every reading: 50 ms later
+    monkeypatch.setattr(loop.time, "monotonic", clock)
+    cfg = small_config(corpus, "train.max_steps=100000", "train.valid_every=100000")
+    result = train(cfg, corpus / "timed", device="cpu", max_minutes=0.1, show_progress=False)
+    run = load_checkpoint(corpus / "timed" / "last.pt").extra["run"]
+    assert result.stopped in ("max_steps", "time_limit")  # the fitted end, or the deadline, whichever first
+    assert 0 < run["fitted_max_steps"] < 1000 and 0 < result.step <= run["fitted_max_steps"]
+    assert clock.now - 1000.0 <= 6.0 + 1.0  # 0.1 min, plus the readings of the final validation and save
+
+
+def test_code_jitter_takes_neighbours_only_in_training():
+    torch.manual_seed(0)
+    local = torch.arange(2 * 3 * 50, dtype=torch.float32).reshape(2, 3, 50)
+    assert jitter_frames(local, 0.0) is local
+    jittered = jitter_frames(local, 1.0)
+    frames = (jittered[:, 0] - local[:, 0, :1]) / 1.0  # channel 0 counts frames 0..49 (+ 50 x channel offset)
+    moved = frames - torch.arange(50)
+    assert set(moved.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    assert (moved[:, 1:-1] != 0).all()  # p = 1: every inner frame took a neighbour
+    assert torch.equal(jittered[:, 1] - jittered[:, 0], local[:, 1] - local[:, 0])  # whole vectors move
+    half = jitter_frames(local, 0.25)
+    share = (half != local).any(dim=1).float().mean().item()
+    assert 0.15 < share < 0.35
+
+    model = SpeechVQ(load_config("tiny", ["model.code_jitter=0.5"]).model, speakers=["a"])
+    wav = 0.1 * torch.randn(1, 1, 1024)
+    model.eval()
+    with torch.no_grad():
+        assert float(model(wav, torch.tensor([0])).nll) == float(model(wav, torch.tensor([0])).nll)
+
+
+def test_compiled_training_matches_eager_and_refuses_partial_frames(corpus):
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    eager = SpeechVQ(cfg.model, speakers=["a", "b"]).train()
+    wav, speaker = 0.1 * torch.randn(2, 1, 1024), torch.tensor([0, 1])
+    eager(wav, speaker)  # k-means
+    compiled = SpeechVQ(cfg.model, speakers=["a", "b"]).train()
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile_training()
+    for model in (eager, compiled):
+        model.zero_grad()
+        model(wav, speaker).loss.backward()
+    for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
+        if a.grad is not None:
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-6, msg=name)
+    with pytest.raises(SpeechVQError, match="whole code frames"):
+        train(small_config(corpus, "train.compile=true", "data.segment_s=0.05"), corpus / "c", device="cpu",
+              show_progress=False)
+
+
+@pytest.mark.slow
+def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
+    from tests.test_recipes import recipe_copy
+
+    recipe = recipe_copy(tmp_path, "folder")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(["bash", "gpu_session.sh", "--cpu-smoke"], cwd=recipe, capture_output=True, text=True,
+                            env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = recipe / "exp" / "gpu_session_smoke" / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["control.pt", "logs.tar.gz", "lowlr.pt", "main.pt", "summary.md"]
+    summary = (out / "summary.md").read_text()
+    for run in ("main", "control", "lowlr", "init"):
+        assert f"| {run} |" in summary
+    assert "| compiled |" in summary and "| before |" in summary
+    main_run = load_checkpoint(out / "main.pt")
+    assert main_run.extra["history"][-1]["source"] == "previous.pt" and main_run.code_statistics is not None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
+def test_training_steps_never_wait_for_the_gpu(corpus, monkeypatch):
+    # Between log intervals a step must queue work and return: any host sync (.item(), bool(tensor),
+    # nonzero, a pageable copy) raises under the "error" sync-debug mode. Intervals and validation are
+    # pushed past the steps run here, which end with a stop request checked on the host only.
+    cfg = small_config(corpus, "data.loader=device", "data.segment_s=0.064", "train.log_every=1000",
+                       "train.valid_every=1000", "train.checkpoint_every=1000", "train.max_steps=1000")
+    calls = {"n": 0}
+    original = loop._train_step
+
+    def strict_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first step initialises the codebook (k-means reads the device)
+            return original(*args, **kwargs)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return original(*args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    monkeypatch.setattr(loop, "_train_step", strict_step)
+    result = train(cfg, corpus / "gpu", device="cuda", stop_at_step=5, show_progress=False)
+    assert result.step == 5 and calls["n"] == 5

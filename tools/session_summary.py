@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Summarise a GPU session's work folder (recipes/folder/gpu_session.sh) as Markdown on stdout.
+
+    python tools/session_summary.py recipes/folder/exp/gpu_session --init speechvq/assets/default.pt
+
+Tables: the throughput probe (each speed change against the step as it was, measured in one process), the
+data loaders, each training run (steps, samples seen, samples/s, best validation NLL, wall time), and the
+decoded scores of the init model and of every run on the same test utterances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _fmt(value, digits: int) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def probe_table(work: Path) -> list[str]:
+    """The probe's rows: variant, batch, ms/step, samples/s, ratio to the step as it was."""
+    path = work / "probe.json"
+    if not path.is_file():
+        return ["(no probe.json)"]
+    probe = json.loads(path.read_text())
+    lines = [f"Throughput probe on {probe['device']} ({probe['precision']}, crops of {probe['crop_s']} s; "
+             f"chosen batch {probe['chosen_batch']}):", "",
+             "| variant | batch | ms/step | samples/s | x before | peak GiB |", "| --- | --- | --- | --- | --- | --- |"]
+    for row in probe["rows"]:
+        lines.append(f"| {row['variant']} | {row['batch']} | {row['s_per_step'] * 1e3:.1f} | "
+                     f"{row['samples_per_s']:,.0f} | {row['x_before']:.2f} | {_fmt(row.get('peak_gib'), 1)} |")
+    loaders = work / "loaders.json"
+    if loaders.is_file():
+        lines += ["", "| loader | batches/s (no training) |", "| --- | --- |"]
+        for row in json.loads(loaders.read_text()).get("loaders", []):
+            lines.append(f"| {row['loader']} | {row['batches_per_s']:.1f} |")
+    return lines
+
+
+def run_rows(work: Path) -> list[str]:
+    """One row per training run, from its metrics.jsonl and last checkpoint."""
+    import torch
+
+    lines = ["| run | steps | samples seen (M) | samples/s (median interval) | best valid NLL | changes |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for exp in sorted((work / "exp").glob("*/")):
+        if exp.name == "previous" or not (exp / "last.pt").is_file():
+            continue
+        metrics = _read_jsonl(exp / "metrics.jsonl")
+        rates = sorted(m["samples_per_s"] for m in metrics if m.get("kind") == "train")
+        valid = [m["nll"] for m in metrics if m.get("kind") == "valid"]
+        state = torch.load(exp / "last.pt", map_location="cpu", weights_only=True)["extra"]["run"]
+        config = (exp / "config.yaml").read_text()
+        lines.append(f"| {exp.name} | {state['step']} | {state.get('samples_seen', 0) / 1e6:,.1f} | "
+                     f"{_fmt(rates[len(rates) // 2] if rates else None, 0)} | {_fmt(min(valid) if valid else None, 4)} | "
+                     f"{_changes(config)} |")
+    return lines
+
+
+def _changes(config_text: str) -> str:
+    import yaml
+
+    config = yaml.safe_load(config_text)
+    found = []
+    if config["model"].get("code_jitter", 0.0):
+        found.append(f"code_jitter={config['model']['code_jitter']}")
+    if config["model"]["quantizer"].get("ema"):
+        found.append("EMA codebook")
+    return ", ".join(found) or "-"
+
+
+def eval_rows(work: Path) -> list[str]:
+    """Decoded scores (means over the same test utterances) of the init model and each run."""
+    lines = ["| model | files | PESQ-WB | STOI | MCD (dB) | SI-SDR (dB) | file bit/s |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for report_path in sorted((work / "eval").glob("*/report.json")):
+        report = json.loads(report_path.read_text())
+        mean = report["mean"]
+        lines.append(f"| {report_path.parent.name} | {len(report['files'])} | {_fmt(mean.get('pesq_wb'), 2)} | "
+                     f"{_fmt(mean.get('stoi'), 3)} | {_fmt(mean.get('mcd_db'), 2)} | {_fmt(mean.get('si_sdr_db'), 2)} | "
+                     f"{_fmt(mean.get('file_bps'), 0)} |")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("work", type=Path)
+    parser.add_argument("--init", default=None, help="the model the runs started from")
+    args = parser.parse_args()
+    lines = ["# GPU session summary", "", f"Runs continued from `{args.init}`." if args.init else "", ""]
+    lines += probe_table(args.work) + ["", "## Training runs", ""] + run_rows(args.work)
+    lines += ["", "## Decoded scores (init = the model the runs started from)", ""] + eval_rows(args.work)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
