@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,17 +58,66 @@ def read_audio_file(path: str | os.PathLike) -> tuple[Tensor, int]:
     Raises:
         SpeechVQError: the file is missing, unreadable, or holds no samples.
     """
-    import soundfile
-
     path = Path(path)
     if not path.is_file():
         raise SpeechVQError(f"no such audio file: {path}")
+    return _read_sound(str(path), f"audio file {path}")
+
+
+def read_audio_bytes(data: bytes, label: str = "the uploaded audio") -> tuple[Tensor, int]:
+    """Read the bytes of an audio file (WAV, FLAC, OGG, MP3: what libsndfile reads) as they are stored.
+
+    Args:
+        data: the whole file.
+        label: how messages name it (e.g. "the upload voice.mp3").
+
+    Returns:
+        (float32 `[C, T]` in [-1, 1], sample rate in Hz).
+
+    Raises:
+        SpeechVQError: empty bytes, bytes libsndfile cannot read, or no samples.
+    """
+    import io
+
+    if not data:
+        raise SpeechVQError(f"{label} is empty (0 bytes)")
+    return _read_sound(io.BytesIO(data), label)
+
+
+def audio_info(data: bytes, label: str = "the uploaded audio") -> tuple[int, float]:
+    """Channels and duration (seconds) of audio file bytes from the header alone, without decoding.
+
+    Raises:
+        SpeechVQError: as `read_audio_bytes`.
+    """
+    import io
+
+    import soundfile
+
+    if not data:
+        raise SpeechVQError(f"{label} is empty (0 bytes)")
     try:
-        data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        info = soundfile.info(io.BytesIO(data))
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise SpeechVQError(f"cannot read audio file {path}: {err}") from None
+        raise SpeechVQError(f"cannot read {label}: {_libsndfile_reason(err)}") from None
+    return int(info.channels), float(info.duration)
+
+
+def _libsndfile_reason(err: Exception) -> str:
+    """libsndfile's reason without the file object's repr that soundfile puts before it for in-memory files."""
+    return re.sub(r"^Error opening <[^>]*>: ", "", str(err))
+
+
+def _read_sound(source, label: str) -> tuple[Tensor, int]:
+    """soundfile.read of a path or file object, with the failures as SpeechVQError."""
+    import soundfile
+
+    try:
+        data, file_rate = soundfile.read(source, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise SpeechVQError(f"cannot read {label}: {_libsndfile_reason(err)}") from None
     if data.shape[0] == 0 or data.shape[1] == 0:
-        raise SpeechVQError(f"audio file {path} holds no samples")
+        raise SpeechVQError(f"{label} holds no samples")
     return torch.from_numpy(data.T.copy()), int(file_rate)
 
 
@@ -80,6 +130,27 @@ def save_audio(path: str | os.PathLike, wav: Tensor, sample_rate: int) -> None:
         wav: float `[T]` or `[C, T]` in [-1, 1]; values outside are clipped.
         sample_rate: in Hz.
     """
+    suffix = Path(path).suffix.lower()
+    with atomic_path(path) as tmp:
+        _write_sound(str(tmp), wav, sample_rate, suffix)
+
+
+def audio_bytes(wav: Tensor, sample_rate: int, suffix: str = ".wav") -> bytes:
+    """The bytes of an audio file holding a waveform, as `save_audio` would write it (no file is written).
+
+    Args:
+        wav: float `[T]` or `[C, T]` in [-1, 1]; values outside are clipped.
+        sample_rate: in Hz.
+        suffix: ".wav", ".flac" or ".ogg".
+    """
+    import io
+
+    buffer = io.BytesIO()
+    _write_sound(buffer, wav, sample_rate, suffix.lower())
+    return buffer.getvalue()
+
+
+def _write_sound(target, wav: Tensor, sample_rate: int, suffix: str) -> None:
     import soundfile
 
     wav = wav.detach().to("cpu", torch.float32)
@@ -88,10 +159,8 @@ def save_audio(path: str | os.PathLike, wav: Tensor, sample_rate: int) -> None:
     if wav.dim() != 2:
         raise ValueError(f"expected [T] or [C, T] audio, got shape {tuple(wav.shape)}")
     data = wav.clamp(-1.0, 1.0).T.contiguous().numpy()
-    suffix = Path(path).suffix.lower()
     subtype = "VORBIS" if suffix == ".ogg" else "PCM_16"
-    with atomic_path(path) as tmp:
-        soundfile.write(str(tmp), data, sample_rate, subtype=subtype, format=_sf_format(suffix))
+    soundfile.write(target, data, sample_rate, subtype=subtype, format=_sf_format(suffix))
 
 
 def _sf_format(suffix: str) -> str:
@@ -99,6 +168,39 @@ def _sf_format(suffix: str) -> str:
     if suffix not in formats:
         raise SpeechVQError(f"cannot write audio with extension {suffix!r} (use {', '.join(formats)})")
     return formats[suffix]
+
+
+CLIP_LEVEL = 0.999
+CLIP_FRACTION = 0.001  # more samples than this at full scale: warn that the input looks clipped
+
+
+def prepare_for_model(wav: Tensor, file_rate: int, sample_rate: int, label: str) -> tuple[Tensor, list[str]]:
+    """Audio as read (`read_audio_file`/`read_audio_bytes`) made ready for a model: mono, at its rate.
+
+    Args:
+        wav: float32 `[C, T]` as stored.
+        file_rate: its sample rate in Hz.
+        sample_rate: the model's, in Hz.
+        label: how notes and errors name the input.
+
+    Returns:
+        (float32 `[T']` mono at `sample_rate`, notes for the user: "note: ..." on what was changed,
+        "warning: ..." on what looks wrong, e.g. clipping).
+
+    Raises:
+        SpeechVQError: NaN or infinite samples.
+    """
+    notes = []
+    if wav.shape[0] > 1:
+        notes.append(f"note: {label}: downmixed {wav.shape[0]} channels to mono")
+    if file_rate != sample_rate:
+        notes.append(f"note: {label}: resampled {file_rate} Hz -> {sample_rate} Hz")
+    if not torch.isfinite(wav).all():
+        raise SpeechVQError(f"{label} holds NaN or infinite samples")
+    clipped = float((wav.abs() >= CLIP_LEVEL).float().mean())
+    if clipped > CLIP_FRACTION:
+        notes.append(f"warning: {label} looks clipped ({100 * clipped:.2f}% of samples at full scale)")
+    return resample(wav.mean(dim=0), file_rate, sample_rate), notes
 
 
 def resample(wav: Tensor, orig_rate: int, new_rate: int) -> Tensor:

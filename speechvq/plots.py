@@ -42,6 +42,13 @@ def save_spectrogram_grid(path: str | os.PathLike, rows: Sequence[Sequence[tuple
         rows: per row, (label, float `[T]` waveform) pairs at `sample_rate` Hz; rows may differ in length.
         row_titles: prefixed to the labels of each row's first panel.
     """
+    with atomic_path(path) as tmp:
+        _spectrogram_figure(tmp, rows, sample_rate, row_titles, title)
+
+
+def _spectrogram_figure(target, rows: Sequence[Sequence[tuple[str, Tensor]]], sample_rate: int,
+                        row_titles: Sequence[str], title: str) -> None:
+    """Draw the grid of `save_spectrogram_grid` and save it as PNG to a path or binary file object."""
     plt = _pyplot()
     grid = [[(label, log_mel_spectrogram(wav, sample_rate).numpy()) for label, wav in row] for row in rows]
     top = max(float(s.max()) for row in grid for _, s in row)
@@ -69,9 +76,21 @@ def save_spectrogram_grid(path: str | os.PathLike, rows: Sequence[Sequence[tuple
     figure.colorbar(image, ax=axes.ravel().tolist(), label="dB", pad=0.01, fraction=0.03)
     if title:
         figure.suptitle(title, fontsize=11)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
+    figure.savefig(target, format="png")
     plt.close(figure)
+
+
+def spectrograms_png(named: Sequence[tuple[str, Tensor]], sample_rate: int, title: str = "") -> bytes:
+    """The PNG `save_spectrograms` writes, as bytes (nothing touches the disk).
+
+    Args:
+        named: (label, float `[T]` waveform) pairs, all at `sample_rate` Hz.
+    """
+    import io
+
+    buffer = io.BytesIO()
+    _spectrogram_figure(buffer, [[item] for item in named], sample_rate, (), title)
+    return buffer.getvalue()
 
 
 def save_code_histogram(path: str | os.PathLike, counts: np.ndarray, title: str = "") -> None:
@@ -94,3 +113,4 @@ def save_code_histogram(path: str | os.PathLike, counts: np.ndarray, title: str 
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
     plt.close(figure)
+

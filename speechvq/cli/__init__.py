@@ -9,6 +9,7 @@
     speechvq convert a.wav --speaker p226 --model exp/tiny/best.pt       # voice conversion
     speechvq encode a.wav --model exp/tiny/best.pt && speechvq decode a.svq --model exp/tiny/best.pt
     speechvq info a.svq                                                 # header and bitrates
+    speechvq serve                                                      # a web page on http://127.0.0.1:7860/
 
 Expected failures (`SpeechVQError`) print one line `speechvq: error: ...` on stderr and exit 1; usage
 errors exit 2 (argparse); Ctrl-C exits 130. Anything else is a bug and keeps its traceback.
@@ -25,8 +26,10 @@ from typing import Callable, Optional, Sequence
 from ..config import load_config, preset_names
 from ..errors import SpeechVQError
 from ..version import __version__
+from ..web import DEFAULT_MAX_SECONDS, DEFAULT_MAX_UPLOAD_MB
 from .codec_commands import run_code_stats, run_decode, run_encode, run_export, run_info
 from .demo import run_demo
+from .serve import run_serve
 from .workflow import run_convert, run_download, run_eval, run_manifest, run_prepare, run_train
 
 EXIT_ERROR = 1
@@ -218,6 +221,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="voices to convert into (default: carlo june)")
     demo.add_argument("--seconds", type=float, default=None, help="use only the first S seconds of the sample")
     add_decoding_arguments(demo)
+
+    serve = command("serve", run_serve, "a local web page to try the codec and voice conversion",
+                    "Serve a page where you upload or record speech (or pick the shipped sample), hear it decoded "
+                    "and converted, see the spectrograms, bitrates and real-time factors, and download the .svq "
+                    "file. Needs the web extra: pip install 'speechvq[web]'. Binds to 127.0.0.1 unless --host "
+                    "says otherwise.",
+                    ["speechvq serve", "speechvq serve --model exp/paper/best.pt --port 8000 --max-seconds 60"])
+    serve.add_argument("--model", default=None, help="checkpoint (.pt); default: the shipped model")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest upload accepted, MB")
+    serve.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="longest audio accepted, seconds")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                       help="the web server's logging")
+    add_decoding_arguments(serve)
 
     export = command("export", run_export, "write an inference copy of a checkpoint (weights only)",
                      "Drop the optimiser, scheduler and resume state from a training checkpoint: about a third of "

@@ -19,8 +19,6 @@ from ..audio import AUDIO_EXTENSIONS
 from ..errors import SpeechVQError
 from .common import decode_options, progress_bar
 
-CLIP_LEVEL = 0.999
-CLIP_FRACTION = 0.001  # more samples than this at full scale: warn that the input looks clipped
 
 
 def expand_inputs(items: Iterable[str], suffixes: tuple[str, ...]) -> list[Path]:
@@ -92,21 +90,13 @@ def load_codec(args: argparse.Namespace):
 
 def read_for_model(source: Path, sample_rate: int):
     """Mono float32 `[T]` at `sample_rate`, with notes on stderr about what was changed or looks wrong."""
-    import torch
-
-    from ..audio import read_audio_file, resample
+    from ..audio import prepare_for_model, read_audio_file
 
     wav, file_rate = read_audio_file(source)
-    if wav.shape[0] > 1:
-        print(f"note: {source}: downmixed {wav.shape[0]} channels to mono", file=sys.stderr)
-    if file_rate != sample_rate:
-        print(f"note: {source}: resampled {file_rate} Hz -> {sample_rate} Hz", file=sys.stderr)
-    if not torch.isfinite(wav).all():
-        raise SpeechVQError(f"{source} holds NaN or infinite samples")
-    clipped = float((wav.abs() >= CLIP_LEVEL).float().mean())
-    if clipped > CLIP_FRACTION:
-        print(f"warning: {source} looks clipped ({100 * clipped:.2f}% of samples at full scale)", file=sys.stderr)
-    return resample(wav.mean(dim=0), file_rate, sample_rate)
+    mono, notes = prepare_for_model(wav, file_rate, sample_rate, str(source))
+    for note in notes:
+        print(note, file=sys.stderr)
+    return mono
 
 
 def parse_metadata(items: Optional[list[str]]) -> Optional[dict[str, str]]:
