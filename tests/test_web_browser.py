@@ -68,8 +68,10 @@ def browser(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    # the fake capture device plays a beep as the microphone, and the fake UI grants access without asking
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1700",
-                     "--autoplay-policy=no-user-gesture-required"):
+                     "--autoplay-policy=no-user-gesture-required", "--use-fake-device-for-media-stream",
+                     "--use-fake-ui-for-media-stream"):
         options.add_argument(argument)
     options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path / "downloads"),
                                               "download.prompt_for_download": False})
@@ -153,3 +155,25 @@ def test_a_bad_file_gets_a_message_on_the_page(server_url, browser, tmp_path):
                     and browser.find_element(By.ID, "error").text, 30, "the error message")
     assert "cannot read" in message and "not-audio.wav" in message
     assert not browser.find_element(By.ID, "results").is_displayed()
+
+
+def test_a_microphone_recording_is_coded(server_url, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server_url)
+    _wait(lambda: "voices:" in browser.find_element(By.ID, "model-info").text, 30, "the model description")
+    record = browser.find_element(By.ID, "record")
+    assert record.is_displayed()
+    record.click()
+    _wait(lambda: record.text == "Stop recording", 10, "the recording to start")
+    time.sleep(1.5)
+    record.click()
+    chosen = _wait(lambda: "recording" in browser.find_element(By.ID, "chosen").text
+                   and browser.find_element(By.ID, "chosen").text, 10, "the recording to be converted to WAV")
+    assert "a recording" in chosen
+    browser.find_element(By.ID, "run").click()
+    _wait(lambda: browser.find_element(By.ID, "results").is_displayed()
+          or browser.find_element(By.ID, "error").is_displayed(), RESULT_TIMEOUT_S, "the result")
+    assert not browser.find_element(By.ID, "error").is_displayed(), browser.find_element(By.ID, "error").text
+    figures = browser.find_element(By.ID, "figures").text
+    assert "recording.wav (audio)" in figures
