@@ -337,6 +337,41 @@ def mu_law_decode(codes: Tensor, classes: int = 256) -> Tensor:
     return AF.mu_law_decoding(codes, classes).to(torch.float32)
 
 
+def pre_emphasis(wav: Tensor, coefficient: float) -> Tensor:
+    """First-order pre-emphasis y[t] = x[t] - c x[t-1] along the last axis (x[-1] = 0); c = 0 returns `wav`.
+
+    LPCNet codes 0.85-pre-emphasised speech: the tilt lifts the quiet high frequencies before mu-law's
+    8 bits, so the decoder's quantisation noise, shaped back by `de_emphasis`, falls under the formants.
+
+    Args:
+        wav: float `[..., T]`.
+        coefficient: c in [0, 1).
+
+    Returns:
+        float `[..., T]`, same dtype; can exceed [-1, 1] by up to a factor 1 + c.
+    """
+    if coefficient == 0.0:
+        return wav
+    return torch.cat([wav[..., :1], wav[..., 1:] - coefficient * wav[..., :-1]], dim=-1)
+
+
+def de_emphasis(wav: Tensor, coefficient: float) -> Tensor:
+    """The inverse of `pre_emphasis`: y[t] = x[t] + c y[t-1] along the last axis (an IIR filter; c = 0: `wav`).
+
+    Args:
+        wav: float `[..., T]`.
+        coefficient: c in [0, 1).
+
+    Returns:
+        float `[..., T]`, same dtype.
+    """
+    if coefficient == 0.0:
+        return wav
+    filtered = AF.lfilter(wav.to(torch.float64), torch.tensor([1.0, -coefficient], dtype=torch.float64),
+                          torch.tensor([1.0, 0.0], dtype=torch.float64), clamp=False)
+    return filtered.to(wav.dtype)
+
+
 def mu_law_silence(classes: int = 256) -> int:
     """The class that decodes closest to 0.0 (128 of 256): the decoder's first input."""
     return classes // 2

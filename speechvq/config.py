@@ -154,6 +154,9 @@ class ModelConfig:
     # probability (time jitter, Chorowski et al. 2019, who used 0.12 to 0.5): the decoder cannot rely on
     # the exact frame a code came from, which pushes timing and pitch detail into the autoregression.
     code_jitter: float = 0.0
+    # The decoder's targets are mu-law of the pre-emphasised waveform x[t] - c x[t-1] (LPCNet: c = 0.85), and
+    # its output is de-emphasised; 0 = off (the paper). The encoder sees the plain waveform either way.
+    pre_emphasis: float = 0.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -164,6 +167,7 @@ class ModelConfig:
         _require(self.speaker_dim >= 0, "model.speaker_dim", "must be >= 0")
         _require(1 <= self.speaker_bits <= 8, "model.speaker_bits", "must be between 1 and 8")
         _require(0.0 <= self.code_jitter <= 1.0, "model.code_jitter", "must lie in [0, 1]")
+        _require(0.0 <= self.pre_emphasis < 1.0, "model.pre_emphasis", "must lie in [0, 1)")
         _require(self.speaker_mode != "utterance" or self.speaker_dim > 0, "model.speaker_dim",
                  "must be positive in utterance mode")
         _require(self.level_dbfs is None or self.level_dbfs < 0, "model.level_dbfs", "must be negative (dBFS) or null")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .audio import mu_law_encode, mu_law_silence, normalize_level
+from .audio import mu_law_silence, normalize_level
 from .entropy import entropy_bits
 from .errors import SpeechVQError
 from .generation import DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
@@ -155,7 +155,7 @@ def _row_nll(model: SpeechVQ, level_wav: Tensor, codes: Tensor, rows: list[int],
     energy = padded.view(-1, hop).pow(2).sum(1)  # (F,)
     start = int(energy.unfold(0, frames, 1).sum(1).argmax())  # the loudest `frames` frames
     excerpt = padded[start * hop:(start + frames) * hop]
-    targets = mu_law_encode(excerpt, model.classes).view(1, -1)
+    targets = model.mu_law_targets(excerpt).view(1, -1)
     inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(model.classes))
     local = model.quantizer.lookup(codes[start:start + frames].view(1, -1))
     scores = {}
@@ -281,7 +281,8 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
     with torch.no_grad():
         waveforms = decode_requests(engine, requests, options, model.sample_rate, temperature, generator,
                                     first_input=None, progress=progress)
-    return [(wav.cpu() / item.gain).clamp(-1.0, 1.0) for wav, item in zip(waveforms, encoded)]
+    return [(model.waveform_from_classes(wav.cpu()) / item.gain).clamp(-1.0, 1.0)
+            for wav, item in zip(waveforms, encoded)]
 
 
 def speaker_row(model: SpeechVQ, name: str) -> int:

@@ -34,6 +34,8 @@ init=../../speechvq/assets/default.pt
 minutes=5              # training budget of each run, start-up and compilation included
 # The first lease (2026-11-30, H200) ran jitter and EMA beside the main run, and all three got worse than the
 # model they started from at the same pace: the next one tells the fast path from the warm restart apart.
+# Once that is settled, the candidates waiting for a lease: "preemph:model.pre_emphasis=0.85" (LPCNet's targets),
+# "jitter:model.code_jitter=0.12", "ema:model.quantizer.ema=true".
 ablations="control:data.loader=workers,train.compile=false,data.batch_size=32 lowlr:train.lr=5e-5"
 probe_batches="32 64 128"
 test_per_speaker=10    # the shipped model's split

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..audio import mu_law_decode, mu_law_encode, mu_law_silence
+from ..audio import de_emphasis, mu_law_decode, mu_law_encode, mu_law_silence, pre_emphasis
 from ..config import ModelConfig
 from .encoder import Encoder
 from .quantizer import VectorQuantizer
@@ -249,7 +249,33 @@ class SpeechVQ(nn.Module):
                                         speaker=vector, temperature=temperature,
                                         first_input=mu_law_silence(self.classes), generator=generator,
                                         progress=progress)
-        return mu_law_decode(classes, self.classes).unsqueeze(1)
+        return self.waveform_from_classes(mu_law_decode(classes, self.classes)).unsqueeze(1)
+
+    def mu_law_targets(self, wav: Tensor) -> Tensor:
+        """The decoder's targets for a waveform: mu-law classes of it, pre-emphasised when configured.
+
+        Args:
+            wav: float `[..., T]`, level-normalised, in [-1, 1].
+
+        Returns:
+            int64 `[..., T]` in [0, classes).
+        """
+        return mu_law_encode(pre_emphasis(wav, self.config.pre_emphasis), self.classes)
+
+    def waveform_from_classes(self, decoded: Tensor) -> Tensor:
+        """Undo the target transform on the decoder's mu-law-decoded output: de-emphasis when configured.
+
+        Args:
+            decoded: float `[..., T]`, `mu_law_decode` of generated classes (whole utterances: the filter runs
+                from each one's start).
+
+        Returns:
+            float `[..., T]` in [-1, 1] (de-emphasis has a gain of 1 / (1 - c) at 0 Hz: an untrained decoder's
+            drift is clipped rather than returned out of range).
+        """
+        if self.config.pre_emphasis == 0.0:
+            return decoded
+        return de_emphasis(decoded, self.config.pre_emphasis).clamp(-1.0, 1.0)
 
     def forward(self, wav: Tensor, speaker: Optional[Tensor] = None) -> VQVAEOutput:
         """Training pass: encode, quantize, and score every sample under teacher forcing.
@@ -290,7 +316,7 @@ class SpeechVQ(nn.Module):
         Returns:
             a 0-dim float32 tensor.
         """
-        targets = mu_law_encode(wav[:, 0], self.classes)  # (B, T)
+        targets = self.mu_law_targets(wav[:, 0])  # (B, T)
         # The decoder sees the previous sample: shift right, starting from silence.
         inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(self.classes))
         logits = self.decoder(inputs, local=local, speaker=vector)

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..atomic import write_bytes_atomic
-from ..audio import mu_law_decode, mu_law_encode
+from ..audio import mu_law_decode
 from ..checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
 from ..config import Config
 from ..data import (AudioCache, Batch, ResumableBatchSampler, SegmentDataset, collate_segments, read_manifest,
@@ -417,7 +417,8 @@ def _resynthesis_sample(model: SpeechVQ, valid_set: SegmentDataset, cfg: Config)
         return None
     device = next(model.parameters()).device
     # Resynthesise through mu-law, as the decoder's targets are, so the pair compares like with like.
-    original = mu_law_decode(mu_law_encode(item["wav"][:, :n_samples]), cfg.model.mu_law_classes)
+    original = model.waveform_from_classes(
+        mu_law_decode(model.mu_law_targets(item["wav"][:, :n_samples]), cfg.model.mu_law_classes))
     codes, levels = model.encode_with_speaker(original.unsqueeze(0).to(device))
     speaker = torch.tensor([item["speaker"]], device=device) if model.speaker_mode == "table" else None
     vector = model.speaker_from_levels(levels) if levels is not None else None
