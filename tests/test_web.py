@@ -264,3 +264,45 @@ def test_a_full_queue_answers_busy(service, monkeypatch):
 def test_serve_binds_to_localhost_by_default():
     args = build_parser().parse_args(["serve"])
     assert (args.host, args.port) == ("127.0.0.1", 7860)
+
+
+def test_the_serve_command_starts_answers_and_stops_on_ctrl_c(tmp_path):
+    import json
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "speechvq", "serve", "--port", str(port), "--log-level",
+                               "warning"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, info = time.monotonic() + 60, None
+        while info is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=2) as response:
+                    info = json.load(response)
+            except OSError:
+                time.sleep(0.2)
+        assert info is not None, "the server did not answer"
+        assert "june" in info["voices"] and info["max_seconds"] == 180.0
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=30)
+    assert server.returncode == 0, stderr
+    assert f"http://127.0.0.1:{port}/" in stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["serve", "--model", "no-such-model.pt"], "no-such-model.pt"),
+    (["serve", "--max-seconds", "0"], "limits must be positive"),
+])
+def test_serve_refuses_bad_options_with_one_line(capsys, argv, message):
+    from speechvq.cli import main
+
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("speechvq: error:") and message in err[0]
