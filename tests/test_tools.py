@@ -187,3 +187,20 @@ def test_gpu_generation_benchmark_runs_on_the_cpu():
     assert result.returncode == 0, result.stderr
     assert "check graph: teacher-forced logits" in result.stdout and "identical" in result.stdout
     assert "graph b2:" in result.stdout and "x plain b1" in result.stdout
+
+
+def test_sampling_sweep_pairs_files_by_id():
+    sweep = load_tool("sampling_sweep")
+    base = [{"id": f"u{i}", "stoi": 0.5 + 0.1 * i, "pesq_wb": 1.0, "dnsmos_ovrl": None, "mcd_db": 4.0,
+             "si_sdr_db": -20.0} for i in range(4)]
+    # the same files in another order, each 0.02 STOI better, 0.1 dB MCD worse for one file, one file unscored
+    other = [{**item, "stoi": item["stoi"] + 0.02, "mcd_db": 4.0 + 0.4 * (item["id"] == "u1")}
+             for item in reversed(base)] + [{"id": "extra", "stoi": 0.0, "pesq_wb": 1.0, "dnsmos_ovrl": None,
+                                             "mcd_db": 9.0, "si_sdr_db": 0.0}]
+    (paired,) = sweep.paired_differences([1.0, 0.7], [base, other])
+    assert paired["temperature"] == 0.7
+    assert paired["stoi"]["mean"] == pytest.approx(0.02) and paired["stoi"]["ci95"] == pytest.approx(0, abs=1e-9)
+    assert paired["stoi"]["files"] == 4  # "extra" has no partner
+    assert paired["mcd_db"]["mean"] == pytest.approx(0.1)
+    assert paired["mcd_db"]["ci95"] == pytest.approx(1.96 * 0.2 / 2)  # std of (0, 0.4, 0, 0) is 0.2
+    assert paired["dnsmos_ovrl"] is None

@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from speechvq.assets import resolve_model
@@ -53,7 +54,7 @@ def main() -> int:
     rate = codec.model.sample_rate
     inputs = [dnsmos(load_audio(e.path, rate)[0][: int(args.max_seconds * rate)], rate)["dnsmos_ovrl"]
               for e in entries]
-    rows = []
+    rows, per_file = [], []
     for temperature in args.temperatures:
         seconds = sum(min(e.duration_s, args.max_seconds) for e in entries)
         with tqdm(total=int(seconds * rate), desc=f"T={temperature:g}", unit="sample", unit_scale=True) as bar:
@@ -61,8 +62,10 @@ def main() -> int:
                                          temperature=temperature, seed=args.seed, progress=bar.update,
                                          options=DecodeOptions(), plots=0)
         rows.append({"temperature": temperature, **{key: report["mean"][key] for key, _, _ in COLUMNS}})
+        per_file.append(report["files"])
     result = {"model": str(resolve_model(args.model)), "files": len(entries), "max_seconds": args.max_seconds,
-              "seed": args.seed, "input_dnsmos_ovrl": finite_mean(inputs), "rows": rows}
+              "seed": args.seed, "input_dnsmos_ovrl": finite_mean(inputs), "rows": rows,
+              "paired": paired_differences(args.temperatures, per_file)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(result, indent=1))
     print(f"{len(entries)} utterances, first {args.max_seconds:g} s of each; inputs' DNSMOS "
@@ -72,7 +75,49 @@ def main() -> int:
     for row in rows:
         cells = ["n/a" if row[key] is None else f"{row[key]:.{digits}f}" for key, _, digits in COLUMNS]
         print(f"| {row['temperature']:g} | " + " | ".join(cells) + " |")
+    print_paired(result["paired"], args.temperatures[0])
     return 0
+
+
+def paired_differences(temperatures: list[float], per_file: list[list[dict]]) -> list[dict]:
+    """Per setting after the first: the mean per-file difference of each metric from the first setting and
+    its 95% interval (1.96 standard errors), over the files both scored. Every setting decodes the same
+    files from the same codes, so paired differences separate a setting's effect from the files' spread.
+
+    Args:
+        temperatures: the settings, in the order of `per_file`.
+        per_file: per setting, the eval report's "files" list (dicts with "id" and the metric keys).
+    """
+    first = {item["id"]: item for item in per_file[0]}
+    paired = []
+    for temperature, files in zip(temperatures[1:], per_file[1:]):
+        entry = {"temperature": temperature}
+        for key, _, _ in COLUMNS:
+            deltas = np.array([item[key] - first[item["id"]][key] for item in files
+                               if item["id"] in first and item.get(key) is not None
+                               and first[item["id"]].get(key) is not None], dtype=np.float64)
+            deltas = deltas[np.isfinite(deltas)]
+            if len(deltas) < 2:
+                entry[key] = None
+                continue
+            half = 1.96 * deltas.std(ddof=1) / np.sqrt(len(deltas))
+            entry[key] = {"mean": float(deltas.mean()), "ci95": float(half), "files": int(len(deltas))}
+        paired.append(entry)
+    return paired
+
+
+def print_paired(paired: list[dict], reference: float) -> None:
+    """The paired differences as a Markdown table: mean +- 95% interval per metric."""
+    if not paired:
+        return
+    print(f"\npaired per-file differences from T = {reference:g} (mean +- 95% interval):")
+    print("| temperature | " + " | ".join(title for _, title, _ in COLUMNS) + " |")
+    print("| --- " * (len(COLUMNS) + 1) + "|")
+    for entry in paired:
+        cells = ["n/a" if entry[key] is None else
+                 f"{entry[key]['mean']:+.{digits + 1}f} +- {entry[key]['ci95']:.{digits + 1}f}"
+                 for key, _, digits in COLUMNS]
+        print(f"| {entry['temperature']:g} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
