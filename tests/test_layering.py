@@ -40,6 +40,9 @@ ALLOWED = {
     "speechvq.entropy": set(),
     "speechvq.codec": {"speechvq.bitstream", "speechvq.checkpoint", "speechvq.entropy", "speechvq.errors",
                        "speechvq.inference", "speechvq.models", "speechvq.version"},
+    # the web page: the codec and inference API the CLI uses, never a copy of it; no training
+    "speechvq.web": {"speechvq.assets", "speechvq.audio", "speechvq.bitstream", "speechvq.codec", "speechvq.errors",
+                     "speechvq.generation", "speechvq.inference", "speechvq.plots"},
     "speechvq.cli": {"*"},
     "speechvq.__main__": {"speechvq.cli"},
     "speechvq": {"*"},  # __init__: the public API re-exports
