@@ -25,7 +25,8 @@ from torch import Tensor
 from . import bitstream, entropy
 from .checkpoint import attach_code_statistics, load_checkpoint
 from .errors import SpeechVQError
-from .inference import Encoded, decode_codes, encode_waveform, reference_voice, resolve_voice, speaker_row
+from .inference import (DEFAULT_TEMPERATURE, Encoded, decode_codes, encode_waveform, reference_voice, resolve_voice,
+                        speaker_row)
 from .models import SpeechVQ
 from .version import __version__
 
@@ -262,7 +263,7 @@ class Codec:
         return None, None
 
     def decompress(self, data: bytes, speaker: Optional[str] = None, like: Optional[Tensor] = None,
-                   temperature: float = 1.0, seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
+                   temperature: float = DEFAULT_TEMPERATURE, seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
                    source: str = "code file") -> tuple[Tensor, CodeFile]:
         """Decode .svq bytes into a waveform: float32 `[T]` at the model rate, at the input's level.
 

@@ -29,7 +29,7 @@ from .audio import load_audio, save_audio
 from .data.manifest import Utterance
 from .codec import Codec
 from .generation import DecodeOptions
-from .inference import bitrates, decode_codes, timed_call
+from .inference import DEFAULT_TEMPERATURE, bitrates, decode_codes, timed_call
 from .metrics import EVAL_EXTRA_HINT, dnsmos, finite_mean, intrusive_scores, optional_metrics_available
 from .models import SpeechVQ
 from .models.quantizer import code_perplexity
@@ -58,8 +58,8 @@ class FileResult:
 
 
 def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str | os.PathLike,
-                        max_seconds: Optional[float] = None, temperature: float = 1.0, seed: int = 0,
-                        progress: Optional[Callable[[int], None]] = None,
+                        max_seconds: Optional[float] = None, temperature: float = DEFAULT_TEMPERATURE,
+                        seed: int = 0, progress: Optional[Callable[[int], None]] = None,
                         options: Optional[DecodeOptions] = None, plots: int = 8) -> dict:
     """Encode and decode each utterance, score it against its input, and write the report.
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .audio import mu_law_silence, normalize_level
+from .config import DEFAULT_TEMPERATURE
 from .entropy import entropy_bits
 from .errors import SpeechVQError
 from .generation import DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
@@ -219,7 +220,7 @@ def resolve_voice(model: SpeechVQ, encoded: Encoded, request: Union[str, Voice, 
 
 
 def decode_codes(model: SpeechVQ, encoded: Encoded, speaker: Union[str, Voice, None] = None,
-                 temperature: float = 1.0, seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
+                 temperature: float = DEFAULT_TEMPERATURE, seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
                  options: Optional[DecodeOptions] = None) -> Tensor:
     """Generate the waveform of encoded codes, at the level of the original input.
 
@@ -228,7 +229,7 @@ def decode_codes(model: SpeechVQ, encoded: Encoded, speaker: Union[str, Voice, N
         encoded: codes, length, gain and recorded speaker.
         speaker: the voice to decode in: a name, a `Voice` (e.g. `reference_voice`), or None for what the
             codes record (see `resolve_voice`); ignored by a model without speaker conditioning.
-        temperature: sampling temperature (0: argmax).
+        temperature: sampling temperature (0: argmax; default `config.DEFAULT_TEMPERATURE`, chosen by measurement).
         seed: seed of the sampling generator (None: nondeterministic).
         progress: called with samples generated since the last call (warm-up samples of chunks included).
         options: engine and chunking (default: the compiled engine when available, chunk-parallel).
@@ -254,7 +255,7 @@ def build_engine(model: SpeechVQ, options: Optional[DecodeOptions] = None) -> Ge
 
 
 def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[Union[str, Voice, None]],
-                temperature: float = 1.0, seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
+                temperature: float = DEFAULT_TEMPERATURE, seed: Optional[int] = 0, progress: Optional[Callable[[int], None]] = None,
                 options: Optional[DecodeOptions] = None, engine: Optional[GenerationEngine] = None) -> list[Tensor]:
     """Decode several utterances together, as one batch of generation streams (see `decode_codes`).
 

@@ -23,7 +23,7 @@ import logging
 import sys
 from typing import Callable, Optional, Sequence
 
-from ..config import load_config, preset_names
+from ..config import DEFAULT_TEMPERATURE, load_config, preset_names
 from ..errors import SpeechVQError
 from ..version import __version__
 from ..web import DEFAULT_MAX_SECONDS, DEFAULT_MAX_UPLOAD_MB
@@ -257,7 +257,8 @@ def add_file_arguments(parser: argparse.ArgumentParser, output_help: str) -> Non
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     """Sampling, engine, chunking and device options of every subcommand that runs the decoder."""
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: argmax)")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                        help="sampling temperature (0: argmax; the default was chosen by measurement, see README)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the decoder's sampling")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--engine", default="auto",

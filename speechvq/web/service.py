@@ -29,7 +29,7 @@ from ..audio import audio_bytes, audio_info, prepare_for_model, read_audio_bytes
 from ..codec import Codec
 from ..errors import SpeechVQError
 from ..generation import DecodeOptions
-from ..inference import Encoded, build_engine, decode_many, reference_voice, speaker_row
+from ..inference import DEFAULT_TEMPERATURE, Encoded, build_engine, decode_many, reference_voice, speaker_row
 from . import DEFAULT_MAX_SECONDS, DEFAULT_MAX_UPLOAD_MB
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class CodecService:
     """
 
     def __init__(self, codec: Codec, limits: Limits = Limits(), options: Optional[DecodeOptions] = None,
-                 temperature: float = 1.0, seed: int = 0) -> None:
+                 temperature: float = DEFAULT_TEMPERATURE, seed: int = 0) -> None:
         self.codec, self.limits = codec, limits
         self.options = options or DecodeOptions()
         self.engine = build_engine(codec.model, self.options)
