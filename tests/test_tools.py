@@ -204,3 +204,27 @@ def test_sampling_sweep_pairs_files_by_id():
     assert paired["mcd_db"]["mean"] == pytest.approx(0.1)
     assert paired["mcd_db"]["ci95"] == pytest.approx(1.96 * 0.2 / 2)  # std of (0, 0.4, 0, 0) is 0.2
     assert paired["dnsmos_ovrl"] is None
+
+
+def test_compare_scores_each_file_near_its_codecs_delay():
+    import torch
+
+    from speechvq.metrics import intrusive_scores
+
+    compare_codecs = load_tool("compare_codecs")
+    delay = 300
+
+    def delaying(wav, workdir):  # a codec with a constant 300-sample delay and some noise
+        noise = 0.02 * torch.randn(wav.numel(), generator=torch.Generator().manual_seed(wav.numel()))
+        return torch.cat([torch.zeros(delay), wav])[: wav.numel()] + noise, 100, 0.01
+
+    items = [(f"u{i}", None, 0.3 * voiced_signal(9600 + 640 * i, seed=i)) for i in range(3)]
+    results = compare_codecs.compare(items, {"delaying": delaying})
+    assert results["codecs"]["delaying"]["delay_samples"] == delay
+    assert [row["lag_samples"] for row in results["files"]] == [delay] * 3
+    # scored exactly as the truly aligned pair is
+    wav = items[0][2]
+    decoded = delaying(wav, None)[0]
+    truth = intrusive_scores(wav[:-delay], decoded[delay:], 16000, max_shift=0)
+    assert results["files"][0]["si_sdr_db"] == pytest.approx(truth["si_sdr_db"], abs=1e-9)
+    assert results["files"][0]["mcd_db"] == pytest.approx(truth["mcd_db"], abs=1e-9)

@@ -23,7 +23,8 @@ async function loadInfo() {
   const voices = info.voices.length ? `${info.voices.length} voices: ${info.voices.join(", ")}` : "no named voices";
   $("model-info").textContent =
     `Model: ${info.sample_rate} Hz, ${info.frame_rate} codes/s from ${info.codebook_size} entries, ${voices}; ` +
-    `${info.engine} decoding engine. Files up to ${info.max_upload_mb} MB and ${info.max_seconds} s.`;
+    `${info.engine} decoding engine, sampling temperature ${info.temperature}. ` +
+    `Files up to ${info.max_upload_mb} MB and ${info.max_seconds} s.`;
   for (const voice of info.voices) {
     $("voice").add(new Option(voice, voice));
   }
