@@ -84,8 +84,8 @@ def read_audio_bytes(data: bytes, label: str = "the uploaded audio") -> tuple[Te
     return _read_sound(io.BytesIO(data), label)
 
 
-def audio_info(data: bytes, label: str = "the uploaded audio") -> tuple[int, float]:
-    """Channels and duration (seconds) of audio file bytes from the header alone, without decoding.
+def audio_seconds(data: bytes, label: str = "the uploaded audio") -> float:
+    """Duration in seconds of audio file bytes, from the header alone (nothing is decoded).
 
     Raises:
         SpeechVQError: as `read_audio_bytes`.
@@ -96,26 +96,28 @@ def audio_info(data: bytes, label: str = "the uploaded audio") -> tuple[int, flo
 
     if not data:
         raise SpeechVQError(f"{label} is empty (0 bytes)")
-    try:
-        info = soundfile.info(io.BytesIO(data))
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise SpeechVQError(f"cannot read {label}: {_libsndfile_reason(err)}") from None
-    return int(info.channels), float(info.duration)
+    return float(_soundfile_call(soundfile.info, io.BytesIO(data), label).duration)
 
 
-def _libsndfile_reason(err: Exception) -> str:
-    """libsndfile's reason without the file object's repr that soundfile puts before it for in-memory files."""
-    return re.sub(r"^Error opening <[^>]*>: ", "", str(err))
+def _soundfile_call(function, source, label: str, **kwargs):
+    """`function(source, **kwargs)` of soundfile, with its failures as one-line SpeechVQErrors naming `label`.
 
-
-def _read_sound(source, label: str) -> tuple[Tensor, int]:
-    """soundfile.read of a path or file object, with the failures as SpeechVQError."""
+    For in-memory files soundfile puts the file object's repr before libsndfile's reason: it is dropped.
+    """
     import soundfile
 
     try:
-        data, file_rate = soundfile.read(source, dtype="float32", always_2d=True)
+        return function(source, **kwargs)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise SpeechVQError(f"cannot read {label}: {_libsndfile_reason(err)}") from None
+        reason = re.sub(r"^Error opening <[^>]*>: ", "", str(err))
+        raise SpeechVQError(f"cannot read {label}: {reason}") from None
+
+
+def _read_sound(source, label: str) -> tuple[Tensor, int]:
+    """soundfile.read of a path or file object: (float32 `[C, T]`, rate), failures as SpeechVQError."""
+    import soundfile
+
+    data, file_rate = _soundfile_call(soundfile.read, source, label, dtype="float32", always_2d=True)
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise SpeechVQError(f"{label} holds no samples")
     return torch.from_numpy(data.T.copy()), int(file_rate)

@@ -38,6 +38,19 @@ def voiced_signal(n_samples: int, sample_rate: int = 16000, f0_hz: float = 140.0
     return (0.5 * wav / wav.abs().max()).float()
 
 
+def tiny_codec(seed: int = 0):
+    """A tiny untrained model with speakers "a" and "b" and code statistics measured on six vowel-like signals
+    (so its files are entropy-coded, markov1), as a `speechvq.codec.Codec`."""
+    from speechvq.codec import Codec, measure_code_statistics
+    from speechvq.config import load_config
+    from speechvq.models import SpeechVQ
+
+    torch.manual_seed(seed)
+    model = SpeechVQ(load_config("tiny").model, speakers=["a", "b"]).eval()
+    statistics = measure_code_statistics(Codec(model), [voiced_signal(4000, seed=s) for s in range(6)])
+    return Codec(model, statistics)
+
+
 def make_folder_corpus(root, speakers: int = 3, utterances: int = 4, seconds: float = 0.5,
                        sample_rate: int = 16000) -> list:
     """Write a speaker-folder corpus of vowel-like WAVs (each speaker its own pitch and level).

@@ -8,19 +8,16 @@ import torch
 
 from speechvq import entropy
 from speechvq.checkpoint import load_checkpoint, save_checkpoint
-from speechvq.codec import Codec, measure_code_statistics, model_fingerprint, save_code_statistics
+from speechvq.codec import Codec, model_fingerprint, save_code_statistics
 from speechvq.config import load_config
 from speechvq.errors import SpeechVQError
 from speechvq.models import SpeechVQ
-from tests.helpers import check_mutations_decode_or_refuse, voiced_signal
+from tests.helpers import check_mutations_decode_or_refuse, tiny_codec, voiced_signal
 
 
 @pytest.fixture(scope="module")
 def codec():
-    torch.manual_seed(0)
-    model = SpeechVQ(load_config("tiny").model, speakers=["a", "b"]).eval()
-    statistics = measure_code_statistics(Codec(model), [voiced_signal(4000, seed=s) for s in range(6)])
-    return Codec(model, statistics)
+    return tiny_codec()
 
 
 def test_packed_and_markov1_round_trip_the_codes(codec):

@@ -19,13 +19,13 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from speechvq import bitstream  # noqa: E402
 from speechvq.cli import build_parser  # noqa: E402
-from speechvq.codec import Codec, measure_code_statistics  # noqa: E402
+from speechvq.codec import Codec  # noqa: E402
 from speechvq.config import load_config  # noqa: E402
 from speechvq.models import SpeechVQ  # noqa: E402
 from speechvq.web import service as service_module  # noqa: E402
 from speechvq.web.app import create_app  # noqa: E402
 from speechvq.web.service import CodecService, InputError, Limits, Upload  # noqa: E402
-from tests.helpers import voiced_signal  # noqa: E402
+from tests.helpers import tiny_codec, voiced_signal  # noqa: E402
 
 RATE = 16000
 MAX_SECONDS = 1.0
@@ -40,10 +40,7 @@ def audio_file(wav: torch.Tensor, rate: int = RATE, fmt: str = "WAV") -> bytes:
 
 @pytest.fixture(scope="module")
 def codec():
-    torch.manual_seed(0)
-    model = SpeechVQ(load_config("tiny").model, speakers=["a", "b"]).eval()
-    statistics = measure_code_statistics(Codec(model), [voiced_signal(4000, seed=s) for s in range(4)])
-    return Codec(model, statistics)
+    return tiny_codec()
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ from typing import Optional
 from torch import Tensor
 
 from .. import bitstream
-from ..audio import audio_bytes, audio_info, prepare_for_model, read_audio_bytes, rms_dbfs
-from ..codec import Codec
+from ..audio import audio_bytes, audio_seconds, prepare_for_model, read_audio_bytes, rms_dbfs
+from ..codec import Codec, CodeFile
 from ..errors import SpeechVQError
 from ..generation import DecodeOptions
 from ..inference import DEFAULT_TEMPERATURE, Encoded, build_engine, decode_many, reference_voice, speaker_row
@@ -76,6 +76,7 @@ class _Source:
     wav: Optional[Tensor] = None
     encoded: Optional[Encoded] = None
     svq: Optional[bytes] = None
+    info: Optional[CodeFile] = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -181,8 +182,8 @@ class CodecService:
 
     def _check_source(self, upload: Upload) -> _Source:
         data = upload.data
-        self._check_size(upload)
         if data.startswith(bitstream.MAGIC):  # both format versions start with this
+            self._check_size(upload)
             try:
                 encoded, info = self.codec.read(data, f"the code file {upload.name}")
             except SpeechVQError as err:
@@ -190,7 +191,7 @@ class CodecService:
             if info.duration_s > self.limits.max_seconds:
                 raise InputError(f"{upload.name} decodes to {info.duration_s:.1f} s; this server takes at most "
                                  f"{self.limits.max_seconds:g} s")
-            return _Source(upload.name, encoded=encoded, svq=data)
+            return _Source(upload.name, encoded=encoded, svq=data, info=info)
         wav, notes = self._check_audio(upload)
         return _Source(upload.name, wav=wav, notes=notes)
 
@@ -199,7 +200,7 @@ class CodecService:
         label = f"the upload {upload.name}"
         self._check_size(upload)
         try:
-            _, seconds = audio_info(upload.data, label)
+            seconds = audio_seconds(upload.data, label)
             if seconds > self.limits.max_seconds:
                 raise InputError(f"{upload.name} is {seconds:.1f} s long; this server takes at most "
                                  f"{self.limits.max_seconds:g} s")
@@ -277,8 +278,7 @@ class CodecService:
                 result["encode_includes"] = f"scoring the {model.n_speakers} voices to record the closest"
             encoded, info = codec.read(data, "the new code file")
         else:
-            data, encoded = source.svq, source.encoded
-            info = codec.read(data, source.name)[1]
+            data, encoded, info = source.svq, source.encoded, source.info
         seconds = encoded.n_samples / rate
         result.update(seconds=seconds, svq_bytes=len(data), frames=info.header.frames, coding=info.header.coding,
                       version=info.header.version, voice=info.voice, pcm_bps=16 * rate,
@@ -318,7 +318,7 @@ class CodecService:
         generated = 0
 
         def progress(samples: int) -> None:
-            nonlocal generated  # chunk warm-up samples count too: clamp to this pass's share
+            nonlocal generated  # clamped: this pass never reports more than its own share
             generated += samples
             job.done_samples = base + min(generated, encoded.n_samples)
 
