@@ -6,7 +6,7 @@ Format version 2 (written by default), all fixed-width integers little-endian:
     0       3     magic 89 53 56 ("\x89SV"; a version-1 file has 51 "Q" at offset 3, a v2 file its version)
     3       1     format version: 2
     4       1     flags: bits 0-1 coding (0 packed, 1 markov1), bits 2-3 speaker (0 none, 1 a named voice,
-                  2 a speaker vector), bit 4 metadata present; the other bits are 0
+                  2 a speaker vector), bit 4 metadata present, bit 5 pitch stream present; bits 6-7 are 0
     5       4     model fingerprint: 32 bits of the model's fingerprint (for markov1 files, of the model's and
                   its code statistics' together), big-endian as in its hex form
     9       var   samples T (unsigned LEB128 varint, at most 5 bytes)
@@ -16,11 +16,15 @@ Format version 2 (written by default), all fixed-width integers little-endian:
                   in bytes (varint), then n bytes: one level per dimension at the model's speaker_bits bits,
                   packed as codes are
     .       var   metadata, when flagged: its length (varint), then a UTF-8 JSON object
+    .       var   pitch stream, when flagged (models with `model.pitch.bits` > 0): its length n in bytes
+                  (varint), then n bytes: ceil(F / frame_codes) symbols of `bits` bits, packed as codes are
     .       P     payload: the codes, as the coding says (runs to the CRC)
     end-4   4     CRC-32 (ISO-HDLC, as zlib.crc32) of every byte before it
 
 Fixed header and framing: 15 bytes; a 2 s or 10 s file adds 5 bytes of varints (and 1 byte for a named
-voice, or 1 + 32 for a 64-dimensional vector at 4 bits). What the codes need besides (sample rate, hop,
+voice, or 1 + 32 for a 64-dimensional vector at 4 bits). A pitch stream of 6-bit symbols every 4 codes adds
+47 bytes per second of audio at 250 codes/s (375 bit/s; not entropy-coded). Readers older than the pitch
+stream refuse such files by their flags. What the codes need besides (sample rate, hop,
 codebook size, the code statistics) the model that the fingerprint names supplies.
 
 Codings:
@@ -85,6 +89,7 @@ class Header:
         speaker_voice: a named voice, as its row in the model's speaker list (v2), or None.
         speaker_name: the speaker's name (v1 files name it), or None.
         speaker_vector: the bit-packed levels of a speaker vector (v2), or None.
+        pitch: the bit-packed symbols of a pitch stream (v2), or None.
         metadata: free-form JSON object the writer was asked to add (v2); for v1 files, the fields of its
             JSON header that v2 leaves to the model (sample_rate, hop_length, codebook_size, ...).
         version: the format version of the file.
@@ -98,6 +103,7 @@ class Header:
     speaker_voice: Optional[int] = None
     speaker_name: Optional[str] = None
     speaker_vector: Optional[bytes] = None
+    pitch: Optional[bytes] = None
     metadata: Optional[dict[str, Any]] = field(default=None, compare=True)
     version: int = FORMAT_VERSION
 
@@ -222,7 +228,8 @@ def serialize(header: Header, payload: bytes) -> bytes:
     if len(fingerprint) != 4:
         raise ValueError("a version-2 file carries a 32-bit (8 hex digit) model fingerprint")
     kind = SPEAKER_KINDS.index(header.speaker_kind)
-    flags = CODINGS.index(header.coding) | kind << 2 | (0x10 if header.metadata is not None else 0)
+    flags = CODINGS.index(header.coding) | kind << 2 | (0x10 if header.metadata is not None else 0) \
+        | (0x20 if header.pitch is not None else 0)
     out = bytearray(MAGIC + bytes([FORMAT_VERSION, flags]) + fingerprint)
     out += encode_varint(header.samples) + encode_varint(header.frames)
     out += struct.pack("<h", gain_to_field(header.gain))
@@ -235,6 +242,8 @@ def serialize(header: Header, payload: bytes) -> bytes:
         if len(text) > _MAX_METADATA_BYTES:
             raise ValueError(f"metadata over {_MAX_METADATA_BYTES} bytes")
         out += encode_varint(len(text)) + text
+    if header.pitch is not None:
+        out += encode_varint(len(header.pitch)) + header.pitch
     out += payload
     return bytes(out) + _U32.pack(zlib.crc32(out))
 
@@ -252,6 +261,8 @@ def serialize_v1(header: Header, payload: bytes) -> bytes:
         raise ValueError(f"unknown coding {header.coding!r}")
     if header.speaker_vector is not None or header.speaker_voice is not None:
         raise ValueError("format version 1 records a speaker by name only")
+    if header.pitch is not None:
+        raise ValueError("format version 1 cannot hold a pitch stream")
     extra = dict(header.metadata or {})
     values = {"frames": header.frames, "samples": header.samples, "gain": header.gain,
               "model_fingerprint": header.model_fingerprint, "speaker": header.speaker_name,
@@ -298,7 +309,7 @@ def _parse_v2(data: bytes, source: str) -> tuple[Header, bytes]:
     body = data[:-4]
     flags = body[4]
     coding, kind = flags & 0x03, (flags >> 2) & 0x03
-    if flags & 0xE0 or coding >= len(CODINGS) or kind >= len(SPEAKER_KINDS):
+    if flags & 0xC0 or coding >= len(CODINGS) or kind >= len(SPEAKER_KINDS):
         raise SpeechVQError(f"{source} has flags this speechvq does not know (0x{flags:02x})")
     fingerprint = body[5:9].hex()
     samples, offset = decode_varint(body, 9, source, "sample count")
@@ -311,7 +322,7 @@ def _parse_v2(data: bytes, source: str) -> tuple[Header, bytes]:
     offset += 2
     if abs(gain_field) > MAX_GAIN_DB * GAIN_STEPS_PER_DB:
         raise SpeechVQError(f"{source} has an absurd level gain ({gain_field / GAIN_STEPS_PER_DB:.1f} dB)")
-    voice = vector = metadata = None
+    voice = vector = metadata = pitch = None
     if SPEAKER_KINDS[kind] == "voice":
         voice, offset = decode_varint(body, offset, source, "speaker")
     elif SPEAKER_KINDS[kind] == "vector":
@@ -330,9 +341,14 @@ def _parse_v2(data: bytes, source: str) -> tuple[Header, bytes]:
         if not isinstance(metadata, dict):
             raise SpeechVQError(f"{source} has metadata that is not a JSON object")
         offset += length
+    if flags & 0x20:
+        length, offset = decode_varint(body, offset, source, "pitch stream length")
+        if length == 0 or offset + length > len(body):
+            raise SpeechVQError(f"{source} has a pitch stream of impossible length ({length} bytes)")
+        pitch, offset = bytes(body[offset:offset + length]), offset + length
     header = Header(coding=CODINGS[coding], model_fingerprint=fingerprint, samples=samples, frames=frames,
-                    gain=gain_from_field(gain_field), speaker_voice=voice, speaker_vector=vector, metadata=metadata,
-                    version=2)
+                    gain=gain_from_field(gain_field), speaker_voice=voice, speaker_vector=vector, pitch=pitch,
+                    metadata=metadata, version=2)
     return header, bytes(body[offset:])
 
 

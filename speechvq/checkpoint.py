@@ -188,7 +188,7 @@ class InitReport:
     history: list[dict]
 
 
-_SPEAKER_ROW_KEYS = ("speaker_embedding.weight", "voice_vectors", "voice_updates")
+_SPEAKER_ROW_KEYS = ("speaker_embedding.weight", "voice_vectors", "voice_updates", "voice_pitch", "voice_pitch_updates")
 
 
 def init_from_checkpoint(model: SpeechVQ, path: str | os.PathLike) -> InitReport:
@@ -233,7 +233,7 @@ def init_from_checkpoint(model: SpeechVQ, path: str | os.PathLike) -> InitReport
         for row, name in enumerate(model.speakers):
             if name in by_name:
                 state[key][row] = other[by_name[name]].to(state[key].dtype)
-                rows += key != "voice_updates"
+                rows += key in ("speaker_embedding.weight", "voice_vectors")  # one count per voice
         copied.append(key)
     if theirs.quantizer.ema and not mine.quantizer.ema:
         state["quantizer.ema_cluster_size"] = torch.ones_like(state["quantizer.ema_cluster_size"])

@@ -25,15 +25,15 @@ from torch import Tensor
 from . import bitstream, entropy
 from .checkpoint import attach_code_statistics, load_checkpoint
 from .errors import SpeechVQError
-from .inference import (DEFAULT_TEMPERATURE, Encoded, decode_codes, encode_waveform, reference_voice, resolve_voice,
-                        speaker_row)
+from .inference import (DEFAULT_TEMPERATURE, Encoded, check_pitch, decode_codes, encode_waveform, reference_voice,
+                        resolve_voice, speaker_row)
 from .models import SpeechVQ
 from .version import __version__
 
 DEFAULT_CHUNK_FRAMES = 25_000  # 100 s of codes at 250 Hz per encoder pass: bounded memory on long files
 # Quantizer state that only training uses: it does not change what a code decodes to.
 _TRAINING_ONLY = ("quantizer.ema_cluster_size", "quantizer.ema_embed_sum", "quantizer.steps_unused",
-                  "quantizer.total_restarts", "quantizer.initialized", "voice_updates")
+                  "quantizer.total_restarts", "quantizer.initialized", "voice_updates", "voice_pitch_updates")
 
 
 def model_fingerprint(model: SpeechVQ) -> str:
@@ -58,6 +58,8 @@ class CodeFile:
         sample_rate, hop_length, codebook_size: the model's (a version-1 file also records them).
         code_entropy_bits: empirical zeroth-order entropy of its codes, bits per code.
         voice: how it decodes by default (see `inference.resolve_voice`).
+        pitch_rate_hz, pitch_bits: a pitch stream's symbols per second and bits per symbol (0 without one).
+        pitch_entropy_bits: empirical zeroth-order entropy of its pitch symbols, bits per symbol (0 without).
     """
 
     header: bitstream.Header
@@ -66,6 +68,9 @@ class CodeFile:
     codebook_size: int
     code_entropy_bits: float
     voice: str
+    pitch_rate_hz: float = 0.0
+    pitch_bits: int = 0
+    pitch_entropy_bits: float = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -74,10 +79,11 @@ class CodeFile:
 
     def bitrates(self, file_bytes: int) -> dict[str, float]:
         """The three bitrates, bits per second of audio: nominal (frame rate x log2 K), the codes' empirical
-        entropy, and the whole file's size."""
+        entropy, and the whole file's size; the first two include a pitch stream's (nominal: its bits per
+        symbol; entropy: its symbols' empirical entropy)."""
         frame_rate = self.sample_rate / self.hop_length
-        return {"nominal_bps": frame_rate * math.log2(self.codebook_size),
-                "entropy_bps": frame_rate * self.code_entropy_bits,
+        return {"nominal_bps": frame_rate * math.log2(self.codebook_size) + self.pitch_rate_hz * self.pitch_bits,
+                "entropy_bps": frame_rate * self.code_entropy_bits + self.pitch_rate_hz * self.pitch_entropy_bits,
                 "file_bps": 8 * file_bytes / self.duration_s}
 
 
@@ -146,7 +152,10 @@ class Codec:
         payload = entropy.encode(codes, self.statistics) if coding == "markov1" else \
             bitstream.pack_codes(codes.tolist(), size)
         common = dict(coding=coding, samples=encoded.n_samples, frames=int(codes.shape[0]), gain=float(encoded.gain))
+        check_pitch(self.model, encoded)
         if version == 1:
+            if encoded.pitch is not None:
+                raise SpeechVQError("format version 1 cannot hold a pitch stream: use version 2")
             if encoded.speaker is None and encoded.speaker_levels is not None:
                 raise SpeechVQError("format version 1 cannot hold a speaker vector: name a voice, or use version 2")
             if metadata:
@@ -163,8 +172,10 @@ class Codec:
             voice = speaker_row(self.model, encoded.speaker)
         elif encoded.speaker_levels is not None:
             vector = bitstream.pack_codes(encoded.speaker_levels.tolist(), self.model.speaker_encoder.levels)
+        pitch = None if encoded.pitch is None else \
+            bitstream.pack_codes(encoded.pitch.tolist(), self.model.config.pitch.symbols)
         header = bitstream.Header(model_fingerprint=self.file_fingerprint(coding), speaker_voice=voice,
-                                  speaker_vector=vector, metadata=metadata, **common)
+                                  speaker_vector=vector, pitch=pitch, metadata=metadata, **common)
         try:
             return bitstream.serialize(header, payload)
         except ValueError as err:
@@ -219,11 +230,34 @@ class Codec:
         else:
             codes = np.asarray(bitstream.unpack_codes(payload, header.frames, size), np.int64)
         speaker, levels = self._speaker(header, source)
-        encoded = Encoded(torch.from_numpy(codes), header.samples, header.gain, speaker, levels)
+        pitch = self._pitch(header, source)
+        encoded = Encoded(torch.from_numpy(codes), header.samples, header.gain, speaker, levels, pitch=pitch)
         voice = resolve_voice(model, encoded).label
+        pitch_info = {}
+        if pitch is not None:
+            symbols = model.config.pitch.symbols
+            pitch_info = dict(pitch_rate_hz=model.sample_rate / model.pitch_hop, pitch_bits=model.config.pitch.bits,
+                              pitch_entropy_bits=round(entropy.entropy_bits(pitch.numpy(), symbols), 6))
         info = CodeFile(header, model.sample_rate, model.hop_length, size,
-                        round(entropy.entropy_bits(codes, size), 6), voice)
+                        round(entropy.entropy_bits(codes, size), 6), voice, **pitch_info)
         return encoded, info
+
+    def _pitch(self, header: bitstream.Header, source: str) -> Optional[Tensor]:
+        """The pitch symbols a file carries, int64 `[ceil(F / frame_codes)]`, checked against the model."""
+        model = self.model
+        if header.pitch is None:
+            if model.has_pitch:
+                raise SpeechVQError(f"{source} carries no pitch stream, and this model needs one")
+            return None
+        if not model.has_pitch:
+            raise SpeechVQError(f"{source} carries a pitch stream; this model has none")
+        count = model.num_pitch_frames(header.frames)
+        try:
+            symbols = bitstream.unpack_codes(header.pitch, count, model.config.pitch.symbols)
+        except SpeechVQError:
+            raise SpeechVQError(f"{source} carries a pitch stream that does not fit this model ({count} symbols "
+                                f"of {model.config.pitch.bits} bits)") from None
+        return torch.tensor(symbols, dtype=torch.long)
 
     def _check_v1(self, header: bitstream.Header, source: str) -> None:
         meta = header.metadata or {}

@@ -83,7 +83,7 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
     out_dir = Path(out_dir)
     model = codec.model
     available = optional_metrics_available()
-    results, all_codes = [], []
+    results, all_codes, all_pitch = [], [], []
     for index, entry in enumerate(entries):
         wav = load_audio(entry.path, model.sample_rate)[0]
         if max_seconds is not None:
@@ -106,14 +106,16 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
                               model.sample_rate, title=entry.id)
         scores = intrusive_scores(wav, decoded, model.sample_rate, max_shift=2 * model.hop_length)
         all_codes.append(encoded.codes)
+        if encoded.pitch is not None:
+            all_pitch.append(encoded.pitch)
         results.append(FileResult(
             id=entry.id, speaker=entry.speaker, seen=seen, decoded_as=voice, audio_s=round(audio_s, 3), **scores,
             dnsmos_ovrl=dnsmos(decoded, model.sample_rate)["dnsmos_ovrl"] if available["dnsmos"] else None,
-            entropy_bps=bitrates(model, encoded.codes)["entropy_bps"], file_bps=8 * len(data) / audio_s,
+            entropy_bps=bitrates(model, encoded.codes, encoded.pitch)["entropy_bps"], file_bps=8 * len(data) / audio_s,
             used_codes=int(torch.unique(encoded.codes).numel()),
             encode_rtf=encode_time.real_time_factor, decode_rtf=decode_time.real_time_factor))
     codes = torch.cat(all_codes) if all_codes else torch.zeros(0, dtype=torch.long)
-    report = _summarise(model, results, codes)
+    report = _summarise(model, results, codes, torch.cat(all_pitch) if all_pitch else None)
     report["plots"] = min(plots, len(results))
     report["missing_metrics"] = sorted(name for name, ok in available.items() if not ok)
     if codes.numel():
@@ -125,7 +127,8 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
     return report
 
 
-def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor) -> dict:
+def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor,
+               pitch: Optional[torch.Tensor] = None) -> dict:
     files = [asdict(r) for r in results]
     numeric = ["audio_s", "mcd_db", "si_sdr_db", "pesq_wb", "stoi", "dnsmos_ovrl", "entropy_bps", "file_bps", "used_codes",
                "encode_rtf", "decode_rtf"]
@@ -135,10 +138,10 @@ def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor) 
                       for key in numeric}
               for group in ("seen", "unseen") if any(f["seen"] == (group == "seen") for f in files)}
     counts = torch.bincount(codes, minlength=model.quantizer.codebook_size)
-    rates = bitrates(model, codes) if codes.numel() else {}
+    rates = bitrates(model, codes, pitch) if codes.numel() else {}
     corpus = {"codebook_perplexity": float(code_perplexity(counts)) if codes.numel() else 0.0,
               "codebook_used": int((counts > 0).sum()), "codebook_size": model.quantizer.codebook_size,
-              "nominal_bps": model.config.bitrate_bps,
+              "nominal_bps": model.config.bitrate_bps, "pitch_nominal_bps": model.config.pitch_bitrate_bps,
               "entropy_bps_all_files": rates.get("entropy_bps", math.nan)}
     return {"files": files, "mean": mean, "mean_by_speaker": groups, "codes": corpus}
 
@@ -151,8 +154,9 @@ def markdown_report(report: dict) -> str:
     """The report as Markdown: a summary table, then one row per file."""
     mean, codes = report["mean"], report["codes"]
     lines = ["# speechvq reconstruction report", "",
-             f"{len(report['files'])} utterances. Bitrate: nominal {codes['nominal_bps']:.0f} bit/s; empirical entropy of "
-             f"all codes {codes['entropy_bps_all_files']:.0f} bit/s. Codebook: {codes['codebook_used']} of "
+             f"{len(report['files'])} utterances. Bitrate: nominal {codes['nominal_bps']:.0f} bit/s"
+             + (f" (the pitch stream {codes['pitch_nominal_bps']:.0f})" if codes.get("pitch_nominal_bps") else "")
+             + f"; empirical entropy of all codes {codes['entropy_bps_all_files']:.0f} bit/s. Codebook: {codes['codebook_used']} of "
              f"{codes['codebook_size']} codes used, perplexity {codes['codebook_perplexity']:.1f}.", ""]
     if report.get("missing_metrics"):
         lines += [f"Not computed (package missing): {', '.join(report['missing_metrics'])}; {EVAL_EXTRA_HINT}.", ""]

@@ -26,6 +26,7 @@ from .entropy import entropy_bits
 from .errors import SpeechVQError
 from .generation import DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
 from .models import SpeechVQ
+from .pitch import mean_voiced_bin, shift_symbols
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Encoded:
             or None. It is what a code file carries: decoding uses it unless another voice is asked for.
         voice_scores: when the named voice was chosen rather than given: teacher-forced NLL (nats per
             sample) of the input under each voice, best first; else None.
+        pitch: a pitch-stream model's pitch symbols of the input, int64 `[ceil(F / frame_codes)]`, or None.
     """
 
     codes: Tensor
@@ -50,6 +52,7 @@ class Encoded:
     speaker: Optional[str] = None
     speaker_levels: Optional[Tensor] = None
     voice_scores: Optional[dict[str, float]] = None
+    pitch: Optional[Tensor] = None
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,13 @@ class Voice:
     Attributes:
         vector: float `[speaker_dim]`, or None for a model without speaker conditioning.
         label: e.g. "carlo", "its own voice (from the utterance)", "like ref.wav".
+        pitch_bin: for a pitch-stream model converting into another voice, that voice's mean log-F0 bin:
+            decoding moves the source's voiced pitch symbols so that their mean lands there; None keeps them.
     """
 
     vector: Optional[Tensor]
     label: str
+    pitch_bin: Optional[float] = None
 
 
 def model_device(model: SpeechVQ) -> torch.device:
@@ -102,15 +108,17 @@ def encode_waveform(model: SpeechVQ, wav: Tensor, speaker: Optional[str] = None,
     level_wav, gain = normalize_level(wav, model.config.level_dbfs)
     level_wav = level_wav.clamp(-1.0, 1.0).view(1, 1, -1).to(model_device(model))
     codes, levels = model.encode_with_speaker(level_wav, chunk_frames)
+    pitch = model.encode_pitch(level_wav)
     scores = None
     if speaker is None and choose_voice and model.speaker_mode == "table":
         if model.n_speakers == 1:  # nothing to choose between
             speaker = model.speakers[0]
         else:
-            scores = closest_voice(model, level_wav[0, 0], codes[0])
+            scores = closest_voice(model, level_wav[0, 0], codes[0], None if pitch is None else pitch[0])
             speaker = next(iter(scores))
     return Encoded(codes=codes[0].cpu(), n_samples=wav.numel(), gain=gain, speaker=speaker,
-                   speaker_levels=None if levels is None else levels[0].cpu(), voice_scores=scores)
+                   speaker_levels=None if levels is None else levels[0].cpu(), voice_scores=scores,
+                   pitch=None if pitch is None else pitch[0].cpu())
 
 
 # How a table model finds the voice that explains an input best, by teacher-forced NLL (which costs about as
@@ -123,14 +131,14 @@ FINALISTS = 3
 
 
 @torch.no_grad()
-def closest_voice(model: SpeechVQ, level_wav: Tensor, codes: Tensor,
+def closest_voice(model: SpeechVQ, level_wav: Tensor, codes: Tensor, pitch: Optional[Tensor] = None,
                   max_seconds: float = CLOSEST_VOICE_SECONDS, screen_seconds: float = SCREEN_SECONDS,
                   finalists: int = FINALISTS) -> dict[str, float]:
     """The rows of a table model that best explain an utterance, by teacher-forced NLL, best (lowest) first.
 
     Args:
         level_wav: float `[T]`, level-normalised as for encoding, on the model's device.
-        codes: int64 `[F]`, its codes.
+        codes: int64 `[F]`, its codes; pitch: int64 `[P]`, its pitch symbols (a pitch-stream model) or None.
         max_seconds: the finalists are scored on the loudest stretch of this length (frame-aligned).
         screen_seconds, finalists: every row is first scored on the loudest `screen_seconds`, and the best
             `finalists` go on.
@@ -142,13 +150,14 @@ def closest_voice(model: SpeechVQ, level_wav: Tensor, codes: Tensor,
         raise SpeechVQError("only a model with a speaker table chooses among its rows")
     rows = list(range(model.n_speakers))
     if len(rows) > finalists:
-        screened = _row_nll(model, level_wav, codes, rows, screen_seconds)
+        screened = _row_nll(model, level_wav, codes, pitch, rows, screen_seconds)
         rows = sorted(rows, key=lambda row: screened[row])[:finalists]
-    scores = _row_nll(model, level_wav, codes, rows, max_seconds)
+    scores = _row_nll(model, level_wav, codes, pitch, rows, max_seconds)
     return {model.speakers[row]: scores[row] for row in sorted(rows, key=lambda row: scores[row])}
 
 
-def _row_nll(model: SpeechVQ, level_wav: Tensor, codes: Tensor, rows: list[int], seconds: float) -> dict[int, float]:
+def _row_nll(model: SpeechVQ, level_wav: Tensor, codes: Tensor, pitch: Optional[Tensor], rows: list[int],
+             seconds: float) -> dict[int, float]:
     """Teacher-forced NLL (nats per sample) under each table row, on the loudest `seconds` of the input."""
     hop = model.hop_length
     frames = max(1, min(codes.numel(), int(seconds * model.sample_rate) // hop))
@@ -158,7 +167,8 @@ def _row_nll(model: SpeechVQ, level_wav: Tensor, codes: Tensor, rows: list[int],
     excerpt = padded[start * hop:(start + frames) * hop]
     targets = model.mu_law_targets(excerpt).view(1, -1)
     inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(model.classes))
-    local = model.quantizer.lookup(codes[start:start + frames].view(1, -1))
+    local = model.local_conditioning(codes.view(1, -1), None if pitch is None else pitch.view(1, -1))
+    local = local[..., start:start + frames]
     scores = {}
     for first in range(0, len(rows), 4):  # four voices per pass: bounded memory
         group = torch.tensor(rows[first:first + 4], device=level_wav.device)
@@ -183,11 +193,13 @@ def reference_voice(model: SpeechVQ, wav: Tensor, label: str = "the reference") 
     if not model.has_speakers:
         raise SpeechVQError("this model has no speaker conditioning, so it cannot take on a reference's voice")
     encoded = encode_waveform(model, wav)
+    pitch_bin = None if encoded.pitch is None else mean_voiced_bin(encoded.pitch)
     if encoded.speaker_levels is not None:
         vector = model.speaker_from_levels(encoded.speaker_levels.view(1, -1).to(model_device(model)))[0]
-        return Voice(vector, f"like {label}")
+        return Voice(vector, f"like {label}", pitch_bin)
     row = torch.tensor([speaker_row(model, encoded.speaker)], device=model_device(model))
-    return Voice(model.speaker_vectors(row)[0], f"{encoded.speaker} (the training voice closest to {label})")
+    return Voice(model.speaker_vectors(row)[0], f"{encoded.speaker} (the training voice closest to {label})",
+                 pitch_bin)
 
 
 def resolve_voice(model: SpeechVQ, encoded: Encoded, request: Union[str, Voice, None] = None) -> Voice:
@@ -195,7 +207,8 @@ def resolve_voice(model: SpeechVQ, encoded: Encoded, request: Union[str, Voice, 
 
     Order: the requested voice (a name, or a Voice such as `reference_voice`'s); else what the codes
     record: an utterance model's own speaker vector, or a named voice; else the first named voice (a file
-    that records no speaker, e.g. a version-1 file written without one).
+    that records no speaker, e.g. a version-1 file written without one). A pitch-stream model converting
+    into a named voice other than the recorded one also moves the pitch into that voice's range (`pitch_bin`).
 
     Raises:
         SpeechVQError: an unknown name, or a model with no voice at all to fall back on.
@@ -215,8 +228,10 @@ def resolve_voice(model: SpeechVQ, encoded: Encoded, request: Union[str, Voice, 
             raise SpeechVQError("these codes record no speaker and the model has no named voice to use")
         name = model.speakers[0]
         label = f"{name} (the codes record no speaker)"
-    row = torch.tensor([speaker_row(model, name)], device=device)
-    return Voice(model.speaker_vectors(row)[0], label)
+    index = speaker_row(model, name)
+    row = torch.tensor([index], device=device)
+    converting = request is not None and request != encoded.speaker
+    return Voice(model.speaker_vectors(row)[0], label, model.voice_pitch_bin(index) if converting else None)
 
 
 def decode_codes(model: SpeechVQ, encoded: Encoded, speaker: Union[str, Voice, None] = None,
@@ -271,8 +286,11 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
     engine = engine or build_engine(model, options)
     requests = []
     for item, request in zip(encoded, speakers):
-        vector = resolve_voice(model, item, request).vector
-        latents = model.quantizer.lookup(item.codes.view(1, -1).to(device))[0]
+        voice = resolve_voice(model, item, request)
+        pitch = voice_pitch(model, item, voice)
+        latents = model.local_conditioning(item.codes.view(1, -1).to(device),
+                                           None if pitch is None else pitch.view(1, -1).to(device))[0]
+        vector = voice.vector
         requests.append(DecodeRequest(latents.detach(), None if vector is None else vector.detach(), item.n_samples))
     generator = torch.Generator(device="cpu")
     if seed is None:
@@ -284,6 +302,29 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
                                     first_input=None, progress=progress)
     return [(model.waveform_from_classes(wav.cpu()) / item.gain).clamp(-1.0, 1.0)
             for wav, item in zip(waveforms, encoded)]
+
+
+def voice_pitch(model: SpeechVQ, encoded: Encoded, voice: Voice) -> Optional[Tensor]:
+    """The pitch symbols to decode `encoded` with in `voice`: its own, moved by whole log-F0 bins so that
+    their voiced mean lands on the voice's (`Voice.pitch_bin`) when converting; None without a pitch stream.
+
+    Raises:
+        SpeechVQError: see `check_pitch`.
+    """
+    check_pitch(model, encoded)
+    if encoded.pitch is None or voice.pitch_bin is None:
+        return encoded.pitch
+    source = mean_voiced_bin(encoded.pitch)
+    if source is None:
+        return encoded.pitch
+    return shift_symbols(encoded.pitch, round(voice.pitch_bin - source), model.config.pitch)
+
+
+def check_pitch(model: SpeechVQ, encoded: Encoded) -> None:
+    """Raise SpeechVQError unless `encoded` carries pitch symbols exactly when the model has a pitch stream."""
+    if model.has_pitch != (encoded.pitch is not None):
+        raise SpeechVQError("these codes carry no pitch symbols, and this model needs them" if model.has_pitch
+                            else "these codes carry pitch symbols, and this model has no pitch stream")
 
 
 def speaker_row(model: SpeechVQ, name: str) -> int:
@@ -315,9 +356,12 @@ def timed_call(function: Callable[[], object], audio_seconds: float):
     return result, Timing(time.perf_counter() - start, audio_seconds)
 
 
-def bitrates(model: SpeechVQ, codes: Tensor) -> dict[str, float]:
-    """Nominal (frame rate x ceil(log2 K)) and empirical-entropy bitrates of `codes`, in bits per second."""
+def bitrates(model: SpeechVQ, codes: Tensor, pitch: Optional[Tensor] = None) -> dict[str, float]:
+    """Nominal (frame rate x ceil(log2 K), plus a pitch stream's) and empirical-entropy bitrates of `codes`
+    (and of `pitch`, int64 symbols, when given), in bits per second."""
     frame_rate = model.sample_rate / model.hop_length
+    pitch_bps = 0.0 if pitch is None else \
+        model.sample_rate / model.pitch_hop * entropy_bits(pitch.numpy(), model.config.pitch.symbols)
     return {"nominal_bps": model.config.bitrate_bps,
-            "entropy_bps": frame_rate * entropy_bits(codes.numpy(), model.quantizer.codebook_size),
+            "entropy_bps": frame_rate * entropy_bits(codes.numpy(), model.quantizer.codebook_size) + pitch_bps,
             "log2_codebook_bps": frame_rate * math.log2(model.quantizer.codebook_size)}

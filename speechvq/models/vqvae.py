@@ -3,6 +3,11 @@
     wav [B, 1, T] --Encoder--> z_e [B, D, F] --VectorQuantizer--> codes [B, F], z_q [B, D, F]
     z_q (+ speaker vector) --WaveNet--> logits over mu-law classes of every sample [B, 256, T]
 
+With a pitch stream (`model.pitch.bits` > 0), the encoder side also tracks the log-F0 and voicing of every
+`frame_codes` frames (`speechvq.pitch`, no learned weights), and the decoder's local conditioning is the code
+vectors plus a learned vector per pitch symbol (zero at first, so a model continued from one without a pitch
+stream starts out unchanged).
+
 The speaker vector (`model.speaker_mode`) is a learned row of a table of the training speakers ("table"),
 or computed from the utterance itself ("utterance", `speaker.UtteranceSpeakerEncoder`: any speaker), or
 absent ("none"). An utterance model also keeps a named voice per training speaker: the running mean of that
@@ -24,6 +29,7 @@ from torch import Tensor, nn
 
 from ..audio import de_emphasis, mu_law_decode, mu_law_encode, mu_law_silence, pre_emphasis
 from ..config import ModelConfig
+from ..pitch import encode_pitch
 from .encoder import Encoder
 from .quantizer import VectorQuantizer
 from .speaker import UtteranceSpeakerEncoder
@@ -94,6 +100,13 @@ class SpeechVQ(nn.Module):
         if mode == "utterance":
             self.register_buffer("voice_vectors", torch.zeros(n_speakers, config.speaker_dim))
             self.register_buffer("voice_updates", torch.zeros(n_speakers, dtype=torch.long))
+        self.pitch_embedding = None
+        if config.pitch.enabled:
+            self.pitch_embedding = nn.Embedding(config.pitch.symbols, config.encoder.latent_dim)
+            nn.init.zeros_(self.pitch_embedding.weight)
+            if n_speakers:  # each named voice's mean log-F0 bin, for moving a source's pitch in conversion
+                self.register_buffer("voice_pitch", torch.zeros(n_speakers))
+                self.register_buffer("voice_pitch_updates", torch.zeros(n_speakers, dtype=torch.long))
         self.decoder = WaveNet(config.decoder, classes=config.mu_law_classes, hop_length=config.hop_length,
                                local_channels=config.encoder.latent_dim,
                                global_channels=config.speaker_dim if mode != "none" else 0)
@@ -103,6 +116,20 @@ class SpeechVQ(nn.Module):
     def has_speakers(self) -> bool:
         """Whether the decoder is conditioned on a speaker vector (a table row or an utterance's own)."""
         return self.speaker_mode != "none"
+
+    @property
+    def has_pitch(self) -> bool:
+        """Whether the model has a pitch stream (its codes come with pitch symbols)."""
+        return self.pitch_embedding is not None
+
+    @property
+    def pitch_hop(self) -> int:
+        """Samples per pitch symbol: `frame_codes` x hop_length."""
+        return self.config.pitch.frame_codes * self.hop_length
+
+    def num_pitch_frames(self, n_frames: int) -> int:
+        """Pitch symbols for `n_frames` code frames: ceil(n_frames / frame_codes)."""
+        return -(-n_frames // self.config.pitch.frame_codes)
 
     @property
     def has_voices(self) -> bool:
@@ -169,6 +196,77 @@ class SpeechVQ(nn.Module):
         return self.speaker_encoder.dequantize(levels).to(next(self.parameters()).dtype)
 
     @torch.no_grad()
+    def encode_pitch(self, wav: Tensor) -> Optional[Tensor]:
+        """The pitch symbols of waveforms (`speechvq.pitch`), or None for a model without a pitch stream.
+
+        Args:
+            wav: float `[B, 1, T]`, level-normalised as for `encode`.
+
+        Returns:
+            int64 `[B, P]`, P = ceil(T / pitch_hop), in [0, 2**bits): 0 unvoiced, else a log-F0 bin.
+        """
+        if not self.has_pitch:
+            return None
+        return encode_pitch(wav[:, 0], self.sample_rate, self.pitch_hop, self.config.pitch)
+
+    def local_conditioning(self, codes: Tensor, pitch: Optional[Tensor] = None) -> Tensor:
+        """What the decoder is conditioned on per frame: the code vectors, plus the pitch symbols' vectors.
+
+        Args:
+            codes: int64 `[B, F]` in [0, codebook_size).
+            pitch: int64 `[B, ceil(F / frame_codes)]` pitch symbols; required exactly when `has_pitch`.
+
+        Returns:
+            float `[B, latent_dim, F]`.
+        """
+        return self.add_pitch(self.quantizer.lookup(codes), pitch)
+
+    def add_pitch(self, local: Tensor, pitch: Optional[Tensor], check_range: bool = True) -> Tensor:
+        """Code vectors float `[B, D, F]` plus the vectors of their pitch symbols (int64 `[B, P]`), each
+        repeated for its `frame_codes` frames; `local` itself for a model without a pitch stream.
+        `check_range=False` skips the range check, which waits for the device (training passes its own
+        tracker's symbols).
+
+        Raises:
+            ValueError: pitch given to a model without a pitch stream or missing from one with it, a wrong
+                number of symbols, or symbols out of range.
+        """
+        if self.pitch_embedding is None:
+            if pitch is not None:
+                raise ValueError("this model has no pitch stream; pass pitch=None")
+            return local
+        if pitch is None:
+            raise ValueError("this model has a pitch stream: pass the pitch symbols with the codes")
+        frames = local.shape[-1]
+        if pitch.shape != (local.shape[0], self.num_pitch_frames(frames)):
+            raise ValueError(f"{frames} frames take {self.num_pitch_frames(frames)} pitch symbols each, "
+                             f"got shape {tuple(pitch.shape)}")
+        if check_range and pitch.numel() and (pitch.min() < 0 or pitch.max() >= self.config.pitch.symbols):
+            raise ValueError(f"pitch symbols must lie in [0, {self.config.pitch.symbols})")
+        vectors = self.pitch_embedding(pitch).transpose(1, 2).to(local.dtype)  # (B, D, P)
+        return local + vectors.repeat_interleave(self.config.pitch.frame_codes, dim=-1)[..., :frames]
+
+    def voice_pitch_bin(self, row: int) -> Optional[float]:
+        """A named voice's mean log-F0 bin (running mean over its training crops), or None when the model
+        has no pitch stream or has not seen that voice speak voiced."""
+        if not self.has_pitch or not self.n_speakers or int(self.voice_pitch_updates[row]) == 0:
+            return None
+        return float(self.voice_pitch[row])
+
+    @torch.no_grad()
+    def _update_voice_pitch(self, rows: Tensor, pitch: Tensor) -> None:
+        """Fold a batch's mean voiced bin per speaker into each voice's running mean (tensor operations only)."""
+        voiced = (pitch > 0).float()
+        counts = torch.zeros_like(self.voice_pitch).index_add_(0, rows, voiced.sum(1))
+        sums = torch.zeros_like(self.voice_pitch).index_add_(0, rows, (pitch.float() * voiced).sum(1))
+        present = counts > 0
+        batch_mean = sums / counts.clamp(min=1)
+        first = present & (self.voice_pitch_updates == 0)
+        blended = VOICE_DECAY * self.voice_pitch + (1 - VOICE_DECAY) * batch_mean
+        self.voice_pitch.copy_(torch.where(first, batch_mean, torch.where(present, blended, self.voice_pitch)))
+        self.voice_pitch_updates.add_(present.long())
+
+    @torch.no_grad()
     def _update_voices(self, rows: Tensor, vectors: Tensor) -> None:
         """Fold a batch's vectors into the running mean of each row's speaker (the first batch sets it);
         tensor operations only, so that no training step waits for the device."""
@@ -222,11 +320,14 @@ class SpeechVQ(nn.Module):
     @torch.no_grad()
     def decode(self, codes: Tensor, speaker: Optional[Tensor] = None, n_samples: Optional[int] = None,
                temperature: float = 1.0, generator: Optional[torch.Generator] = None,
-               progress: Optional[Callable[[int], None]] = None, speaker_vector: Optional[Tensor] = None) -> Tensor:
+               progress: Optional[Callable[[int], None]] = None, speaker_vector: Optional[Tensor] = None,
+               pitch: Optional[Tensor] = None) -> Tensor:
         """Generate waveforms from codes with the autoregressive decoder.
 
         Args:
             codes: int64 `[B, F]` in [0, codebook_size).
+            pitch: int64 `[B, ceil(F / frame_codes)]` pitch symbols (`encode_pitch`), for a model with a
+                pitch stream; None otherwise.
             speaker: int64 `[B]` indices of named voices (None for a model without speaker conditioning, or
                 when `speaker_vector` is given).
             speaker_vector: float `[B, speaker_dim]`, the speaker vectors themselves (e.g. an utterance's own).
@@ -245,7 +346,7 @@ class SpeechVQ(nn.Module):
         if not 0 < n_samples <= max_samples:
             raise ValueError(f"n_samples must be in (0, {max_samples}] for {codes.shape[1]} frames")
         vector = speaker_vector if speaker_vector is not None else self.speaker_vectors(speaker)
-        classes = self.decoder.generate(n_samples, local=self.quantizer.lookup(codes),
+        classes = self.decoder.generate(n_samples, local=self.local_conditioning(codes, pitch),
                                         speaker=vector, temperature=temperature,
                                         first_input=mu_law_silence(self.classes), generator=generator,
                                         progress=progress)
@@ -300,6 +401,10 @@ class SpeechVQ(nn.Module):
         else:
             vector = self.speaker_vectors(speaker)
         local = jitter_frames(vq.z_q, self.config.code_jitter) if self.training else vq.z_q
+        pitch = self.encode_pitch(wav)
+        if pitch is not None and self.training and speaker is not None and self.n_speakers:
+            self._update_voice_pitch(speaker, pitch)
+        local = self.add_pitch(local, pitch, check_range=False)
         nll_fn = self._compiled_nll if (self._compiled_nll is not None and self.training) else self.teacher_forced_nll
         nll = nll_fn(wav, local, vector)
         return VQVAEOutput(loss=nll + vq.loss, nll=nll, vq_loss=vq.loss, codebook_loss=vq.codebook_loss,

@@ -420,10 +420,12 @@ def _resynthesis_sample(model: SpeechVQ, valid_set: SegmentDataset, cfg: Config)
     original = model.waveform_from_classes(
         mu_law_decode(model.mu_law_targets(item["wav"][:, :n_samples]), cfg.model.mu_law_classes))
     codes, levels = model.encode_with_speaker(original.unsqueeze(0).to(device))
+    pitch = model.encode_pitch(original.unsqueeze(0).to(device))
     speaker = torch.tensor([item["speaker"]], device=device) if model.speaker_mode == "table" else None
     vector = model.speaker_from_levels(levels) if levels is not None else None
     generator = torch.Generator().manual_seed(cfg.train.seed)  # its own (CPU) generator: the global RNG is untouched
-    resynthesis = model.decode(codes, speaker, original.shape[-1], generator=generator, speaker_vector=vector)
+    resynthesis = model.decode(codes, speaker, original.shape[-1], generator=generator, speaker_vector=vector,
+                               pitch=pitch)
     return original[0], resynthesis[0, 0].cpu()
 
 

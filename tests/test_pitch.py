@@ -1,0 +1,266 @@
+"""The pitch stream (model.pitch): the YIN tracker, its symbols, the model's conditioning, code files, conversion."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import zlib
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from speechvq import bitstream
+from speechvq.checkpoint import init_from_checkpoint, save_checkpoint
+from speechvq.codec import Codec
+from speechvq.config import ConfigError, PitchConfig, load_config
+from speechvq.errors import SpeechVQError
+from speechvq.audio import mu_law_silence
+from speechvq.inference import Encoded, Voice, decode_codes, resolve_voice, voice_pitch
+from speechvq.models import SpeechVQ
+from speechvq.pitch import mean_voiced_bin, pitch_symbols, shift_symbols, symbol_f0_hz, track_pitch
+from tests.helpers import voiced_signal
+
+SR = 16000
+HOP = 256  # the default pitch hop: 4 codes of 64 samples
+CONFIG = PitchConfig(bits=6)
+
+
+def harmonic_tone(f0_hz: float, seconds: float = 0.5, level: float = 0.1) -> torch.Tensor:
+    """Seven harmonics of a steady f0 with 1/k amplitudes, float32 `[T]`."""
+    t = torch.arange(int(seconds * SR), dtype=torch.float64) / SR
+    wav = sum(torch.sin(2 * math.pi * k * f0_hz * t) / k for k in range(1, 8))
+    return (level * wav).float()
+
+
+@pytest.mark.parametrize("f0_hz", [65.0, 100.0, 147.0, 220.0, 310.0, 390.0])
+def test_yin_finds_the_f0_of_harmonic_tones(f0_hz):
+    track = track_pitch(harmonic_tone(f0_hz), SR, HOP, CONFIG.fmin_hz, CONFIG.fmax_hz)
+    inner = slice(3, -3)  # away from the zero-padded edges
+    assert track.f0_hz.shape == (math.ceil(0.5 * SR / HOP),)
+    assert (track.f0_hz[inner] / f0_hz - 1).abs().max() < 2e-3
+    assert track.aperiodicity[inner].max() < 0.05
+    symbols = pitch_symbols(track, CONFIG)[inner]
+    assert (symbols > 0).all()
+    # the symbol's bin centre is within half a bin (half of ln(400/60)/62 in log-F0) of the truth
+    half_bin = 0.5 * math.log(CONFIG.fmax_hz / CONFIG.fmin_hz) / (CONFIG.symbols - 2)
+    assert (symbol_f0_hz(symbols, CONFIG).log() - math.log(f0_hz)).abs().max() <= half_bin + 1e-4
+
+
+def test_yin_agrees_with_librosa_on_a_glide():
+    f0 = np.linspace(90.0, 300.0, 2 * SR)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    wav = (0.1 * np.sin(phase) + 0.05 * np.sin(2 * phase) + 0.03 * np.sin(3 * phase)).astype(np.float32)
+    ours = track_pitch(torch.from_numpy(wav), SR, HOP, 60.0, 400.0).f0_hz.numpy()
+    theirs = librosa.yin(wav, fmin=60.0, fmax=400.0, sr=SR, frame_length=1024, hop_length=HOP, center=True)
+    n = min(len(ours), len(theirs))
+    relative = np.abs(ours[2:n - 2] / theirs[2:n - 2] - 1)
+    assert np.median(relative) < 2e-3 and relative.max() < 1e-2
+
+
+def test_noise_and_silence_are_unvoiced():
+    noise = 0.1 * torch.randn(SR, generator=torch.Generator().manual_seed(0))
+    assert (pitch_symbols(track_pitch(noise, SR, HOP, 60.0, 400.0), CONFIG) == 0).float().mean() > 0.95
+    silence = torch.zeros(SR)
+    assert (pitch_symbols(track_pitch(silence, SR, HOP, 60.0, 400.0), CONFIG) == 0).all()
+    quiet = harmonic_tone(150.0, level=1e-4)  # -83 dBFS: below silence_dbfs
+    assert (pitch_symbols(track_pitch(quiet, SR, HOP, 60.0, 400.0), CONFIG) == 0).all()
+
+
+def test_tracking_is_batched_and_blockwise_exact():
+    batch = torch.stack([voiced_signal(5000, f0_hz=110.0 + 40 * i, seed=i) for i in range(3)])
+    whole = track_pitch(batch, SR, HOP, 60.0, 400.0)
+    blocks = track_pitch(batch, SR, HOP, 60.0, 400.0, block_frames=3)
+    alone = track_pitch(batch[1], SR, HOP, 60.0, 400.0)
+    for name in ("f0_hz", "aperiodicity", "level_dbfs"):
+        torch.testing.assert_close(getattr(whole, name), getattr(blocks, name), rtol=0, atol=1e-5)
+        torch.testing.assert_close(getattr(whole, name)[1], getattr(alone, name), rtol=0, atol=1e-5)
+    assert whole.f0_hz.shape == (3, math.ceil(5000 / HOP))
+
+
+def test_shift_keeps_unvoiced_and_clamps():
+    symbols = torch.tensor([0, 1, 30, 62, 63, 0])
+    assert shift_symbols(symbols, 2, CONFIG).tolist() == [0, 3, 32, 63, 63, 0]
+    assert shift_symbols(symbols, -5, CONFIG).tolist() == [0, 1, 25, 57, 58, 0]
+    assert mean_voiced_bin(symbols) == pytest.approx((1 + 30 + 62 + 63) / 4)
+    assert mean_voiced_bin(torch.zeros(4, dtype=torch.long)) is None
+
+
+def test_config_checks_and_bitrate():
+    config = load_config("paper", ["model.pitch.bits=6"]).model
+    assert config.pitch_bitrate_bps == 250.0 / 4 * 6
+    assert config.bitrate_bps == 250.0 * 9 + 375.0
+    assert load_config("paper").model.bitrate_bps == 250.0 * 9
+    for bad in ("model.pitch.bits=1", "model.pitch.frame_codes=0", "model.pitch.fmin_hz=500",
+                "model.pitch.voicing_threshold=1.5", "model.pitch.bits=9"):
+        with pytest.raises(ConfigError, match="model.pitch"):
+            load_config("tiny", [bad])
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+def _models(speakers=("a", "b")):
+    """A tiny plain model and its pitch-stream twin with the same weights (the pitch vectors at zero)."""
+    config = load_config("tiny").model
+    torch.manual_seed(0)
+    plain = SpeechVQ(config, speakers=list(speakers)).eval()
+    pitched = SpeechVQ(dataclasses.replace(config, pitch=CONFIG), speakers=list(speakers)).eval()
+    missing, unexpected = pitched.load_state_dict(plain.state_dict(), strict=False)
+    assert set(missing) == {"pitch_embedding.weight", "voice_pitch", "voice_pitch_updates"} and not unexpected
+    return plain, pitched
+
+
+def test_a_new_pitch_stream_changes_nothing_at_first(tmp_path):
+    plain, pitched = _models()
+    wav = voiced_signal(3000, seed=1).view(1, 1, -1)
+    speaker = torch.tensor([1])
+    with torch.no_grad():
+        assert torch.equal(plain(wav, speaker).nll, pitched(wav, speaker).nll)
+    # and --init from the plain model onto a pitch config copies everything else, keeping the zeros
+    path = tmp_path / "plain.pt"
+    save_checkpoint(path, plain, load_config("tiny"), step=7)
+    torch.manual_seed(5)
+    fresh = SpeechVQ(pitched.config, speakers=["a", "b"]).eval()
+    report = init_from_checkpoint(fresh, path)
+    assert "pitch_embedding.weight" in report.kept
+    assert torch.equal(fresh.pitch_embedding.weight, torch.zeros_like(fresh.pitch_embedding.weight))
+    with torch.no_grad():
+        assert torch.equal(fresh(wav, speaker).nll, plain(wav, speaker).nll)
+
+
+def test_the_training_pass_conditions_on_the_tracked_pitch():
+    _, model = _models()
+    torch.nn.init.normal_(model.pitch_embedding.weight, std=0.5)
+    wav = voiced_signal(3000, seed=2).view(1, 1, -1)
+    speaker = torch.tensor([0])
+    with torch.no_grad():
+        out = model(wav, speaker)
+        pitch = model.encode_pitch(wav)
+        assert pitch.shape == (1, model.num_pitch_frames(model.num_frames(3000)))
+        local = model.local_conditioning(out.codes, pitch)
+        expected = model.teacher_forced_nll(wav, local, model.speaker_vectors(speaker))
+        unpitched = model.teacher_forced_nll(wav, model.quantizer.lookup(out.codes), model.speaker_vectors(speaker))
+    torch.testing.assert_close(out.nll, expected, rtol=0, atol=1e-6)
+    assert abs(float(out.nll - unpitched)) > 1e-6  # an untrained decoder: small, but not nothing
+    # the gradient reaches the pitch vectors from the first step
+    model.train()
+    model(wav, speaker).loss.backward()
+    assert model.pitch_embedding.weight.grad.abs().sum() > 0
+
+
+def test_greedy_decoding_equals_the_teacher_forced_argmax_with_pitch():
+    _, model = _models()
+    torch.nn.init.normal_(model.pitch_embedding.weight, std=0.5)
+    codes = torch.randint(0, 16, (1, 9), generator=torch.Generator().manual_seed(3))
+    pitch = torch.tensor([[0, 17, 40]])
+    speaker = torch.tensor([1])
+    n = 9 * model.hop_length - 10
+    wav = model.decode(codes, speaker, n, temperature=0.0, pitch=pitch)
+    # decode returns waveform values; teacher forcing on those (through mu-law) must pick the same classes
+    targets = model.mu_law_targets(wav[:, 0])
+    with torch.no_grad():
+        inputs = torch.nn.functional.pad(targets[:, :-1], (1, 0), value=mu_law_silence(model.classes))
+        logits = model.decoder(inputs, model.local_conditioning(codes, pitch), model.speaker_vectors(speaker))
+    assert torch.equal(logits.argmax(1), targets)
+    other = model.decode(codes, speaker, n, temperature=0.0, pitch=torch.tensor([[0, 50, 3]]))
+    assert not torch.equal(wav, other)
+
+
+def test_pitch_shape_and_presence_are_checked():
+    plain, model = _models()
+    codes = torch.zeros(1, 9, dtype=torch.long)
+    with pytest.raises(ValueError, match="needs|pitch stream"):
+        model.local_conditioning(codes)
+    with pytest.raises(ValueError, match="3 pitch symbols"):
+        model.local_conditioning(codes, torch.zeros(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\[0, 64\)"):
+        model.local_conditioning(codes, torch.full((1, 3), 64))
+    with pytest.raises(ValueError, match="no pitch stream"):
+        plain.local_conditioning(codes, torch.zeros(1, 3, dtype=torch.long))
+
+
+def test_training_keeps_each_voices_mean_pitch():
+    _, model = _models()
+    model.train()
+    low, high = harmonic_tone(100.0, 0.25), harmonic_tone(250.0, 0.25)
+    model(torch.stack([low, high]).unsqueeze(1), torch.tensor([0, 1]))
+    expected = [mean_voiced_bin(model.encode_pitch(w.view(1, 1, -1))) for w in (low, high)]
+    assert model.voice_pitch_updates.tolist() == [1, 1]
+    assert model.voice_pitch.tolist() == pytest.approx(expected)
+    assert model.voice_pitch_bin(0) < model.voice_pitch_bin(1)
+
+
+def test_conversion_moves_the_pitch_to_the_target_voice():
+    _, model = _models()
+    model.voice_pitch.copy_(torch.tensor([20.0, 40.0]))
+    model.voice_pitch_updates.fill_(1)
+    encoded = Encoded(codes=torch.zeros(8, dtype=torch.long), n_samples=500, gain=1.0, speaker="a",
+                      pitch=torch.tensor([0, 18, 22]))
+    own = voice_pitch(model, encoded, Voice(None, "a"))
+    assert torch.equal(own, encoded.pitch)  # its recorded voice: unchanged
+    converted = resolve_voice(model, encoded, "b")
+    assert converted.pitch_bin == 40.0
+    assert voice_pitch(model, encoded, converted).tolist() == [0, 38, 42]  # mean 20 -> 40, unvoiced kept
+    assert resolve_voice(model, encoded, "a").pitch_bin is None and resolve_voice(model, encoded).pitch_bin is None
+
+
+# ----------------------------------------------------------------------------- code files
+
+
+def _pitch_codec() -> Codec:
+    _, model = _models()
+    torch.nn.init.normal_(model.pitch_embedding.weight, std=0.5)
+    return Codec(model)
+
+
+def test_pitch_symbols_round_trip_through_a_code_file():
+    codec = _pitch_codec()
+    wav = voiced_signal(5000, f0_hz=130.0, seed=4)
+    encoded = codec.encode(wav)
+    assert encoded.pitch.shape == (codec.model.num_pitch_frames(encoded.codes.numel()),)
+    assert (encoded.pitch > 0).float().mean() > 0.5
+    data = codec.to_bytes(encoded)
+    plain_size = len(Codec(_models()[0]).compress(wav))
+    assert len(data) - plain_size == 1 + math.ceil(encoded.pitch.numel() * 6 / 8)  # length varint + symbols
+    read, info = codec.read(data)
+    assert torch.equal(read.pitch, encoded.pitch) and torch.equal(read.codes, encoded.codes)
+    rates = info.bitrates(len(data))
+    assert rates["nominal_bps"] == pytest.approx(250 * 4 + 375)
+    assert info.pitch_bits == 6 and info.pitch_rate_hz == 62.5
+    torch.testing.assert_close(codec.decompress(data)[0], decode_codes(codec.model, read), rtol=0, atol=0)
+
+
+def test_files_and_codes_without_the_models_pitch_stream_are_refused():
+    plain_codec, codec = Codec(_models()[0]), _pitch_codec()
+    wav = voiced_signal(3000, seed=5)
+    encoded = codec.encode(wav)
+    with pytest.raises(SpeechVQError, match="no pitch symbols"):
+        codec.to_bytes(dataclasses.replace(encoded, pitch=None))
+    with pytest.raises(SpeechVQError, match="version 1 cannot hold a pitch stream"):
+        codec.to_bytes(encoded, version=1)
+    with pytest.raises(SpeechVQError, match="pitch symbols"):
+        decode_codes(plain_codec.model, encoded)
+    # a file whose pitch stream was dropped, or cut short: one line each
+    header, payload = bitstream.parse(codec.to_bytes(encoded))
+    for pitch, message in ((None, "carries no pitch stream"), (header.pitch[:-1], "does not fit this model")):
+        data = bitstream.serialize(dataclasses.replace(header, pitch=pitch), payload)
+        with pytest.raises(SpeechVQError, match=message):
+            codec.read(data)
+    with pytest.raises(SpeechVQError, match="has none"):
+        plain_codec.read(bitstream.serialize(dataclasses.replace(header, model_fingerprint=plain_codec.file_fingerprint(
+            header.coding)), payload))
+
+
+def test_a_pitch_stream_header_round_trips_and_unknown_flags_are_refused():
+    header = bitstream.Header(coding="packed", model_fingerprint="0123abcd", samples=1000, frames=16, gain=1.0,
+                              pitch=bytes([1, 2, 3]))
+    data = bitstream.serialize(header, b"\x00" * 8)
+    assert bitstream.parse(data)[0] == header
+    mutated = bytearray(data)
+    mutated[4] |= 0x40
+    body = bytes(mutated[:-4])
+    with pytest.raises(SpeechVQError, match="flags"):
+        bitstream.parse(body + zlib.crc32(body).to_bytes(4, "little"))
+
