@@ -121,6 +121,35 @@ def test_any_speaker_with_an_utterance_model(tmp_path, utterance_model_path, cap
     assert "no such audio file" in capsys.readouterr().err and not (tmp_path / "vc2").exists()
 
 
+def test_a_pitch_stream_model_from_the_command_line(tmp_path, capsys):
+    torch.manual_seed(0)
+    config = load_config("tiny", ["model.pitch.bits=6"])
+    model = SpeechVQ(config.model, speakers=["a", "b"]).eval()
+    torch.nn.init.normal_(model.pitch_embedding.weight, std=0.3)
+    model.voice_pitch.copy_(torch.tensor([20.0, 35.0]))
+    model.voice_pitch_updates.fill_(1)
+    model_path = tmp_path / "pitch.pt"
+    save_checkpoint(model_path, model, config)
+    source = write(tmp_path / "src.wav", seconds=0.2)
+    assert run("info", "--model", model_path) == 0
+    assert "pitch_stream: 6 bits every 4 codes (375 bit/s)" in capsys.readouterr().out
+    assert run("encode", source, "--model", model_path, "--speaker", "a") == 0
+    assert "bit/s nominal 1375" in capsys.readouterr().err  # 4-bit codes at 250 Hz + 375
+    assert run("info", tmp_path / "src.svq", "--json", "--model", model_path) == 0
+    info = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert info["pitch_stream_bytes"] == 10  # ceil(3200 / 256) = 13 symbols x 6 bits
+    assert run("decode", tmp_path / "src.svq", "--model", model_path, "--speaker", "b") == 0
+    assert soundfile.info(tmp_path / "src.decoded.wav").frames == 3200
+    # the codes of a model without the stream, and a file without it, are refused with one line
+    assert run("decode", tmp_path / "src.svq", "--model", tmp_path / "missing.pt", "-o", tmp_path / "x.wav") == 1
+    capsys.readouterr()
+    plain_path = tmp_path / "plain.pt"
+    save_checkpoint(plain_path, SpeechVQ(load_config("tiny").model, speakers=["a", "b"]).eval(), load_config("tiny"))
+    assert run("decode", tmp_path / "src.svq", "--model", plain_path, "-o", tmp_path / "y.wav") == 1
+    err = capsys.readouterr().err
+    assert "different model" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "y.wav").exists()
+
+
 def test_folders_globs_and_output_folders(tmp_path, model_path):
     for name in ("x.wav", "sub/y.flac", "sub/z.ogg"):
         (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)

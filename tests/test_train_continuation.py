@@ -239,10 +239,11 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
                             env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     out = recipe / "exp" / "gpu_session_smoke" / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["control.pt", "logs.tar.gz", "lowlr.pt", "main.pt", "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["control.pt", "logs.tar.gz", "main.pt", "pitch.pt", "summary.md"]
     summary = (out / "summary.md").read_text()
-    for run in ("main", "control", "lowlr", "init"):
+    for run in ("main", "control", "pitch", "init"):
         assert f"| {run} |" in summary
+    assert "pitch stream 6 bits" in summary
     assert "| compiled |" in summary and "| before |" in summary
     main_run = load_checkpoint(out / "main.pt")
     assert main_run.extra["history"][-1]["source"] == "previous.pt" and main_run.code_statistics is not None
@@ -250,12 +251,13 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
-def test_training_steps_never_wait_for_the_gpu(corpus, monkeypatch):
+@pytest.mark.parametrize("options", [(), ("model.pitch.bits=6",)], ids=["plain", "pitch"])
+def test_training_steps_never_wait_for_the_gpu(corpus, monkeypatch, options):
     # Between log intervals a step must queue work and return: any host sync (.item(), bool(tensor),
     # nonzero, a pageable copy) raises under the "error" sync-debug mode. Intervals and validation are
     # pushed past the steps run here, which end with a stop request checked on the host only.
     cfg = small_config(corpus, "data.loader=device", "data.segment_s=0.064", "train.log_every=1000",
-                       "train.valid_every=1000", "train.checkpoint_every=1000", "train.max_steps=1000")
+                       "train.valid_every=1000", "train.checkpoint_every=1000", "train.max_steps=1000", *options)
     calls = {"n": 0}
     original = loop._train_step
 
@@ -270,5 +272,5 @@ def test_training_steps_never_wait_for_the_gpu(corpus, monkeypatch):
             torch.cuda.set_sync_debug_mode("default")
 
     monkeypatch.setattr(loop, "_train_step", strict_step)
-    result = train(cfg, corpus / "gpu", device="cuda", stop_at_step=5, show_progress=False)
+    result = train(cfg, corpus / f"gpu{len(options)}", device="cuda", stop_at_step=5, show_progress=False)
     assert result.step == 5 and calls["n"] == 5

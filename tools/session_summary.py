@@ -72,12 +72,18 @@ def _changes(config_text: str) -> str:
     import yaml
 
     config = yaml.safe_load(config_text)
-    found = []
-    if config["model"].get("code_jitter", 0.0):
-        found.append(f"code_jitter={config['model']['code_jitter']}")
-    if config["model"]["quantizer"].get("ema"):
+    model, train = config["model"], config["train"]
+    found = [f"lr {train['lr']:g}", f"{config['data'].get('loader', 'workers')} loader",
+             "compiled" if train.get("compile") else "eager"]
+    if model.get("code_jitter", 0.0):
+        found.append(f"code_jitter={model['code_jitter']}")
+    if model["quantizer"].get("ema"):
         found.append("EMA codebook")
-    return ", ".join(found) or "-"
+    if model.get("pre_emphasis", 0.0):
+        found.append(f"pre-emphasis {model['pre_emphasis']}")
+    if model.get("pitch", {}).get("bits", 0):
+        found.append(f"pitch stream {model['pitch']['bits']} bits")
+    return ", ".join(found)
 
 
 def eval_rows(work: Path) -> list[str]:

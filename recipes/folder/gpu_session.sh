@@ -33,10 +33,13 @@ conf=conf/default.yaml
 init=../../speechvq/assets/default.pt
 minutes=5              # training budget of each run, start-up and compilation included
 # The first lease (2026-11-30, H200) ran jitter and EMA beside the main run, and all three got worse than the
-# model they started from at the same pace: the next one tells the fast path from the warm restart apart.
-# Once that is settled, the candidates waiting for a lease: "preemph:model.pre_emphasis=0.85" (LPCNet's targets),
-# "jitter:model.code_jitter=0.12", "ema:model.quantizer.ema=true".
-ablations="control:data.loader=workers,train.compile=false,data.batch_size=32 lowlr:train.lr=5e-5"
+# model they started from at the same pace: the next one tells the fast path from the warm restart apart
+# (control, lowlr), and tries the pitch stream (model.pitch: a log-F0 + voicing symbol every 4 codes, 375 bit/s
+# nominal, its vectors starting at zero so the run continues the shipped model unchanged at step 0). Waiting for
+# a later lease: "preemph:model.pre_emphasis=0.85" (LPCNet's targets), "jitter:model.code_jitter=0.12",
+# "ema:model.quantizer.ema=true".
+ablations="control:data.loader=workers,train.compile=false,data.batch_size=32 lowlr:train.lr=5e-5 pitch:model.pitch.bits=6"
+default_ablations=$ablations
 probe_batches="32 64 128"
 test_per_speaker=10    # the shipped model's split
 holdout_speakers=
@@ -58,6 +61,8 @@ if $smoke; then
   work=exp/gpu_session_smoke; device=cpu; conf=conf/tiny.yaml; minutes=0.35; probe_batches="2 8"
   overrides="data.segment_s=0.256 $overrides"   # whole code frames, as train.compile needs
   eval_files=2; eval_seconds=0.2; stats_files=10; test_per_speaker=1; valid_per_speaker=1
+  # lowlr differs from main by a value only: the smoke keeps the runs that take other code paths (< 2 min)
+  [ "$ablations" = "$default_ablations" ] && ablations="control:data.loader=workers,train.compile=false pitch:model.pitch.bits=6"
   export OMP_NUM_THREADS=1
   rm -rf "$work"
   corpus_dir=$work/corpus

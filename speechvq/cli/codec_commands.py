@@ -225,13 +225,15 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def describe_header(header) -> dict:
-    """What a code file's header holds, as plain fields (the speaker vector as its size)."""
+    """What a code file's header holds, as plain fields (the speaker vector and pitch stream as their sizes)."""
     fields = {"coding": header.coding, "model_fingerprint": header.model_fingerprint, "samples": header.samples,
               "frames": header.frames, "gain": round(header.gain, 6), "speaker": header.speaker_kind}
     if header.speaker_voice is not None or header.speaker_name is not None:
         fields["speaker_voice"] = header.speaker_name if header.speaker_name is not None else header.speaker_voice
     if header.speaker_vector is not None:
         fields["speaker_vector_bytes"] = len(header.speaker_vector)
+    if header.pitch is not None:
+        fields["pitch_stream_bytes"] = len(header.pitch)
     if header.metadata is not None:
         fields["metadata"] = header.metadata
     return fields
@@ -271,6 +273,8 @@ def print_model_info(args: argparse.Namespace) -> None:
                "fingerprint": model_fingerprint(checkpoint.build_model()),
                "sample_rate": model_cfg.sample_rate, "hop_length": model_cfg.hop_length,
                "codebook_size": model_cfg.quantizer.codebook_size, "nominal_bitrate_bps": model_cfg.bitrate_bps,
+               "pitch_stream": (f"{model_cfg.pitch.bits} bits every {model_cfg.pitch.frame_codes} codes "
+                                f"({model_cfg.pitch_bitrate_bps:g} bit/s)") if model_cfg.pitch.enabled else "none",
                "receptive_field": model_cfg.decoder.receptive_field,
                "code_statistics": checkpoint.code_statistics is not None, "speaker_mode": model_cfg.speaker_mode,
                "speakers": checkpoint.speakers,
