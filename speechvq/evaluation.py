@@ -49,6 +49,9 @@ class FileResult:
     pesq_wb: Optional[float]  # None: the pesq package is not installed; NaN: PESQ found no speech
     stoi: Optional[float]  # None: the pystoi package is not installed
     dnsmos_ovrl: Optional[float]  # DNSMOS P.835 overall (non-intrusive); None: speechmos/onnxruntime missing
+    ffe: float  # F0 frame error: frames whose voicing or (> 20%) pitch differs from the input's
+    f0_vde: float  # voicing decision error alone
+    f0_gpe: float  # gross pitch errors among the frames both call voiced (NaN when none are)
     lag_samples: int
     entropy_bps: float
     file_bps: float
@@ -130,7 +133,8 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
 def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor,
                pitch: Optional[torch.Tensor] = None) -> dict:
     files = [asdict(r) for r in results]
-    numeric = ["audio_s", "mcd_db", "si_sdr_db", "pesq_wb", "stoi", "dnsmos_ovrl", "entropy_bps", "file_bps", "used_codes",
+    numeric = ["audio_s", "mcd_db", "si_sdr_db", "pesq_wb", "stoi", "dnsmos_ovrl", "ffe", "f0_vde", "f0_gpe",
+               "entropy_bps", "file_bps", "used_codes",
                "encode_rtf", "decode_rtf"]
     mean = {key: finite_mean([f[key] for f in files]) for key in numeric} if files else {}
     # speakers the model never trained on (a table model decodes them as a training voice) are reported apart
@@ -161,14 +165,14 @@ def markdown_report(report: dict) -> str:
     if report.get("missing_metrics"):
         lines += [f"Not computed (package missing): {', '.join(report['missing_metrics'])}; {EVAL_EXTRA_HINT}.", ""]
     if mean:
-        lines += ["| mean | PESQ-WB | STOI | DNSMOS | MCD (dB) | SI-SDR (dB) | entropy (bit/s) | file (bit/s) | "
-                  "encode RTF | decode RTF |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["| mean | PESQ-WB | STOI | DNSMOS | MCD (dB) | FFE | SI-SDR (dB) | entropy (bit/s) | file (bit/s) | "
+                  "encode RTF | decode RTF |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         by_speaker = report.get("mean_by_speaker", {})
         rows = [("all", mean)] + ([(f"{group} speakers", by_speaker[group]) for group in ("seen", "unseen")
                                    if group in by_speaker] if len(by_speaker) > 1 else [])
         for label, m in rows:
             lines.append(f"| {label} | {_fmt(m['pesq_wb'], 2)} | {_fmt(m['stoi'], 3)} | {_fmt(m['dnsmos_ovrl'], 2)} | "
-                         f"{m['mcd_db']:.2f} | "
+                         f"{m['mcd_db']:.2f} | {_fmt(m['ffe'], 3)} | "
                          f"{m['si_sdr_db']:.2f} | {m['entropy_bps']:.0f} | {m['file_bps']:.0f} | "
                          f"{m['encode_rtf']:.3f} | {m['decode_rtf']:.2f} |")
         lines.append("")
@@ -177,15 +181,18 @@ def markdown_report(report: dict) -> str:
                       "the training voice that explains them best, an utterance model in their own voice.", ""]
     if report["files"]:
         lines += ["![code usage](code_usage.png)", ""]
-    lines += ["| id | speaker | decoded as | s | PESQ-WB | STOI | MCD (dB) | SI-SDR (dB) | lag | codes used | "
-              "decode RTF |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["| id | speaker | decoded as | s | PESQ-WB | STOI | MCD (dB) | FFE | SI-SDR (dB) | lag | codes used | "
+              "decode RTF |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for f in report["files"]:
         speaker = f["speaker"] if f.get("seen", True) else f"{f['speaker']} (unseen)"
         lines.append(f"| {f['id']} | {speaker} | {f['decoded_as']} | {f['audio_s']:.2f} | "
-                     f"{_fmt(f['pesq_wb'], 2)} | {_fmt(f['stoi'], 3)} | {f['mcd_db']:.2f} | {f['si_sdr_db']:.2f} | "
+                     f"{_fmt(f['pesq_wb'], 2)} | {_fmt(f['stoi'], 3)} | {f['mcd_db']:.2f} | {_fmt(f['ffe'], 3)} | "
+                     f"{f['si_sdr_db']:.2f} | "
                      f"{f['lag_samples']} | {f['used_codes']} | {f['decode_rtf']:.2f} |")
     lines += ["", "Intrusive metrics are computed after aligning the decoded audio to the input by cross-correlation "
-              "(lag in samples, positive = decoded is late). MCD: mel-cepstral distortion over c1..c24. SI-SDR is "
+              "(lag in samples, positive = decoded is late). MCD: mel-cepstral distortion over c1..c24. FFE: the "
+              "fraction of 10 ms frames whose voicing or pitch (off by more than 20%) differs from the input's, "
+              "both tracked by YIN; a decoder without harmonics scores high. SI-SDR is "
               "low for any sampling decoder whose phase need not follow the input.", ""]
     for f in report["files"][: report.get("plots", 0)]:
         name = f["id"].replace("/", "__")

@@ -3,6 +3,7 @@
     align            the decoder may shift its output: find the lag that best matches the reference
     si_sdr           scale-invariant signal-to-distortion ratio (Le Roux et al. 2019), dB
     mel_cepstral_distortion   MCD over mel-cepstra c1..c24 (Kubichek 1993's formula), dB
+    f0_frame_error   voicing decision error, gross pitch error and F0 frame error (Chu and Alwan 2009)
 
 The mel-cepstra here are cepstra of an 80-band mel filterbank's log amplitude (`speechvq.audio.mel_cepstrum`),
 not SPTK's all-pass-warped mel-cepstra: MCD values compare models and codecs measured by this module with
@@ -21,9 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .audio import mel_cepstrum
+from .audio import mel_cepstrum, normalize_level
+from .pitch import voiced_f0
 
 MCD_SCALE = 10.0 * math.sqrt(2.0) / math.log(10.0)  # dB per unit of Euclidean mel-cepstral distance
+GROSS_PITCH_ERROR = 0.2  # an F0 more than 20% off is a gross error (the usual definition)
+F0_FRAME_S = 0.01
 
 
 def align(reference: Tensor, estimate: Tensor, max_shift: int) -> tuple[Tensor, Tensor, int]:
@@ -67,6 +71,33 @@ def mel_cepstral_distortion(reference: Tensor, estimate: Tensor, sample_rate: in
 
 
 EVAL_EXTRA_HINT = "pip install 'speechvq[eval]'"
+
+
+def f0_frame_error(reference: Tensor, estimate: Tensor, sample_rate: int) -> dict[str, float]:
+    """How well a decoded waveform keeps the input's pitch, every 10 ms, both tracked by the pitch stream's
+    YIN (`speechvq.pitch.voiced_f0`, 60-400 Hz) after bringing each to the model level (-23 dBFS RMS).
+
+    Args:
+        reference, estimate: float `[T]` at `sample_rate`, aligned (lengths may differ: the shorter counts).
+
+    Returns:
+        {"f0_vde": fraction of frames whose voicing decisions differ, "f0_gpe": of the frames both call
+        voiced, the fraction whose F0 is more than 20% off (NaN when there are none), "ffe": the fraction of
+        all frames with either error (Chu and Alwan 2009)}. A decoder that loses the harmonics scores a high
+        VDE: its output is not periodic where the input is.
+    """
+    hop = max(1, int(round(F0_FRAME_S * sample_rate)))
+    n = min(reference.numel(), estimate.numel())
+    tracks = [voiced_f0(normalize_level(wav[:n].float(), -23.0)[0].clamp(-1, 1), sample_rate, hop)
+              for wav in (reference, estimate)]
+    (f0_ref, voiced_ref), (f0_est, voiced_est) = tracks
+    both = voiced_ref & voiced_est
+    gross = both & ((f0_est / f0_ref.clamp(min=1e-3) - 1).abs() > GROSS_PITCH_ERROR)
+    frames = max(1, voiced_ref.numel())
+    voicing_errors = int((voiced_ref != voiced_est).sum())
+    return {"f0_vde": voicing_errors / frames,
+            "f0_gpe": float(gross.sum()) / int(both.sum()) if bool(both.any()) else math.nan,
+            "ffe": (voicing_errors + int(gross.sum())) / frames}
 
 
 def finite_mean(values) -> "float | None":
@@ -161,12 +192,12 @@ def intrusive_scores(reference: Tensor, decoded: Tensor, sample_rate: int, max_s
         max_shift: largest alignment lag searched, in samples.
 
     Returns:
-        {"pesq_wb", "stoi", "mcd_db", "si_sdr_db", "lag_samples"}; PESQ and STOI are None when their package
-        (the `eval` extra) is missing.
+        {"pesq_wb", "stoi", "mcd_db", "si_sdr_db", "ffe", "f0_vde", "f0_gpe", "lag_samples"}; PESQ and STOI
+        are None when their package (the `eval` extra) is missing.
     """
     available = optional_metrics_available()
     ref, est, lag = align(reference, decoded, max_shift)
     return {"pesq_wb": pesq_wideband(ref, est, sample_rate) if available["pesq"] else None,
             "stoi": stoi(ref, est, sample_rate) if available["stoi"] else None,
             "mcd_db": mel_cepstral_distortion(ref, est, sample_rate), "si_sdr_db": si_sdr(ref, est),
-            "lag_samples": lag}
+            **f0_frame_error(ref, est, sample_rate), "lag_samples": lag}

@@ -16,6 +16,7 @@ window centred there (zero-padded at the edges); P = ceil(T / H).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -156,6 +157,17 @@ def encode_pitch(wav: Tensor, sample_rate: int, hop: int, config: PitchConfig) -
     """
     track = track_pitch(wav, sample_rate, hop, config.fmin_hz, config.fmax_hz)
     return pitch_symbols(track, config)
+
+
+def voiced_f0(wav: Tensor, sample_rate: int, hop: int, config: PitchConfig = PitchConfig()) -> tuple[Tensor, Tensor]:
+    """F0 and the voicing decision of every `hop` samples, as the pitch stream decides them (its range,
+    thresholds and silence gate; the waveform should be at the model's level).
+
+    Returns:
+        (float32 F0 in Hz, bool voiced), each `[..., P]`, P = ceil(T / hop).
+    """
+    track = track_pitch(wav, sample_rate, hop, config.fmin_hz, config.fmax_hz)
+    return track.f0_hz, pitch_symbols(track, dataclasses.replace(config, bits=config.bits or 6)) > 0
 
 
 def shift_symbols(symbols: Tensor, bins: int, config: PitchConfig) -> Tensor:

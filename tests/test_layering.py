@@ -31,7 +31,7 @@ ALLOWED = {
     "speechvq.inference": {"speechvq.atomic", "speechvq.audio", "speechvq.bitstream", "speechvq.checkpoint",
                            "speechvq.config", "speechvq.entropy", "speechvq.errors", "speechvq.generation",
                            "speechvq.models", "speechvq.pitch", "speechvq.version"},
-    "speechvq.metrics": {"speechvq.audio", "speechvq.errors"},
+    "speechvq.metrics": {"speechvq.audio", "speechvq.errors", "speechvq.pitch"},
     "speechvq.plots": {"speechvq.atomic", "speechvq.audio"},
     "speechvq.similarity": {"speechvq.errors"},
     "speechvq.analysis": {"speechvq.errors"},

@@ -40,7 +40,7 @@ from speechvq.errors import SpeechVQError
 from speechvq.metrics import align, finite_mean, intrusive_scores
 
 RATE = 16000  # the comparison's rate: inputs, decoded outputs and metrics
-METRICS = ("pesq_wb", "stoi", "mcd_db", "si_sdr_db")
+METRICS = ("pesq_wb", "stoi", "mcd_db", "ffe", "si_sdr_db")
 
 
 @dataclass(frozen=True)
@@ -193,11 +193,11 @@ def markdown_table(summary: dict) -> str:
     def fmt(value, digits):
         return "n/a" if value is None else f"{value:.{digits}f}"
 
-    lines = ["| codec | file bit/s | nominal bit/s | PESQ-WB | STOI | MCD (dB) | SI-SDR (dB) | RTF | files |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| codec | file bit/s | nominal bit/s | PESQ-WB | STOI | MCD (dB) | FFE | SI-SDR (dB) | RTF | files |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, s in sorted(summary.items(), key=lambda item: item[1]["file_bps"]):
         lines.append(f"| {name} | {s['file_bps']:.0f} | {fmt(s['nominal_bps'], 0)} | {fmt(s['pesq_wb'], 2)} | "
-                     f"{fmt(s['stoi'], 3)} | {fmt(s['mcd_db'], 2)} | {fmt(s['si_sdr_db'], 1)} | {s['rtf']:.3f} | "
+                     f"{fmt(s['stoi'], 3)} | {fmt(s['mcd_db'], 2)} | {fmt(s['ffe'], 3)} | {fmt(s['si_sdr_db'], 1)} | {s['rtf']:.3f} | "
                      f"{s['files']} |")
     return "\n".join(lines) + "\n"
 

@@ -30,7 +30,7 @@ from speechvq.generation import DecodeOptions
 from speechvq.metrics import dnsmos, finite_mean, optional_metrics_available
 
 COLUMNS = [("pesq_wb", "PESQ-WB", 2), ("stoi", "STOI", 3), ("dnsmos_ovrl", "DNSMOS", 2), ("mcd_db", "MCD (dB)", 2),
-           ("si_sdr_db", "SI-SDR (dB)", 1)]
+           ("ffe", "FFE", 3), ("si_sdr_db", "SI-SDR (dB)", 1)]
 
 
 def main() -> int:

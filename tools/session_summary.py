@@ -88,13 +88,14 @@ def _changes(config_text: str) -> str:
 
 def eval_rows(work: Path) -> list[str]:
     """Decoded scores (means over the same test utterances) of the init model and each run."""
-    lines = ["| model | files | PESQ-WB | STOI | MCD (dB) | SI-SDR (dB) | file bit/s |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | files | PESQ-WB | STOI | MCD (dB) | FFE | SI-SDR (dB) | file bit/s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for report_path in sorted((work / "eval").glob("*/report.json")):
         report = json.loads(report_path.read_text())
         mean = report["mean"]
         lines.append(f"| {report_path.parent.name} | {len(report['files'])} | {_fmt(mean.get('pesq_wb'), 2)} | "
-                     f"{_fmt(mean.get('stoi'), 3)} | {_fmt(mean.get('mcd_db'), 2)} | {_fmt(mean.get('si_sdr_db'), 2)} | "
+                     f"{_fmt(mean.get('stoi'), 3)} | {_fmt(mean.get('mcd_db'), 2)} | {_fmt(mean.get('ffe'), 3)} | "
+                     f"{_fmt(mean.get('si_sdr_db'), 2)} | "
                      f"{_fmt(mean.get('file_bps'), 0)} |")
     return lines
 
