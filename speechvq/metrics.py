@@ -28,6 +28,7 @@ from .pitch import voiced_f0
 MCD_SCALE = 10.0 * math.sqrt(2.0) / math.log(10.0)  # dB per unit of Euclidean mel-cepstral distance
 GROSS_PITCH_ERROR = 0.2  # an F0 more than 20% off is a gross error (the usual definition)
 F0_FRAME_S = 0.01
+F0_LEVEL_DBFS = -23.0  # both signals are tracked at the models' level, for which the tracker's silence gate is set
 
 
 def align(reference: Tensor, estimate: Tensor, max_shift: int) -> tuple[Tensor, Tensor, int]:
@@ -75,7 +76,7 @@ EVAL_EXTRA_HINT = "pip install 'speechvq[eval]'"
 
 def f0_frame_error(reference: Tensor, estimate: Tensor, sample_rate: int) -> dict[str, float]:
     """How well a decoded waveform keeps the input's pitch, every 10 ms, both tracked by the pitch stream's
-    YIN (`speechvq.pitch.voiced_f0`, 60-400 Hz) after bringing each to the model level (-23 dBFS RMS).
+    YIN (`speechvq.pitch.voiced_f0`, 60-400 Hz) after bringing each to the models' level (-23 dBFS RMS).
 
     Args:
         reference, estimate: float `[T]` at `sample_rate`, aligned (lengths may differ: the shorter counts).
@@ -88,7 +89,7 @@ def f0_frame_error(reference: Tensor, estimate: Tensor, sample_rate: int) -> dic
     """
     hop = max(1, int(round(F0_FRAME_S * sample_rate)))
     n = min(reference.numel(), estimate.numel())
-    tracks = [voiced_f0(normalize_level(wav[:n].float(), -23.0)[0].clamp(-1, 1), sample_rate, hop)
+    tracks = [voiced_f0(normalize_level(wav[:n].float(), F0_LEVEL_DBFS)[0].clamp(-1, 1), sample_rate, hop)
               for wav in (reference, estimate)]
     (f0_ref, voiced_ref), (f0_est, voiced_est) = tracks
     both = voiced_ref & voiced_est
