@@ -188,7 +188,8 @@ class InitReport:
     history: list[dict]
 
 
-_SPEAKER_ROW_KEYS = ("speaker_embedding.weight", "voice_vectors", "voice_updates", "voice_pitch", "voice_pitch_updates")
+_SPEAKER_ROW_KEYS = ("speaker_embedding.weight", "voice_vectors", "voice_updates", "voice_pitch",
+                     "voice_pitch_updates")
 
 
 def init_from_checkpoint(model: SpeechVQ, path: str | os.PathLike) -> InitReport:

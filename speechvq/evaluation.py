@@ -172,7 +172,7 @@ def markdown_report(report: dict) -> str:
                                    if group in by_speaker] if len(by_speaker) > 1 else [])
         for label, m in rows:
             lines.append(f"| {label} | {_fmt(m['pesq_wb'], 2)} | {_fmt(m['stoi'], 3)} | {_fmt(m['dnsmos_ovrl'], 2)} | "
-                         f"{m['mcd_db']:.2f} | {_fmt(m['ffe'], 3)} | "
+                         f"{m['mcd_db']:.2f} | {_fmt(m.get('ffe'), 3)} | "
                          f"{m['si_sdr_db']:.2f} | {m['entropy_bps']:.0f} | {m['file_bps']:.0f} | "
                          f"{m['encode_rtf']:.3f} | {m['decode_rtf']:.2f} |")
         lines.append("")
@@ -186,7 +186,7 @@ def markdown_report(report: dict) -> str:
     for f in report["files"]:
         speaker = f["speaker"] if f.get("seen", True) else f"{f['speaker']} (unseen)"
         lines.append(f"| {f['id']} | {speaker} | {f['decoded_as']} | {f['audio_s']:.2f} | "
-                     f"{_fmt(f['pesq_wb'], 2)} | {_fmt(f['stoi'], 3)} | {f['mcd_db']:.2f} | {_fmt(f['ffe'], 3)} | "
+                     f"{_fmt(f['pesq_wb'], 2)} | {_fmt(f['stoi'], 3)} | {f['mcd_db']:.2f} | {_fmt(f.get('ffe'), 3)} | "
                      f"{f['si_sdr_db']:.2f} | "
                      f"{f['lag_samples']} | {f['used_codes']} | {f['decode_rtf']:.2f} |")
     lines += ["", "Intrusive metrics are computed after aligning the decoded audio to the input by cross-correlation "
