@@ -318,7 +318,9 @@ def measure_code_statistics(codec: Codec, waveforms, progress: Optional[Callable
     """Count codes and code pairs of the model over an iterable of float32 `[T]` waveforms."""
     sequences = []
     for wav in waveforms:
-        sequences.append(encode_waveform(codec.model, wav, chunk_frames=DEFAULT_CHUNK_FRAMES).codes.numpy())
+        # the codes do not depend on the voice: no closest-voice scoring (a few decoder passes per file)
+        sequences.append(encode_waveform(codec.model, wav, chunk_frames=DEFAULT_CHUNK_FRAMES,
+                                         choose_voice=False).codes.numpy())
         if progress is not None:
             progress(1)
     return entropy.CodeStatistics.from_sequences(sequences, codec.model.quantizer.codebook_size)

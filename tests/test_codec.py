@@ -8,7 +8,7 @@ import torch
 
 from speechvq import entropy
 from speechvq.checkpoint import load_checkpoint, save_checkpoint
-from speechvq.codec import Codec, model_fingerprint, save_code_statistics
+from speechvq.codec import Codec, measure_code_statistics, model_fingerprint, save_code_statistics
 from speechvq.config import load_config
 from speechvq.errors import SpeechVQError
 from speechvq.models import SpeechVQ
@@ -126,6 +126,17 @@ def test_blockwise_conditioning_equals_the_whole(tiny_config):
     whole = model.decoder.layer_conditioning(local, speaker)
     blocks = torch.stack(list(model.decoder.frame_conditions(local, speaker, 23, block_frames=4)), dim=1)
     torch.testing.assert_close(blocks, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_code_statistics_count_the_codes_a_compressed_file_holds(codec):
+    # measuring skips the closest-voice scoring (10x faster on the shipped model): the codes must not change
+    waveforms = [voiced_signal(3000, f0_hz=110.0 + 30 * s, seed=s) for s in range(3)]
+    statistics = measure_code_statistics(codec, waveforms)
+    with_voices = [codec.encode(wav) for wav in waveforms]
+    assert all(encoded.voice_scores for encoded in with_voices)  # these did score the voices
+    expected = entropy.CodeStatistics.from_sequences([e.codes.numpy() for e in with_voices],
+                                                     codec.model.quantizer.codebook_size)
+    assert statistics.fingerprint == expected.fingerprint
 
 
 def test_markov1_beats_packing_on_repetitive_codes():
