@@ -128,9 +128,16 @@ for spec in "${runs[@]}"; do
     --max-minutes "$minutes" > "$work/logs/train_$name.log" 2>&1 &
   pids+=($!)
 done
-failed=0
-for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
-[ "$failed" -eq 0 ] || { tail -n 20 "$work"/logs/train_*.log >&2; echo "$0: $failed run(s) failed" >&2; exit 1; }
+# A run that fails (or ends without a checkpoint) costs its own results, not the others': the later stages go on
+# with the runs that finished, and the script's status says that one failed.
+finished=(); failed=0
+for i in "${!pids[@]}"; do
+  name=${runs[$i]%%:*}
+  if wait "${pids[$i]}" && [ -f "$work/exp/$name/best.pt" ]; then finished+=("${runs[$i]}"); else
+    failed=$((failed + 1)); tail -n 20 "$work/logs/train_$name.log" >&2; log "run $name failed"; fi
+done
+[ "${#finished[@]}" -gt 0 ] || { echo "$0: every run failed" >&2; exit 1; }
+runs=("${finished[@]}")
 
 log "Stage 4: export and code statistics"
 mkdir -p "$work/models"
@@ -167,3 +174,4 @@ log "Stage 6: results -> $out"
 cp "$work/summary.md" "$out/"
 tar -czf "$out/logs.tar.gz" --exclude=cache --exclude=corpus --exclude='*.pt' --exclude='*.wav' -C "$work" .
 log "Done: $(ls "$out" | tr '\n' ' ')"
+[ "$failed" -eq 0 ] || { echo "$0: $failed run(s) failed (see the logs in $out/logs.tar.gz)" >&2; exit 1; }
