@@ -149,25 +149,25 @@ def closest_voice(model: SpeechVQ, level_wav: Tensor, codes: Tensor, pitch: Opti
     if model.speaker_mode != "table":
         raise SpeechVQError("only a model with a speaker table chooses among its rows")
     rows = list(range(model.n_speakers))
+    local = model.local_conditioning(codes.view(1, -1), None if pitch is None else pitch.view(1, -1))  # (1, D, F)
     if len(rows) > finalists:
-        screened = _row_nll(model, level_wav, codes, pitch, rows, screen_seconds)
+        screened = _row_nll(model, level_wav, local, rows, screen_seconds)
         rows = sorted(rows, key=lambda row: screened[row])[:finalists]
-    scores = _row_nll(model, level_wav, codes, pitch, rows, max_seconds)
+    scores = _row_nll(model, level_wav, local, rows, max_seconds)
     return {model.speakers[row]: scores[row] for row in sorted(rows, key=lambda row: scores[row])}
 
 
-def _row_nll(model: SpeechVQ, level_wav: Tensor, codes: Tensor, pitch: Optional[Tensor], rows: list[int],
-             seconds: float) -> dict[int, float]:
-    """Teacher-forced NLL (nats per sample) under each table row, on the loudest `seconds` of the input."""
-    hop = model.hop_length
-    frames = max(1, min(codes.numel(), int(seconds * model.sample_rate) // hop))
-    padded = F.pad(level_wav, (0, codes.numel() * hop - level_wav.numel()))  # F * hop samples
+def _row_nll(model: SpeechVQ, level_wav: Tensor, local: Tensor, rows: list[int], seconds: float) -> dict[int, float]:
+    """Teacher-forced NLL (nats per sample) under each table row, on the loudest `seconds` of the input, given
+    its local conditioning `[1, D, F]`."""
+    hop, n_frames = model.hop_length, local.shape[-1]
+    frames = max(1, min(n_frames, int(seconds * model.sample_rate) // hop))
+    padded = F.pad(level_wav, (0, n_frames * hop - level_wav.numel()))  # F * hop samples
     energy = padded.view(-1, hop).pow(2).sum(1)  # (F,)
     start = int(energy.unfold(0, frames, 1).sum(1).argmax())  # the loudest `frames` frames
     excerpt = padded[start * hop:(start + frames) * hop]
     targets = model.mu_law_targets(excerpt).view(1, -1)
     inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(model.classes))
-    local = model.local_conditioning(codes.view(1, -1), None if pitch is None else pitch.view(1, -1))
     local = local[..., start:start + frames]
     scores = {}
     for first in range(0, len(rows), 4):  # four voices per pass: bounded memory

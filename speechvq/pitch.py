@@ -16,7 +16,6 @@ window centred there (zero-padded at the edges); P = ceil(T / H).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -121,27 +120,34 @@ def _yin_frames(frames: Tensor, window: int, tau_min: int, tau_max: int, n_fft: 
     return period, b, level
 
 
+def is_voiced(track: PitchTrack, config: PitchConfig) -> Tensor:
+    """The voicing decision of each frame: periodic enough, loud enough, and inside the F0 range. bool."""
+    in_range = (track.f0_hz >= config.fmin_hz * 0.97) & (track.f0_hz <= config.fmax_hz * 1.03)
+    return (track.aperiodicity < config.voicing_threshold) & (track.level_dbfs > config.silence_dbfs) & in_range
+
+
+def _log_f0_bins(config: PitchConfig) -> tuple[int, float]:
+    """(the last bin index, ln(fmax / fmin)): bins 0 .. last spread evenly over log-F0."""
+    return config.symbols - 2, math.log(config.fmax_hz / config.fmin_hz)
+
+
 def pitch_symbols(track: PitchTrack, config: PitchConfig) -> Tensor:
-    """The pitch stream's symbols of a track: 0 unvoiced (aperiodic, silent, or outside the F0 range), else
-    1 + the nearest of 2**bits - 1 log-F0 bins spaced evenly over [fmin_hz, fmax_hz].
+    """The pitch stream's symbols of a track: 0 unvoiced (`is_voiced`), else 1 + the nearest of 2**bits - 1
+    log-F0 bins spaced evenly over [fmin_hz, fmax_hz].
 
     Returns:
         int64, the shape of `track.f0_hz`, in [0, 2**bits).
     """
-    steps = config.symbols - 2  # bins 0 .. steps
-    span = math.log(config.fmax_hz / config.fmin_hz)
-    position = (track.f0_hz.clamp(min=1e-3).log() - math.log(config.fmin_hz)) / span * steps
-    in_range = (track.f0_hz >= config.fmin_hz * 0.97) & (track.f0_hz <= config.fmax_hz * 1.03)
-    voiced = (track.aperiodicity < config.voicing_threshold) & (track.level_dbfs > config.silence_dbfs) & in_range
-    bins = position.round().clamp(0, steps).long()
-    return torch.where(voiced, bins + 1, torch.zeros_like(bins))
+    last, span = _log_f0_bins(config)
+    position = (track.f0_hz.clamp(min=1e-3).log() - math.log(config.fmin_hz)) / span * last
+    bins = position.round().clamp(0, last).long()
+    return torch.where(is_voiced(track, config), bins + 1, torch.zeros_like(bins))
 
 
 def symbol_f0_hz(symbols: Tensor, config: PitchConfig) -> Tensor:
     """The F0 (Hz) at the centre of each symbol's bin; 0 for unvoiced symbols. float32, `symbols`' shape."""
-    steps = config.symbols - 2
-    span = math.log(config.fmax_hz / config.fmin_hz)
-    f0 = config.fmin_hz * torch.exp((symbols - 1).clamp(min=0).float() / steps * span)
+    last, span = _log_f0_bins(config)
+    f0 = config.fmin_hz * torch.exp((symbols - 1).clamp(min=0).float() / last * span)
     return torch.where(symbols > 0, f0, torch.zeros_like(f0))
 
 
@@ -167,7 +173,7 @@ def voiced_f0(wav: Tensor, sample_rate: int, hop: int, config: PitchConfig = Pit
         (float32 F0 in Hz, bool voiced), each `[..., P]`, P = ceil(T / hop).
     """
     track = track_pitch(wav, sample_rate, hop, config.fmin_hz, config.fmax_hz)
-    return track.f0_hz, pitch_symbols(track, dataclasses.replace(config, bits=config.bits or 6)) > 0
+    return track.f0_hz, is_voiced(track, config)
 
 
 def shift_symbols(symbols: Tensor, bins: int, config: PitchConfig) -> Tensor:
