@@ -294,6 +294,10 @@ class TrainConfig:
     # torch.compile the decoder's teacher-forced loss (fused gates, residual sums and cross-entropy); the crop
     # shape is static, so it compiles once. Same function, different rounding: off by default on the CPU.
     compile: bool = False
+    # Train the decoder side only (WaveNet, speaker table, pitch vectors): the encoder, the codebook and an
+    # utterance model's speaker encoder keep the weights they start from (`--init`), and the quantizer makes
+    # no restarts, so a file's codes stay the same while the decoder continues to learn.
+    freeze_encoder: bool = False
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "train.lr", "must be positive")

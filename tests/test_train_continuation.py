@@ -150,6 +150,32 @@ def test_train_init_records_history_and_is_not_applied_on_resume(corpus):
     assert exported.extra["history"] == run["history"] and exported.extra["samples_seen"] == 2 * 2 * 800
 
 
+def test_freeze_encoder_trains_the_decoder_only_and_keeps_every_code(corpus):
+    with pytest.raises(SpeechVQError, match="--init"):
+        train(small_config(corpus, "train.freeze_encoder=true"), corpus / "no_init", device="cpu", show_progress=False)
+    # dead_code_window=1 would restart every unused code at each step if the quantizer were still training
+    train(small_config(corpus, "train.max_steps=2", "model.quantizer.dead_code_window=1"), corpus / "first",
+          device="cpu", show_progress=False)
+    export_checkpoint(corpus / "first" / "last.pt", corpus / "first.pt")
+    cfg = small_config(corpus, "train.max_steps=4", "train.freeze_encoder=true", "model.quantizer.dead_code_window=1")
+    train(cfg, corpus / "frozen", device="cpu", init=corpus / "first.pt", show_progress=False)
+    before, after = load_checkpoint(corpus / "first.pt").model_state, load_checkpoint(corpus / "frozen" / "last.pt")
+    encoder_side = [k for k in before if k.startswith(("encoder.", "quantizer."))]
+    assert "quantizer.codebook" in encoder_side and "encoder.layers.1.weight" in encoder_side
+    states_close({k: before[k] for k in encoder_side}, {k: after.model_state[k] for k in encoder_side})
+    decoder = [k for k in before if k.startswith("decoder.") and before[k].is_floating_point()]
+    assert any(not torch.equal(before[k], after.model_state[k]) for k in decoder)
+    assert after.model_state["quantizer.total_restarts"] == before["quantizer.total_restarts"]
+    rows = [json.loads(line) for line in (corpus / "frozen" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["restarts"] for r in rows if r["kind"] == "train"] == [0.0, 0.0]
+    # the same input gives the same codes before and after
+    wav = torch.randn(1, 1, 1600, generator=torch.Generator().manual_seed(0)) * 0.1
+    first, frozen = SpeechVQ(cfg.model), SpeechVQ(cfg.model)
+    first.load_state_dict(before, strict=False)
+    frozen.load_state_dict(after.model_state, strict=False)
+    assert torch.equal(first.eval().encode(wav), frozen.eval().encode(wav))
+
+
 class FakeClock:
     """time.monotonic for the loop: every reading advances by `tick` seconds."""
 
@@ -247,6 +273,11 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
     assert "| compiled |" in summary and "| before |" in summary
     main_run = load_checkpoint(out / "main.pt")
     assert main_run.extra["history"][-1]["source"] == "previous.pt" and main_run.code_statistics is not None
+    # the main run continues the decoder only: the encoder and codebook it started from are unchanged
+    previous = load_checkpoint(recipe / "exp" / "gpu_session_smoke" / "previous.pt").model_state
+    frozen = [k for k in previous if k.startswith("encoder.") or k == "quantizer.codebook"]
+    assert frozen and all(torch.equal(previous[k], main_run.model_state[k]) for k in frozen)
+    assert "decoder only" in summary and "whole model" in summary
 
 
 @pytest.mark.gpu

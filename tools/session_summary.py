@@ -74,7 +74,8 @@ def _changes(config_text: str) -> str:
     config = yaml.safe_load(config_text)
     model, train = config["model"], config["train"]
     found = [f"lr {train['lr']:g}", f"{config['data'].get('loader', 'workers')} loader",
-             "compiled" if train.get("compile") else "eager"]
+             "compiled" if train.get("compile") else "eager",
+             "decoder only" if train.get("freeze_encoder") else "whole model"]
     if model.get("code_jitter", 0.0):
         found.append(f"code_jitter={model['code_jitter']}")
     if model["quantizer"].get("ema"):

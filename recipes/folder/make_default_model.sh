@@ -34,6 +34,9 @@ test_per_speaker=10
 holdout_speakers="ivr_ru tux_da"   # two of the offline corpus's 12 speakers, never trained on
 train_seconds=380
 init=../../speechvq/assets/default.pt
+# How a continuation (--init) trains, before --overrides: the decoder side only, at a rate that does not undo the
+# annealed model (see "Training on a lent GPU" in README.md). Not applied from scratch (--init none).
+continue_overrides="train.freeze_encoder=true train.lr=1e-4"
 time_limit=
 max_steps=
 . ../../tools/parse_options.sh
@@ -54,7 +57,11 @@ if [ -z "$max_steps" ]; then
   [ -n "$max_steps" ] && [ "$max_steps" -gt 0 ] || { echo "$0: the probe gave no step count" >&2; exit 1; }
 fi
 
-init_args=(); [ -n "$init" ] && [ "$init" != none ] && init_args=(--init "$init")
+init_args=()
+if [ -n "$init" ] && [ "$init" != none ]; then
+  init_args=(--init "$init")
+  [ -n "$continue_overrides" ] && read -r -a continue_args <<< "$continue_overrides" && set_args=("${continue_args[@]}" "${set_args[@]}")
+fi
 log "Training $exp for $max_steps steps${init_args[*]:+ from $init}"
 set +e
 # stage 3 of run.sh, called directly so that the time limit's SIGINT reaches the trainer alone (--foreground),

@@ -111,6 +111,30 @@ class SpeechVQ(nn.Module):
                                local_channels=config.encoder.latent_dim,
                                global_channels=config.speaker_dim if mode != "none" else 0)
         self._compiled_nll: Optional[Callable] = None
+        self.encoder_frozen = False
+
+    def freeze_encoder(self) -> None:
+        """Keep the encoder side as it is from now on: train the decoder side only (`train.freeze_encoder`).
+
+        The encoder, the codebook and an utterance model's speaker encoder stop requiring gradients and stay
+        in eval mode under `train()` (so the quantizer neither restarts codes nor moves an EMA codebook), and
+        the encoder runs without building a graph. The codes of an input are then fixed.
+        """
+        self.encoder_frozen = True
+        for module in self._encoder_side():
+            module.requires_grad_(False)
+        self.train(self.training)
+
+    def _encoder_side(self) -> list[nn.Module]:
+        return [m for m in (self.encoder, self.quantizer, self.speaker_encoder) if m is not None]
+
+    def train(self, mode: bool = True) -> "SpeechVQ":
+        """nn.Module.train, except that a frozen encoder side (`freeze_encoder`) stays in eval mode."""
+        super().train(mode)
+        if self.encoder_frozen:
+            for module in self._encoder_side():
+                module.train(False)
+        return self
 
     @property
     def has_speakers(self) -> bool:
@@ -389,7 +413,8 @@ class SpeechVQ(nn.Module):
         Returns:
             VQVAEOutput with the loss to minimise and the codebook statistics.
         """
-        z_e = self.encoder(wav)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
+            z_e = self.encoder(wav)
         if self._compiled_nll is not None and self.training:
             # k-means runs outside the compiled region, once (see VectorQuantizer.initialize_from)
             self.quantizer.initialize_from(z_e)

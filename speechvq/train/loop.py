@@ -119,13 +119,18 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
         torch.backends.cudnn.allow_tf32 = True
     speakers = read_speakers(cfg.data.speakers)
     model = SpeechVQ(cfg.model, speakers=speakers).to(device)
+    resuming = (exp_dir / "last.pt").is_file()
+    if cfg.train.freeze_encoder:
+        if init is None and not resuming:
+            raise SpeechVQError("train.freeze_encoder keeps the encoder and codebook it starts from: give --init "
+                                "a trained checkpoint or model")
+        model.freeze_encoder()
     # fused: one kernel for all parameters instead of several per tensor (CUDA only)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
                                  betas=tuple(cfg.train.adam_betas), weight_decay=cfg.train.weight_decay,
                                  fused=device.type == "cuda")
     schedule_end = ScheduleEnd(cfg.train.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg.train, schedule_end))
-    resuming = (exp_dir / "last.pt").is_file()
     state = _resume_or_start(cfg, exp_dir, context, model, optimizer, scheduler)
     if state.fitted_max_steps:
         schedule_end.max_steps = state.fitted_max_steps
