@@ -282,7 +282,8 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
-@pytest.mark.parametrize("options", [(), ("model.pitch.bits=6",)], ids=["plain", "pitch"])
+@pytest.mark.parametrize("options", [(), ("model.pitch.bits=6",), ("train.freeze_encoder=true",)],
+                         ids=["plain", "pitch", "frozen"])
 def test_training_steps_never_wait_for_the_gpu(corpus, monkeypatch, options):
     # Between log intervals a step must queue work and return: any host sync (.item(), bool(tensor),
     # nonzero, a pageable copy) raises under the "error" sync-debug mode. Intervals and validation are
@@ -302,6 +303,12 @@ def test_training_steps_never_wait_for_the_gpu(corpus, monkeypatch, options):
         finally:
             torch.cuda.set_sync_debug_mode("default")
 
+    init = None
+    if "train.freeze_encoder=true" in options:  # a decoder-only run continues a trained model
+        train(small_config(corpus, "train.max_steps=1"), corpus / "gpu_init", device="cpu", show_progress=False)
+        init = corpus / "gpu_init.pt"
+        export_checkpoint(corpus / "gpu_init" / "last.pt", init)
     monkeypatch.setattr(loop, "_train_step", strict_step)
-    result = train(cfg, corpus / f"gpu{len(options)}", device="cuda", stop_at_step=5, show_progress=False)
+    result = train(cfg, corpus / ("gpu_" + "_".join(options)), device="cuda", stop_at_step=5, show_progress=False,
+                   init=init)
     assert result.step == 5 and calls["n"] == 5
