@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from tests.helpers import make_folder_corpus
 
@@ -110,5 +111,16 @@ def test_make_default_model_probes_trains_and_exports(tmp_path):
     unseen = (folder / "data" / "manifests" / "unseen.jsonl").read_text().splitlines()
     assert len(unseen) == 6 and all('"spk2"' in line for line in unseen)
     assert load_checkpoint(folder / "exp" / "tiny" / "last.pt").step == steps
+    # a continuation (--init) trains the decoder only at the continuation rate, unless --overrides says otherwise
+    (folder / "conf" / "tiny_more.yaml").write_text((folder / "conf" / "tiny.yaml").read_text())
+    more = ["bash", "make_default_model.sh", "--corpus_dir", str(tmp_path / "corpus"), "--conf", "conf/tiny_more.yaml",
+            "--holdout_speakers", "spk2", "--init", "exp/tiny/default.pt", "--max_steps", "2",
+            "--test_per_speaker", "1", "--valid_per_speaker", "1", "--device", "cpu",
+            "--overrides", "train.valid_every=1 train.valid_audio_s=0"]
+    result = subprocess.run(more, cwd=folder, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    continued = load_checkpoint(folder / "exp" / "tiny_more" / "last.pt")
+    assert continued.config.train.freeze_encoder and continued.config.train.lr == 1e-4
+    assert torch.equal(continued.model_state["quantizer.codebook"], exported.model_state["quantizer.codebook"])
     missing = subprocess.run(["bash", "make_default_model.sh"], cwd=folder, capture_output=True, text=True, env=env)
     assert missing.returncode == 2 and "--corpus_dir is required" in missing.stderr
