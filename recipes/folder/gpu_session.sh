@@ -46,8 +46,8 @@ lr=1e-4
 # the old path: worker loader, eager, batch 32; tells the fast path from the warm restart) and pitch (the
 # pitch stream: a log-F0 + voicing symbol every 4 codes, 375 bit/s nominal, its vectors starting at zero so
 # that the run continues the shipped model unchanged at step 0). Waiting for a later lease: "lowlr:train.lr=5e-5",
-# "preemph:model.pre_emphasis=0.85" (LPCNet's targets; needs the encoder side),
-# "jitter:model.code_jitter=0.12", "ema:model.quantizer.ema=true" (these two with train.freeze_encoder=false).
+# "preemph:model.pre_emphasis=0.85" (LPCNet's targets), "jitter:model.code_jitter=0.12" and
+# "ema:model.quantizer.ema=true,train.freeze_encoder=false" (the EMA codebook moves only if the encoder side trains).
 main_changes=train.freeze_encoder=true
 ablations="joint:train.freeze_encoder=false control:train.freeze_encoder=false,data.loader=workers,train.compile=false,data.batch_size=32 pitch:model.pitch.bits=6"
 default_ablations=$ablations
