@@ -72,7 +72,7 @@ if $smoke; then
   work=exp/gpu_session_smoke; device=cpu; conf=conf/tiny.yaml; minutes=0.35; probe_batches="2 8"
   overrides="data.segment_s=0.256 $overrides"   # whole code frames, as train.compile needs
   eval_files=2; eval_seconds=0.2; stats_files=10; test_per_speaker=1; valid_per_speaker=1
-  # joint differs from control by its loader and compilation only: the smoke keeps the runs that take the other
+  # joint differs from control by its loader, compilation and batch only: the smoke keeps the runs that take the other
   # code paths (< 2 min)
   [ "$ablations" = "$default_ablations" ] &&
     ablations="control:train.freeze_encoder=false,data.loader=workers,train.compile=false pitch:model.pitch.bits=6"
