@@ -153,6 +153,13 @@ def _steps_kernel(embedding, w_cur, w_past, w_res, b_res, w_skip, b_skip, w_hidd
     tl.store(previous + rows, token, mask=row_ok)
 
 
+def kernel_constants(sizes: PaddedWaveNet, block_b: int, precision: str, has_noise: bool, teacher: bool) -> dict:
+    """The kernel's compile-time arguments for a padded decoder (one compiled kernel per distinct set)."""
+    return dict(L=sizes.n_layers, R=sizes.residual, H=sizes.half, S=sizes.skip, Q=sizes.classes, BLOCK_B=block_b,
+                CHUNK=min(64, sizes.half, sizes.skip, sizes.classes), HAS_NOISE=has_noise, TEACHER=teacher,
+                PRECISION=precision)
+
+
 class TritonRunner:
     """Runs blocks of steps for `batch` streams with the kernel; holds the ring buffers between blocks.
 
@@ -217,10 +224,50 @@ class TritonRunner:
             dummy if noise is None else noise.transpose(0, 1).contiguous(),
             dummy if teacher is None else teacher.contiguous(), out, dummy if logits is None else logits,
             self.scratch, n_steps, t0, hop, self.batch, float(temperature),
-            L=w.n_layers, R=w.residual, H=w.half, S=w.skip, Q=w.classes, BLOCK_B=self.block_b,
-            CHUNK=min(64, w.half, w.skip, w.classes), HAS_NOISE=noise is not None, TEACHER=teacher is not None,
-            PRECISION=self.precision, num_warps=self.num_warps)
+            **kernel_constants(w, self.block_b, self.precision, noise is not None, teacher is not None),
+            num_warps=self.num_warps)
         if logits is not None:
             logits = logits[..., :w.true_classes]
         return out, logits
+
+
+# Shared memory one program may use on an H100 or H200 (227 KiB, opted in past the 48 KiB default).
+SHARED_MEMORY_LIMIT_SM90 = 232_448
+
+
+def compile_ahead(sizes: PaddedWaveNet, block_b: int = 16, precision: str = "tf32", has_noise: bool = True,
+                  teacher: bool = False, num_warps: int = 8, capability: int = 90):
+    """Compile the kernel for an NVIDIA GPU that need not be here (triton's own ptxas; no driver), as
+    `TritonRunner.run` would launch it: to learn before a GPU lease that the kernel builds, and how much
+    shared memory a program needs (`.metadata.shared`, bytes; more than the GPU has fails only at launch).
+
+    Args:
+        sizes: the padded decoder (`layout(...).sizes` or `pad_packed(packed, power_of_two)`).
+        block_b, precision, num_warps: as TritonRunner's.
+        has_noise, teacher: sampling with Gumbel noise / teacher forcing, the two flags `run` sets.
+        capability: compute capability x 10 (90: H100/H200, 80: A100).
+
+    Returns:
+        triton's CompiledKernel (`.asm["cubin"]`, `.metadata`).
+
+    Raises:
+        RuntimeError: when Triton's interpreter is on (TRITON_INTERPRET=1): it patches the language, so
+            compile in a process without it.
+    """
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.jit import JITFunction
+
+    if not isinstance(_steps_kernel, JITFunction):
+        raise RuntimeError("compile_ahead needs Triton's compiler: unset TRITON_INTERPRET")
+    pointers = {"dilations": "*i32", "offsets": "*i32", "previous": "*i64", "out": "*i64",
+                "noise": "*fp32" if has_noise else "*i64", "teacher": "*i64",  # unused pointers are `out`
+                "logits_out": "*fp32" if teacher else "*i64"}
+    scalars = {"frame_stride": "i32", "slots": "i32", "n_steps": "i32", "t0": "i32", "hop": "i32", "batch": "i32",
+               "temperature": "fp32"}
+    constants = kernel_constants(sizes, block_b, precision, has_noise, teacher)
+    signature = {name: "constexpr" if name in constants else pointers.get(name, scalars.get(name, "*fp32"))
+                 for name in _steps_kernel.arg_names}
+    return triton.compile(ASTSource(_steps_kernel, signature, constants), target=GPUTarget("cuda", capability, 32),
+                          options={"num_warps": num_warps})
 
