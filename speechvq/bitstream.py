@@ -17,15 +17,19 @@ Format version 2 (written by default), all fixed-width integers little-endian:
                   packed as codes are
     .       var   metadata, when flagged: its length (varint), then a UTF-8 JSON object
     .       var   pitch stream, when flagged (models with `model.pitch.bits` > 0): its length n in bytes
-                  (varint), then n bytes: ceil(F / frame_codes) symbols of `bits` bits, packed as codes are
+                  (varint), then n bytes: ceil(F / frame_codes) symbols, range-coded as markov1 codes are
+                  under the code statistics' pitch counts in a markov1 file whose statistics have them,
+                  otherwise of `bits` bits each, packed as codes are
     .       P     payload: the codes, as the coding says (runs to the CRC)
     end-4   4     CRC-32 (ISO-HDLC, as zlib.crc32) of every byte before it
 
 Fixed header and framing: 15 bytes; a 2 s or 10 s file adds 5 bytes of varints (and 1 byte for a named
 voice, or 1 + 32 for a 64-dimensional vector at 4 bits). A pitch stream of 6-bit symbols every 4 codes adds
-47 bytes per second of audio at 250 codes/s (375 bit/s; not entropy-coded). Readers older than the pitch
-stream refuse such files by their flags. What the codes need besides (sample rate, hop,
-codebook size, the code statistics) the model that the fingerprint names supplies.
+47 bytes per second of audio at 250 codes/s bit-packed (375 bit/s), less range-coded. Readers older than the
+pitch stream refuse such files by their flags; whether its pitch stream is range-coded, a file's fingerprint
+(which covers the statistics, pitch counts included) tells a reader that has the right statistics. What
+the codes need besides (sample rate, hop, codebook size, the code statistics) the model that the fingerprint
+names supplies.
 
 Codings:
 
@@ -89,7 +93,7 @@ class Header:
         speaker_voice: a named voice, as its row in the model's speaker list (v2), or None.
         speaker_name: the speaker's name (v1 files name it), or None.
         speaker_vector: the bit-packed levels of a speaker vector (v2), or None.
-        pitch: the bit-packed symbols of a pitch stream (v2), or None.
+        pitch: a pitch stream's bytes (v2; bit-packed or range-coded, see the format above), or None.
         metadata: free-form JSON object the writer was asked to add (v2); for v1 files, the fields of its
             JSON header that v2 leaves to the model (sample_rate, hop_length, codebook_size, ...).
         version: the format version of the file.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -172,8 +173,11 @@ class Codec:
             voice = speaker_row(self.model, encoded.speaker)
         elif encoded.speaker_levels is not None:
             vector = bitstream.pack_codes(encoded.speaker_levels.tolist(), self.model.speaker_encoder.levels)
-        pitch = None if encoded.pitch is None else \
-            bitstream.pack_codes(encoded.pitch.tolist(), self.model.config.pitch.symbols)
+        pitch = None
+        if encoded.pitch is not None:
+            pitch_counts = self._pitch_counts(coding)
+            pitch = entropy.encode(encoded.pitch.numpy(), pitch_counts) if pitch_counts is not None else \
+                bitstream.pack_codes(encoded.pitch.tolist(), self.model.config.pitch.symbols)
         header = bitstream.Header(model_fingerprint=self.file_fingerprint(coding), speaker_voice=voice,
                                   speaker_vector=vector, pitch=pitch, metadata=metadata, **common)
         try:
@@ -242,6 +246,11 @@ class Codec:
                         round(entropy.entropy_bits(codes, size), 6), voice, **pitch_info)
         return encoded, info
 
+    def _pitch_counts(self, coding: str) -> Optional[entropy.CodeStatistics]:
+        """The counts a file of `coding` range-codes its pitch stream with: the statistics' pitch counts in a
+        markov1 file, else None (bit-packed; also for statistics measured without them)."""
+        return self.statistics.pitch if coding == "markov1" and self.statistics is not None else None
+
     def _pitch(self, header: bitstream.Header, source: str) -> Optional[Tensor]:
         """The pitch symbols a file carries, int64 `[ceil(F / frame_codes)]`, checked against the model."""
         model = self.model
@@ -252,11 +261,15 @@ class Codec:
         if not model.has_pitch:
             raise SpeechVQError(f"{source} carries a pitch stream; this model has none")
         count = model.num_pitch_frames(header.frames)
+        pitch_counts = self._pitch_counts(header.coding) if header.version >= 2 else None
         try:
+            if pitch_counts is not None:
+                return torch.from_numpy(entropy.decode(header.pitch, count, pitch_counts))
             symbols = bitstream.unpack_codes(header.pitch, count, model.config.pitch.symbols)
-        except SpeechVQError:
-            raise SpeechVQError(f"{source} carries a pitch stream that does not fit this model ({count} symbols "
-                                f"of {model.config.pitch.bits} bits)") from None
+        except (SpeechVQError, ValueError, AssertionError, RuntimeError, OverflowError):
+            how = "range-coded" if pitch_counts is not None else f"of {model.config.pitch.bits} bits"
+            raise SpeechVQError(f"{source} carries a pitch stream that does not fit this model ({count} "
+                                f"symbols, {how})") from None
         return torch.tensor(symbols, dtype=torch.long)
 
     def _check_v1(self, header: bitstream.Header, source: str) -> None:
@@ -315,20 +328,32 @@ class Codec:
 
 def measure_code_statistics(codec: Codec, waveforms, progress: Optional[Callable[[int], None]] = None
                             ) -> entropy.CodeStatistics:
-    """Count codes and code pairs of the model over an iterable of float32 `[T]` waveforms."""
-    sequences = []
+    """Count codes and code pairs of the model over an iterable of float32 `[T]` waveforms, and for a
+    pitch-stream model its pitch symbols and their pairs too (`CodeStatistics.pitch`)."""
+    sequences, pitch_sequences = [], []
     for wav in waveforms:
         # the codes do not depend on the voice: no closest-voice scoring (a few decoder passes per file)
-        sequences.append(encode_waveform(codec.model, wav, chunk_frames=DEFAULT_CHUNK_FRAMES,
-                                         choose_voice=False).codes.numpy())
+        encoded = encode_waveform(codec.model, wav, chunk_frames=DEFAULT_CHUNK_FRAMES, choose_voice=False)
+        sequences.append(encoded.codes.numpy())
+        if encoded.pitch is not None:
+            pitch_sequences.append(encoded.pitch.numpy())
         if progress is not None:
             progress(1)
-    return entropy.CodeStatistics.from_sequences(sequences, codec.model.quantizer.codebook_size)
+    statistics = entropy.CodeStatistics.from_sequences(sequences, codec.model.quantizer.codebook_size)
+    if codec.model.has_pitch:
+        pitch = entropy.CodeStatistics.from_sequences(pitch_sequences, codec.model.config.pitch.symbols)
+        statistics = dataclasses.replace(statistics, pitch=pitch)
+    return statistics
 
 
 def save_code_statistics(path: str | os.PathLike, statistics: entropy.CodeStatistics) -> None:
     """Attach measured statistics to the checkpoint at `path` (atomically rewritten)."""
-    state = statistics.to_state()
-    attach_code_statistics(path, {"unigram": torch.from_numpy(state["unigram"]),
-                                  "bigram": torch.from_numpy(state["bigram"].astype(np.int32)),
-                                  "utterances": state["utterances"]})
+
+    def tensors(state: dict) -> dict:
+        out = {"unigram": torch.from_numpy(state["unigram"]),
+               "bigram": torch.from_numpy(state["bigram"].astype(np.int32)), "utterances": state["utterances"]}
+        if "pitch" in state:
+            out["pitch"] = tensors(state["pitch"])
+        return out
+
+    attach_code_statistics(path, tensors(statistics.to_state()))

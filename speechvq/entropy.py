@@ -8,7 +8,9 @@ of P(code | previous code) measured on training data needs fewer bits than the n
 
 Counts come from `CodeStatistics.from_sequences` over training utterances and travel in the checkpoint. The
 coder is constriction's RangeEncoder with its quantised categorical model (`perfect=False`), whose integer
-arithmetic gives the same bits on every platform for the same float32 probabilities.
+arithmetic gives the same bits on every platform for the same float32 probabilities. A pitch-stream model's
+log-F0 + voicing symbols (speechvq/pitch.py) follow one another just as closely (a voiced bin is usually
+next to the previous one) and are coded the same way under counts of their own (`CodeStatistics.pitch`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -31,11 +33,15 @@ class CodeStatistics:
         unigram: int64 `[K]`, how often each code occurs.
         bigram: int64 `[K, K]`, bigram[p, c] = how often code c follows code p.
         utterances: number of sequences counted.
+        pitch: the same counts of a pitch-stream model's pitch symbols over the same utterances, or None
+            (no pitch stream, or statistics measured before pitch streams were coded: its files then carry
+            the pitch stream bit-packed).
     """
 
     unigram: np.ndarray
     bigram: np.ndarray
     utterances: int
+    pitch: Optional["CodeStatistics"] = None
 
     @property
     def codebook_size(self) -> int:
@@ -55,20 +61,28 @@ class CodeStatistics:
         return cls(unigram, bigram, utterances)
 
     def to_state(self) -> dict:
-        """Arrays and an int (the caller stores the arrays as tensors in a checkpoint)."""
-        return {"unigram": self.unigram, "bigram": self.bigram, "utterances": self.utterances}
+        """Arrays and an int, and the pitch counts' state under "pitch" when there are any (the caller stores
+        the arrays as tensors in a checkpoint)."""
+        state = {"unigram": self.unigram, "bigram": self.bigram, "utterances": self.utterances}
+        if self.pitch is not None:
+            state["pitch"] = self.pitch.to_state()
+        return state
 
     @classmethod
     def from_state(cls, state: dict) -> "CodeStatistics":
         """Inverse of `to_state`; the arrays may be anything numpy converts (tensors, lists)."""
+        pitch = cls.from_state(state["pitch"]) if state.get("pitch") is not None else None
         return cls(np.asarray(state["unigram"], np.int64), np.asarray(state["bigram"], np.int64),
-                   int(state["utterances"]))
+                   int(state["utterances"]), pitch)
 
     @property
     def fingerprint(self) -> str:
-        """Identifies these counts (hex): a file coded with them decodes only with the same counts."""
-        digest = hashlib.sha256(self.unigram.astype("<i8").tobytes() + self.bigram.astype("<i8").tobytes())
-        return digest.hexdigest()[:16]
+        """Identifies these counts (hex), the pitch counts' included: a file coded with them decodes only with
+        the same counts. Counts without pitch keep the fingerprint they had before pitch counts existed."""
+        data = self.unigram.astype("<i8").tobytes() + self.bigram.astype("<i8").tobytes()
+        if self.pitch is not None:
+            data += b"pitch:" + self.pitch.fingerprint.encode()
+        return hashlib.sha256(data).hexdigest()[:16]
 
     def transition_table(self) -> tuple[np.ndarray, np.ndarray]:
         """(first-code probabilities float32 `[K]`, transition probabilities float32 `[K, K]`)."""
@@ -79,6 +93,15 @@ class CodeStatistics:
         conditional = np.divide(self.bigram, row_totals, out=np.zeros((size, size)), where=row_totals > 0)
         table = weight * conditional + (1.0 - weight) * unigram[None, :]
         return unigram.astype(np.float32), (table / table.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def transition_bits(self) -> float:
+        """Bits per symbol the Markov model needs on the sequences it was counted from, every symbol but each
+        sequence's first (an in-sample figure: held-out sequences need a little more); 0 without pairs."""
+        transitions = int(self.bigram.sum())
+        if transitions == 0:
+            return 0.0
+        _, table = self.transition_table()
+        return -float((self.bigram * np.log2(table.astype(np.float64))).sum()) / transitions
 
     def model_bits(self, codes: np.ndarray) -> float:
         """Ideal code length of `codes` under this model, in bits (what the range coder approaches)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import zlib
 
@@ -13,7 +14,7 @@ import torch
 
 from speechvq import bitstream
 from speechvq.checkpoint import init_from_checkpoint, save_checkpoint
-from speechvq.codec import Codec
+from speechvq.codec import Codec, measure_code_statistics, save_code_statistics
 from speechvq.config import ConfigError, PitchConfig, load_config
 from speechvq.errors import SpeechVQError
 from speechvq.audio import mu_law_silence
@@ -230,6 +231,64 @@ def test_pitch_symbols_round_trip_through_a_code_file():
     assert rates["nominal_bps"] == pytest.approx(250 * 4 + 375)
     assert info.pitch_bits == 6 and info.pitch_rate_hz == 62.5
     torch.testing.assert_close(codec.decompress(data)[0], decode_codes(codec.model, read), rtol=0, atol=0)
+
+
+def _voiced_utterances(count: int = 6):
+    """Voiced signals of several f0s: pitch symbols that mostly repeat or step to a neighbouring bin."""
+    return [voiced_signal(8000, f0_hz=100.0 + 25.0 * k, seed=10 + k) for k in range(count)]
+
+
+def test_markov1_files_range_code_the_pitch_stream_under_its_own_counts(tmp_path):
+    codec = _pitch_codec()
+    statistics = measure_code_statistics(codec, _voiced_utterances())
+    assert statistics.pitch is not None and statistics.pitch.codebook_size == 64
+    assert statistics.pitch.utterances == statistics.utterances == 6
+    coded = Codec(codec.model, statistics)
+    wav = voiced_signal(8000, f0_hz=150.0, seed=10)
+    encoded = coded.encode(wav)
+    data = coded.to_bytes(encoded, coding="markov1")
+    header, _ = bitstream.parse(data)
+    packed_bytes = math.ceil(encoded.pitch.numel() * 6 / 8)
+    assert len(header.pitch) % 4 == 0 and len(header.pitch) < packed_bytes  # 32-bit words, fewer bytes
+    read, info = coded.read(data)
+    assert torch.equal(read.pitch, encoded.pitch) and torch.equal(read.codes, encoded.codes)
+    torch.testing.assert_close(coded.decompress(data)[0], decode_codes(coded.model, read), rtol=0, atol=0)
+    # packed files of the same model keep the bit-packed pitch stream
+    assert len(bitstream.parse(coded.to_bytes(encoded, coding="packed"))[0].pitch) == packed_bytes
+    # the counts travel in the checkpoint and come back whole
+    path = tmp_path / "pitched.pt"
+    save_checkpoint(path, codec.model, dataclasses.replace(load_config("tiny"), model=codec.model.config))
+    save_code_statistics(path, statistics)
+    loaded = Codec.from_checkpoint(path)
+    assert loaded.statistics.fingerprint == statistics.fingerprint
+    assert np.array_equal(loaded.statistics.pitch.bigram, statistics.pitch.bigram)
+    assert torch.equal(loaded.read(data)[0].pitch, encoded.pitch)
+
+
+def test_statistics_without_pitch_counts_keep_their_fingerprint_and_bit_pack_the_pitch():
+    # counts measured before pitch streams were range-coded: same fingerprint as then, files as then
+    codec = _pitch_codec()
+    statistics = measure_code_statistics(codec, _voiced_utterances(3))
+    old = dataclasses.replace(statistics, pitch=None)
+    digest = hashlib.sha256(old.unigram.astype("<i8").tobytes() + old.bigram.astype("<i8").tobytes())
+    assert old.fingerprint == digest.hexdigest()[:16] != statistics.fingerprint
+    coded = Codec(codec.model, old)
+    encoded = coded.encode(voiced_signal(6000, seed=12))
+    data = coded.to_bytes(encoded, coding="markov1")
+    assert bitstream.parse(data)[0].pitch == bitstream.pack_codes(encoded.pitch.tolist(), 64)
+    assert torch.equal(coded.read(data)[0].pitch, encoded.pitch)
+    # a file coded with the pitch counts names other statistics: refused, not misread
+    with pytest.raises(SpeechVQError, match="different model"):
+        coded.read(Codec(codec.model, statistics).to_bytes(encoded, coding="markov1"))
+
+
+def test_a_damaged_range_coded_pitch_stream_is_refused_with_one_line():
+    codec = _pitch_codec()
+    coded = Codec(codec.model, measure_code_statistics(codec, _voiced_utterances(3)))
+    header, payload = bitstream.parse(coded.to_bytes(coded.encode(voiced_signal(6000, seed=13)), coding="markov1"))
+    damaged = bitstream.serialize(dataclasses.replace(header, pitch=header.pitch[:-1]), payload)  # not whole words
+    with pytest.raises(SpeechVQError, match="pitch stream that does not fit this model"):
+        coded.read(damaged)
 
 
 def test_files_and_codes_without_the_models_pitch_stream_are_refused():

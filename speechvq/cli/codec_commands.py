@@ -289,8 +289,6 @@ def print_model_info(args: argparse.Namespace) -> None:
 
 def run_code_stats(args: argparse.Namespace) -> int:
     """Measure code statistics on a manifest's utterances and store them in the checkpoint."""
-    import numpy as np
-
     from ..audio import load_audio
     from ..codec import measure_code_statistics, save_code_statistics
     from ..data.manifest import read_manifest
@@ -308,11 +306,14 @@ def run_code_stats(args: argparse.Namespace) -> int:
         statistics = measure_code_statistics(codec, waveforms(), progress=bar.update)
     save_code_statistics(args.model, statistics)
     frames = int(statistics.unigram.sum())
-    first, table = statistics.transition_table()
-    bits = -float((statistics.bigram * np.log2(table.astype(np.float64))).sum()) / max(1, frames - len(entries))
+    pitch = ""
+    if statistics.pitch is not None:
+        pitch = (f"; {int(statistics.pitch.unigram.sum())} pitch symbols: {statistics.pitch.transition_bits():.2f} "
+                 f"bits/symbol (nominal {codec.model.config.pitch.bits})")
     print(f"{frames} codes from {len(entries)} utterances stored in {args.model}: the markov1 model needs "
-          f"{bits:.2f} bits/code on them (nominal {math.log2(codec.model.quantizer.codebook_size):.2f}); "
-          f"entropy model {statistics.fingerprint}", file=sys.stderr)
+          f"{statistics.transition_bits():.2f} bits/code on them (nominal "
+          f"{math.log2(codec.model.quantizer.codebook_size):.2f}){pitch}; entropy model {statistics.fingerprint}",
+          file=sys.stderr)
     return 0
 
 
