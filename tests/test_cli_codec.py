@@ -288,8 +288,11 @@ def test_code_stats_switch_encode_to_entropy_coding(tmp_path, model_path, capsys
 
     sources = [write(tmp_path / f"t{i}.wav", seconds=0.2) for i in range(3)]
     write_manifest(tmp_path / "train.jsonl", [Utterance(f"t{i}", str(p), "a", 0.2) for i, p in enumerate(sources)])
+    assert run("code-stats", "--model", model_path, "--manifest", tmp_path / "train.jsonl", "--max-files", "2",
+               "--spread") == 0
+    assert "from 2 utterances" in capsys.readouterr().err
     assert run("code-stats", "--model", model_path, "--manifest", tmp_path / "train.jsonl") == 0
-    assert "bits/code" in capsys.readouterr().err
+    assert "from 3 utterances" in capsys.readouterr().err
     assert run("encode", sources[0], "-o", tmp_path / "coded.svq", "--model", model_path) == 0
     assert run("info", tmp_path / "coded.svq", "--json") == 0
     assert json.loads(capsys.readouterr().out)["coding"] == "markov1"

@@ -104,6 +104,18 @@ def test_eval_cli_writes_reports(tmp_path, checkpoint):
     assert math.isnan(report["files"][0]["pesq_wb"])  # 0.05 s: too short for PESQ, reported as not a number
 
 
+def test_eval_spread_takes_files_of_every_speaker(tmp_path, checkpoint):
+    make_folder_corpus(tmp_path / "corpus", speakers=3, utterances=2, seconds=0.1)
+    manifest = tmp_path / "test.jsonl"
+    write_manifest(manifest, scan_corpus("folder", tmp_path / "corpus").entries)
+    for spread, expected in (([], ["spk0/utt00", "spk0/utt01", "spk1/utt00"]),
+                             (["--spread"], ["spk0/utt00", "spk1/utt00", "spk2/utt00"])):
+        out = tmp_path / f"eval{len(spread)}"
+        assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(out),
+                     "--max-files", "3", *spread, "--max-seconds", "0.05", "--plots", "0", "--device", "cpu"]) == 0
+        assert [f["id"] for f in json.loads((out / "report.json").read_text())["files"]] == expected
+
+
 def test_eval_reports_unseen_speakers_apart(tmp_path, checkpoint):
     make_folder_corpus(tmp_path / "corpus", speakers=3, utterances=1, seconds=0.1)  # spk2 is not in the model
     manifest = tmp_path / "test.jsonl"

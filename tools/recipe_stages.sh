@@ -25,13 +25,13 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && [ ! -e "$exp/eval/.done" ]; then
   log "Stage 4: code statistics from $stats_files training utterances, then reconstruct $eval_files test utterances"
-  speechvq code-stats --model "$exp/best.pt" --manifest $manifests/train.jsonl --max-files "$stats_files" \
+  speechvq code-stats --model "$exp/best.pt" --manifest $manifests/train.jsonl --max-files "$stats_files" --spread \
     --device "$device"
   speechvq eval --model "$exp/best.pt" --manifest $manifests/test.jsonl --out "$exp/eval" \
-    --max-files "$eval_files" --max-seconds "$eval_seconds" --device "$device"
+    --max-files "$eval_files" --spread --max-seconds "$eval_seconds" --device "$device"
   if [ -s $manifests/unseen.jsonl ]; then  # voices the model never trained on, reported on their own
     speechvq eval --model "$exp/best.pt" --manifest $manifests/unseen.jsonl --out "$exp/eval/unseen" \
-      --max-files "$eval_files" --max-seconds "$eval_seconds" --device "$device"
+      --max-files "$eval_files" --spread --max-seconds "$eval_seconds" --device "$device"
   fi
   touch "$exp/eval/.done"
 fi

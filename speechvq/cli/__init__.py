@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--manifest", required=True)
     evaluate.add_argument("--out", required=True, help="folder for the decoded WAVs and the reports")
     evaluate.add_argument("--max-files", type=int, default=None, help="only the first N utterances")
+    evaluate.add_argument("--spread", action="store_true",
+                          help="with --max-files: N utterances spread evenly over the manifest (every speaker)")
     evaluate.add_argument("--max-seconds", type=float, default=None, help="only the first S seconds of each")
     evaluate.add_argument("--plots", type=int, default=8, help="spectrogram PNGs for the first N utterances")
     add_decoding_arguments(evaluate)
@@ -202,10 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "Encode a manifest's utterances (training data) and store the counts of codes and code pairs "
                     "in the checkpoint, which then writes entropy-coded (markov1) code files.",
                     ["speechvq code-stats --model exp/paper/best.pt --manifest data/manifests/train.jsonl "
-                     "--max-files 2000"])
+                     "--max-files 2000 --spread"])
     stats.add_argument("--model", required=True, help="checkpoint (.pt), rewritten atomically with the counts")
     stats.add_argument("--manifest", required=True)
-    stats.add_argument("--max-files", type=int, default=None)
+    stats.add_argument("--max-files", type=int, default=None, help="only the first N utterances")
+    stats.add_argument("--spread", action="store_true",
+                       help="with --max-files: N utterances spread evenly over the manifest (every speaker)")
     stats.add_argument("--max-seconds", type=float, default=None)
     stats.add_argument("--device", default="auto")
 

@@ -291,10 +291,10 @@ def run_code_stats(args: argparse.Namespace) -> int:
     """Measure code statistics on a manifest's utterances and store them in the checkpoint."""
     from ..audio import load_audio
     from ..codec import measure_code_statistics, save_code_statistics
-    from ..data.manifest import read_manifest
+    from ..data.manifest import read_manifest, select_files
 
     codec = load_codec(args)
-    entries = read_manifest(args.manifest)[: args.max_files]
+    entries = select_files(read_manifest(args.manifest), args.max_files, args.spread)
     rate = codec.model.sample_rate
 
     def waveforms():

@@ -82,13 +82,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Reconstruct and score the utterances of a manifest."""
-    from ..data.manifest import read_manifest
+    from ..data.manifest import read_manifest, select_files
     from ..evaluation import evaluate_utterances
     from .codec_commands import load_codec
 
     codec = load_codec(args)
     model = codec.model
-    entries = read_manifest(args.manifest)[: args.max_files]
+    entries = select_files(read_manifest(args.manifest), args.max_files, args.spread)
     seconds = sum(min(e.duration_s, args.max_seconds or math.inf) for e in entries)
     with progress_bar(int(seconds * model.sample_rate), "decoding", unit="sample", unit_scale=True) as bar:
         report = evaluate_utterances(codec, entries, args.out, args.max_seconds, args.temperature, args.seed,

@@ -48,6 +48,18 @@ class Utterance:
         return json.dumps(values, ensure_ascii=False)
 
 
+def select_files(entries: Sequence[Utterance], count: Optional[int], spread: bool = False) -> list[Utterance]:
+    """At most `count` entries (all of them when `count` is None): the first ones, or with `spread` ones
+    spread evenly over the list (the i-th of `count` is entries[floor(i * len / count)]). Manifests list each
+    speaker's utterances together, so a spread takes every speaker in proportion where the first `count`
+    take the first speakers only (the first 3,000 of the offline corpus's training files hold 5 of its 12)."""
+    if count is None or count >= len(entries):
+        return list(entries)
+    if not spread:
+        return list(entries[:max(0, count)])
+    return [entries[i * len(entries) // count] for i in range(max(0, count))]
+
+
 def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     """Read a JSON-lines manifest.
 

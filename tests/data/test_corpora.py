@@ -9,7 +9,8 @@ import pytest
 import soundfile
 
 from speechvq.data.corpora import scan_corpus
-from speechvq.data.manifest import SplitSpec, read_manifest, read_speakers, split_corpus, write_splits
+from speechvq.data.manifest import (SplitSpec, Utterance, read_manifest, read_speakers, select_files,
+                                    split_corpus, write_splits)
 from speechvq.errors import SpeechVQError
 
 
@@ -140,3 +141,17 @@ def test_bad_manifest_names_the_line(tmp_path):
     path.write_text('{"id": "a", "path": "/a.wav", "speaker": "s", "duration_s": 1}\n{"id": "b"}\n')
     with pytest.raises(SpeechVQError, match=r"m.jsonl:2"):
         read_manifest(path)
+
+
+def test_select_files_takes_the_first_or_every_speaker():
+    # a manifest as written: each speaker's utterances together
+    entries = [Utterance(f"{speaker}/{i}", f"{speaker}/{i}.wav", speaker, 1.0) for speaker in "abcd" for i in range(5)]
+    assert [e.id for e in select_files(entries, 4)] == ["a/0", "a/1", "a/2", "a/3"]
+    spread = select_files(entries, 4, spread=True)
+    assert [e.id for e in spread] == ["a/0", "b/0", "c/0", "d/0"]
+    assert {e.speaker for e in select_files(entries, 8, spread=True)} == set("abcd")
+    assert len(set(e.id for e in select_files(entries, 19, spread=True))) == 19  # never the same file twice
+    for spread in (False, True):
+        assert select_files(entries, None, spread) == entries == select_files(entries, 50, spread)
+        assert select_files(entries, 0, spread) == []
+
