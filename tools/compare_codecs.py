@@ -211,6 +211,8 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="speechvq checkpoint (default: the shipped model)")
     parser.add_argument("--codecs", nargs="+", default=["speechvq", *PEERS], help="which codecs to run")
     parser.add_argument("--max-files", type=int, default=None)
+    parser.add_argument("--spread", action="store_true",
+                        help="with --max-files: N utterances spread evenly over the manifest (every speaker)")
     parser.add_argument("--max-seconds", type=float, default=None, help="only the first S seconds of each file")
     parser.add_argument("--out", default=None, help="folder for results.json and table.md")
     parser.add_argument("--threads", type=int, default=2)
@@ -218,9 +220,10 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     try:
         if args.manifest:
-            from speechvq.data.manifest import read_manifest
+            from speechvq.data.manifest import read_manifest, select_files
 
-            entries = [(e.id, e.speaker, e.path) for e in read_manifest(args.manifest)[: args.max_files]]
+            entries = [(e.id, e.speaker, e.path)
+                       for e in select_files(read_manifest(args.manifest), args.max_files, args.spread)]
         else:
             entries = [(Path(p).stem, None, p) for p in args.inputs[: args.max_files]]
         items = []

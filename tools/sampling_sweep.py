@@ -24,7 +24,7 @@ from tqdm import tqdm
 from speechvq.assets import resolve_model
 from speechvq.audio import load_audio
 from speechvq.codec import Codec
-from speechvq.data.manifest import read_manifest
+from speechvq.data.manifest import read_manifest, select_files
 from speechvq.evaluation import evaluate_utterances
 from speechvq.generation import DecodeOptions
 from speechvq.metrics import dnsmos, finite_mean, optional_metrics_available
@@ -38,6 +38,8 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="checkpoint (.pt); default: the shipped model")
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--max-files", type=int, default=24)
+    parser.add_argument("--spread", action="store_true",
+                        help="with --max-files: N utterances spread evenly over the manifest (every speaker)")
     parser.add_argument("--max-seconds", type=float, default=4.0)
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.9, 0.8, 0.7])
     parser.add_argument("--seed", type=int, default=0)
@@ -49,7 +51,7 @@ def main() -> int:
         print(f"sampling_sweep: {', '.join(missing)} missing: pip install 'speechvq[eval]'", file=sys.stderr)
         return 1
     codec = Codec.from_checkpoint(resolve_model(args.model), "cpu")
-    entries = read_manifest(args.manifest)[: args.max_files]
+    entries = select_files(read_manifest(args.manifest), args.max_files, args.spread)
     out = Path(args.out)
     rate = codec.model.sample_rate
     inputs = [dnsmos(load_audio(e.path, rate)[0][: int(args.max_seconds * rate)], rate)["dnsmos_ovrl"]
