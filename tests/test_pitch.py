@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 import zlib
 
 import librosa
@@ -263,6 +264,25 @@ def test_markov1_files_range_code_the_pitch_stream_under_its_own_counts(tmp_path
     assert loaded.statistics.fingerprint == statistics.fingerprint
     assert np.array_equal(loaded.statistics.pitch.bigram, statistics.pitch.bigram)
     assert torch.equal(loaded.read(data)[0].pitch, encoded.pitch)
+
+
+def test_code_stats_reports_the_pitch_streams_bits(tmp_path, capsys):
+    import soundfile
+
+    from speechvq.cli import main
+    from speechvq.data.manifest import Utterance, write_manifest
+
+    codec = _pitch_codec()
+    path = tmp_path / "pitched.pt"
+    save_checkpoint(path, codec.model, dataclasses.replace(load_config("tiny"), model=codec.model.config))
+    entries = []
+    for k, wav in enumerate(_voiced_utterances(3)):
+        soundfile.write(tmp_path / f"u{k}.wav", wav.numpy(), SR)
+        entries.append(Utterance(f"u{k}", str(tmp_path / f"u{k}.wav"), "a", wav.numel() / SR))
+    write_manifest(tmp_path / "train.jsonl", entries)
+    assert main(["code-stats", "--model", str(path), "--manifest", str(tmp_path / "train.jsonl"), "--device", "cpu"]) == 0
+    assert re.search(r"\d+ pitch symbols: \d\.\d\d bits/symbol \(nominal 6\)", capsys.readouterr().err)
+    assert Codec.from_checkpoint(path).statistics.pitch.utterances == 3
 
 
 def test_statistics_without_pitch_counts_keep_their_fingerprint_and_bit_pack_the_pitch():
