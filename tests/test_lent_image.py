@@ -8,7 +8,7 @@ import textwrap
 import tomllib
 from importlib import metadata
 
-from tests.helpers import TOOLS, load_tool
+from tests.helpers import TOOLS, load_tool, make_folder_corpus
 
 ROOT = TOOLS.parent
 lent_image = load_tool("lent_image")
@@ -70,3 +70,45 @@ def test_carried_wheels_are_installed_here():
         except metadata.PackageNotFoundError:
             missing.append(name)
     assert missing == []
+
+
+def _checkout(root):
+    """A git checkout with one tracked file, as the device tool would copy it."""
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "README.md").write_text("x" * 1000)
+    subprocess.run(["git", "-C", str(root), "add", "README.md"], check=True)
+    return root
+
+
+def test_prepare_packs_the_corpus_ignores_what_it_carries_and_prints_the_call(tmp_path, capsys):
+    root = _checkout(tmp_path / "checkout")
+    make_folder_corpus(tmp_path / "corpus", speakers=2, utterances=2, seconds=0.2)
+    assert lent_image.main(["prepare", "--corpus", str(tmp_path / "corpus"), "--root", str(root), "--no-wheels",
+                            "--workers", "1"]) == 0
+    packed = sorted(p.relative_to(root / ".gpu" / "corpus").as_posix() for p in (root / ".gpu").rglob("*.ogg"))
+    assert packed == ["spk0/utt00.ogg", "spk0/utt01.ogg", "spk1/utt00.ogg", "spk1/utt01.ogg"]
+    # carried paths are ignored, so the call does not also copy them as untracked files
+    for path in (".gpu", ".whl"):
+        assert subprocess.run(["git", "check-ignore", "-q", path], cwd=root).returncode == 0
+    tree, carried = lent_image.tree_bytes(root, [".gpu", ".whl"])
+    assert tree == 1000 and carried == sum(f.stat().st_size for f in (root / ".gpu").rglob("*") if f.is_file())
+    out = capsys.readouterr().out
+    assert "gpu_session.sh" in out and "carry ['.gpu', '.whl']" in out
+    # a second run resumes: nothing to pack, nothing added to the excludes again
+    exclude = (root / ".git" / "info" / "exclude").read_text()
+    assert lent_image.main(["prepare", "--corpus", str(tmp_path / "corpus"), "--root", str(root), "--no-wheels",
+                            "--workers", "1"]) == 0
+    assert (root / ".git" / "info" / "exclude").read_text() == exclude
+
+
+def test_prepare_refuses_a_missing_corpus_and_a_carry_over_the_limit(tmp_path, capsys, monkeypatch):
+    root = _checkout(tmp_path / "checkout")
+    assert lent_image.main(["prepare", "--corpus", str(tmp_path / "nowhere"), "--root", str(root)]) == 1
+    assert "no such corpus folder" in capsys.readouterr().err
+    make_folder_corpus(tmp_path / "corpus", speakers=1, utterances=1, seconds=0.2)
+    monkeypatch.setattr(lent_image, "CARRY_LIMIT", 1500)  # the checkout alone is 1,000 bytes
+    assert lent_image.main(["prepare", "--corpus", str(tmp_path / "corpus"), "--root", str(root), "--no-wheels",
+                            "--workers", "1"]) == 1
+    assert "more than one call takes" in capsys.readouterr().err
+

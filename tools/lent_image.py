@@ -5,6 +5,7 @@ this project's: soundfile, librosa and a few more travel as wheels in the lease'
 wheel) and DNSMOS (too large to carry beside the corpus) stay behind. A lease is a few minutes that cannot be
 repeated, so a stage that imports something the image lacks must fail here first, not there.
 
+    python tools/lent_image.py prepare --corpus CORPUS    # .gpu/corpus, .whl, checks the carry, prints the call
     python tools/lent_image.py wheels .whl                # download the carried wheels (cp312, no deps)
     python tools/lent_image.py run -- bash recipes/folder/gpu_session.sh --cpu-smoke
 
@@ -56,6 +57,11 @@ CARRIED_WHEELS = ("soundfile", "cffi", "pycparser", "librosa", "soxr", "audiorea
                   "platformdirs", "pystoi", "constriction")
 
 LENT_PYTHON = "3.12"  # the image's python3 (KINDS.md: Python 3.12.3)
+
+CARRY_LIMIT = 64 * 2**20  # what one device call takes: the working tree and the carried paths together
+CORPUS_COMPRESSION = 0.96  # Opus at about 19 kbit/s: the offline corpus in 40 MiB (README)
+LEASE_COMMAND = ('pip install -q --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site '
+                 'bash recipes/folder/gpu_session.sh --corpus_dir "$PWD/.gpu/corpus" --out "$OUT" --minutes 4')
 
 
 def normalized(name: str) -> str:
@@ -154,6 +160,63 @@ def download_wheels(directory: Path, python_version: str = LENT_PYTHON) -> int:
     return subprocess.call(command)
 
 
+def tree_bytes(root: Path, paths: Sequence[str]) -> tuple[int, int]:
+    """(bytes of what a device call copies from the checkout at `root`: tracked files and untracked ones git
+    does not ignore, bytes of the ignored `paths` that are carried besides)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    tree = sum((root / name).stat().st_size for name in listed if name and (root / name).is_file())
+    carried = sum(f.stat().st_size for path in paths for f in (root / path).rglob("*") if f.is_file())
+    return tree, carried
+
+
+def ignore_locally(root: Path, paths: Sequence[str]) -> list[str]:
+    """Add each of `paths` that git does not ignore yet to .git/info/exclude (so that a device call does not copy
+    it twice, once as untracked and once carried); returns those added."""
+    added = [path for path in paths
+             if subprocess.run(["git", "check-ignore", "-q", path], cwd=root).returncode != 0]
+    if added:
+        exclude = Path(subprocess.run(["git", "rev-parse", "--git-path", "info/exclude"], cwd=root,
+                                      capture_output=True, text=True, check=True).stdout.strip())
+        exclude = exclude if exclude.is_absolute() else root / exclude
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with exclude.open("a") as out:
+            out.write("".join(f"/{path}/\n" for path in added))
+    return added
+
+
+def prepare(root: Path, corpus: Path, wheels: bool = True, workers: int = 2) -> int:
+    """Make what a lease's call needs at `root`: the corpus packed into .gpu/corpus (resumes), the wheels in
+    .whl, both ignored by git; then check that the call's copy fits CARRY_LIMIT and print the call.
+    Returns 0, or 1 with one line on stderr."""
+    if not corpus.is_dir():
+        print(f"lent_image: no such corpus folder: {corpus}", file=sys.stderr)
+        return 1
+    carry = [".gpu", ".whl"]
+    for path in ignore_locally(root, carry):
+        print(f"lent_image: {path}/ added to .git/info/exclude", file=sys.stderr)
+    packed = subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "pack_corpus.py"), str(corpus),
+                             str(root / ".gpu" / "corpus"), "--compression", str(CORPUS_COMPRESSION),
+                             "--workers", str(workers)])
+    if packed.returncode != 0:
+        print("lent_image: packing the corpus failed", file=sys.stderr)
+        return 1
+    (root / ".whl").mkdir(exist_ok=True)
+    if wheels and download_wheels(root / ".whl") != 0:
+        print("lent_image: downloading the wheels failed", file=sys.stderr)
+        return 1
+    tree, carried = tree_bytes(root, carry)
+    total = tree + carried
+    print(f"a device call copies {tree / 2**20:.1f} MiB of the checkout and carries {carried / 2**20:.1f} MiB "
+          f"(.gpu, .whl): {total / 2**20:.1f} of {CARRY_LIMIT / 2**20:.0f} MiB")
+    if total > CARRY_LIMIT:
+        print(f"lent_image: {total / 2**20:.1f} MiB is more than one call takes; pack the corpus harder "
+              f"(tools/pack_corpus.py --compression) or leave files out", file=sys.stderr)
+        return 1
+    print(f"the call (device tool `run`, carry {carry}, timeout_s 600):\n  {LEASE_COMMAND}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -161,10 +224,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     wheels.add_argument("directory", type=Path)
     run = commands.add_parser("run", help="run a command with what the lent image lacks hidden from Python")
     run.add_argument("cmd", nargs=argparse.REMAINDER)
+    ready = commands.add_parser("prepare", help="pack the corpus, fetch the wheels, check the carry, print the call")
+    ready.add_argument("--corpus", type=Path, required=True, help="CORPUS/<speaker>/*.flac (the offline corpus)")
+    ready.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent,
+                       help="the checkout the call runs from")
+    ready.add_argument("--no-wheels", dest="wheels", action="store_false", help="leave .whl as it is")
+    ready.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     if args.command == "wheels":
         args.directory.mkdir(parents=True, exist_ok=True)
         return download_wheels(args.directory)
+    if args.command == "prepare":
+        return prepare(args.root.resolve(), args.corpus, args.wheels, args.workers)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         parser.error("run needs a command")
