@@ -12,10 +12,10 @@ decoded into noise.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
-import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional
 
