@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 
 from .atomic import write_bytes_atomic
@@ -128,6 +129,28 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
     write_bytes_atomic(out_dir / "report.json", (json.dumps(report, indent=1) + "\n").encode("utf-8"))
     write_bytes_atomic(out_dir / "report.md", markdown_report(report).encode("utf-8"))
     return report
+
+
+def paired_difference(reference: Sequence[dict], other: Sequence[dict], key: str) -> Optional[dict]:
+    """Mean per-file difference other - reference of one score and its 95% interval (1.96 standard errors),
+    over the files (matched by "id") that both scored with a finite value. When both decoded the same files,
+    a paired difference separates the change from the files' own spread.
+
+    Args:
+        reference, other: eval reports' "files" lists (dicts with "id" and score keys such as "stoi").
+        key: the score.
+
+    Returns:
+        {"mean", "ci95", "files"}, or None with fewer than two such files.
+    """
+    first = {item["id"]: item.get(key) for item in reference}
+    deltas = np.array([item[key] - first[item["id"]] for item in other
+                       if first.get(item["id"]) is not None and item.get(key) is not None], dtype=np.float64)
+    deltas = deltas[np.isfinite(deltas)]
+    if len(deltas) < 2:
+        return None
+    return {"mean": float(deltas.mean()), "ci95": float(1.96 * deltas.std(ddof=1) / np.sqrt(len(deltas))),
+            "files": int(len(deltas))}
 
 
 def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor,

@@ -228,3 +228,56 @@ def test_compare_scores_each_file_near_its_codecs_delay():
     truth = intrusive_scores(wav[:-delay], decoded[delay:], 16000, max_shift=0)
     assert results["files"][0]["si_sdr_db"] == pytest.approx(truth["si_sdr_db"], abs=1e-9)
     assert results["files"][0]["mcd_db"] == pytest.approx(truth["mcd_db"], abs=1e-9)
+
+
+def test_ship_verdict_needs_better_stoi_and_pesq_and_no_worse_mcd():
+    ship_check = load_tool("ship_check")
+
+    def paired(stoi, pesq, mcd):  # (mean, ci95) each
+        return {key: {"mean": m, "ci95": c, "files": 120}
+                for key, (m, c) in (("stoi", stoi), ("pesq_wb", pesq), ("mcd_db", mcd))}
+
+    ships, reasons = ship_check.ship_verdict(paired((0.02, 0.01), (0.05, 0.02), (0.03, 0.05)))
+    assert ships and reasons == ["STOI +0.0200 +- 0.0100: better", "PESQ-WB +0.050 +- 0.020: better",
+                                 "MCD (dB) +0.030 +- 0.050: not worse"]
+    # an improvement inside the noise is none; a significantly higher MCD is worse
+    assert not ship_check.ship_verdict(paired((0.02, 0.03), (0.05, 0.02), (0.0, 0.05)))[0]
+    assert not ship_check.ship_verdict(paired((0.02, 0.01), (0.05, 0.02), (0.08, 0.05)))[0]
+    assert "worse" in ship_check.ship_verdict(paired((-0.05, 0.01), (0.05, 0.02), (0.0, 0.05)))[1][0]
+    no_pesq = paired((0.02, 0.01), (0.05, 0.02), (0.0, 0.05))
+    no_pesq["pesq_wb"] = None
+    ships, reasons = ship_check.ship_verdict(no_pesq)
+    assert not ships and reasons[1] == "PESQ-WB: not measured"
+
+
+@pytest.mark.slow
+def test_ship_check_decodes_both_models_on_the_same_files(tmp_path):
+    import torch
+
+    from speechvq.checkpoint import save_checkpoint
+    from speechvq.config import load_config
+    from speechvq.data.corpora import scan_corpus
+    from speechvq.models import SpeechVQ
+    from tests.helpers import make_folder_corpus
+
+    pytest.importorskip("pesq")
+    make_folder_corpus(tmp_path / "corpus", speakers=2, utterances=2, seconds=1.0)
+    write_manifest(tmp_path / "test.jsonl", scan_corpus("folder", tmp_path / "corpus").entries)
+    config = load_config("tiny")
+    for seed, name in ((0, "reference.pt"), (1, "candidate.pt")):
+        torch.manual_seed(seed)
+        save_checkpoint(tmp_path / name, SpeechVQ(config.model, speakers=["spk0", "spk1"]).eval(), config)
+    result = run_tool("ship_check", tmp_path / "candidate.pt", "--reference", tmp_path / "reference.pt",
+                      "--manifest", tmp_path / "test.jsonl", "--max-files", "3", "--spread", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "ship_check.json").read_text())
+    assert report["files"] == 3
+    (candidate,) = report["candidates"]
+    assert candidate["paired"]["stoi"]["files"] == 3 and candidate["paired"]["mcd_db"]["files"] == 3
+    assert isinstance(candidate["ships"], bool) and len(candidate["reasons"]) == 3
+    assert ("SHIPS" if candidate["ships"] else "does not ship") in result.stdout
+    # the same model against itself is no change: it does not ship
+    result = run_tool("ship_check", tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
+                      "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--out", tmp_path / "same")
+    (same,) = json.loads((tmp_path / "same" / "ship_check.json").read_text())["candidates"]
+    assert not same["ships"] and same["paired"]["stoi"]["mean"] == 0.0

@@ -18,14 +18,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from speechvq.assets import resolve_model
 from speechvq.audio import load_audio
 from speechvq.codec import Codec
 from speechvq.data.manifest import read_manifest, select_files
-from speechvq.evaluation import evaluate_utterances
+from speechvq.evaluation import evaluate_utterances, paired_difference
 from speechvq.generation import DecodeOptions
 from speechvq.metrics import dnsmos, finite_mean, optional_metrics_available
 
@@ -83,29 +82,15 @@ def main() -> int:
 
 def paired_differences(temperatures: list[float], per_file: list[list[dict]]) -> list[dict]:
     """Per setting after the first: the mean per-file difference of each metric from the first setting and
-    its 95% interval (1.96 standard errors), over the files both scored. Every setting decodes the same
-    files from the same codes, so paired differences separate a setting's effect from the files' spread.
+    its 95% interval (`evaluation.paired_difference`; None where fewer than two files scored). Every setting
+    decodes the same files from the same codes.
 
     Args:
         temperatures: the settings, in the order of `per_file`.
         per_file: per setting, the eval report's "files" list (dicts with "id" and the metric keys).
     """
-    first = {item["id"]: item for item in per_file[0]}
-    paired = []
-    for temperature, files in zip(temperatures[1:], per_file[1:]):
-        entry = {"temperature": temperature}
-        for key, _, _ in COLUMNS:
-            deltas = np.array([item[key] - first[item["id"]][key] for item in files
-                               if item["id"] in first and item.get(key) is not None
-                               and first[item["id"]].get(key) is not None], dtype=np.float64)
-            deltas = deltas[np.isfinite(deltas)]
-            if len(deltas) < 2:
-                entry[key] = None
-                continue
-            half = 1.96 * deltas.std(ddof=1) / np.sqrt(len(deltas))
-            entry[key] = {"mean": float(deltas.mean()), "ci95": float(half), "files": int(len(deltas))}
-        paired.append(entry)
-    return paired
+    return [{"temperature": temperature, **{key: paired_difference(per_file[0], files, key) for key, _, _ in COLUMNS}}
+            for temperature, files in zip(temperatures[1:], per_file[1:])]
 
 
 def print_paired(paired: list[dict], reference: float) -> None:

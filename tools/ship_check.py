@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Whether a candidate model may replace the shipped one: the ship rule, on decoded audio of the test split.
+
+The rule (issue 14): a new default model replaces the shipped one only when it is better on the test split in
+STOI and PESQ-WB and not worse in MCD. Both models decode the same utterances (same files, seconds, seed and
+temperature), so each score is compared file by file, and "better" means the 95% interval of the paired mean
+difference lies above zero, "worse" that it lies on the wrong side: a difference within the files' noise is
+no difference. FFE, SI-SDR and (with speechmos) DNSMOS are reported beside, not judged.
+
+    python tools/ship_check.py recipes/folder/exp/gpu_session/models/main.pt \
+        --manifest recipes/folder/exp/gpu_session/manifests/test.jsonl --out exp/ship_check
+
+Prints one table per candidate and a verdict line each; writes ship_check.json and each model's eval report
+under --out. Needs the `eval` extra (PESQ, STOI): the lent GPU machine has no PESQ, so this runs here after a
+lease. Exit status 0 when the checks ran (whatever the verdicts), 1 on an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from tqdm import tqdm
+
+from speechvq.assets import default_model_path
+from speechvq.codec import Codec
+from speechvq.data.manifest import read_manifest, select_files
+from speechvq.errors import SpeechVQError
+from speechvq.evaluation import evaluate_utterances, paired_difference
+from speechvq.inference import DEFAULT_TEMPERATURE
+from speechvq.metrics import optional_metrics_available
+
+# (report key, title, digits, +1 when higher is better / -1 when lower is / 0 reported only)
+SCORES = [("stoi", "STOI", 3, +1), ("pesq_wb", "PESQ-WB", 2, +1), ("mcd_db", "MCD (dB)", 2, -1),
+          ("ffe", "FFE", 3, 0), ("si_sdr_db", "SI-SDR (dB)", 1, 0), ("dnsmos_ovrl", "DNSMOS", 2, 0)]
+
+
+def ship_verdict(paired: dict[str, Optional[dict]]) -> tuple[bool, list[str]]:
+    """Apply the ship rule to paired differences candidate - shipped (`evaluation.paired_difference` per key).
+
+    Returns:
+        (ships, reasons): ships when STOI and PESQ-WB are better (interval above zero) and MCD is not worse
+        (interval not above zero); one reason per judged score.
+    """
+    reasons, ships = [], True
+    for key, title, digits, _ in SCORES[:3]:
+        difference = paired.get(key)
+        if difference is None:
+            reasons.append(f"{title}: not measured")
+            ships = False
+            continue
+        low, high = difference["mean"] - difference["ci95"], difference["mean"] + difference["ci95"]
+        text = f"{difference['mean']:+.{digits + 1}f} +- {difference['ci95']:.{digits + 1}f}"
+        if key == "mcd_db":
+            worse = low > 0
+            reasons.append(f"{title} {text}: {'worse' if worse else 'not worse'}")
+            ships &= not worse
+        else:
+            better = low > 0
+            verdict = "better" if better else ("worse" if high < 0 else "no measurable change")
+            reasons.append(f"{title} {text}: {verdict}")
+            ships &= better
+    return ships, reasons
+
+
+def evaluate_model(path: str, entries, out: Path, max_seconds: Optional[float], temperature: float,
+                   seed: int) -> dict:
+    """`evaluate_utterances` of one model with a progress bar; returns its report."""
+    codec = Codec.from_checkpoint(path, "cpu")
+    rate = codec.model.sample_rate
+    seconds = sum(min(e.duration_s, max_seconds or float("inf")) for e in entries)
+    with tqdm(total=int(seconds * rate), desc=Path(path).name, unit="sample", unit_scale=True) as bar:
+        return evaluate_utterances(codec, entries, out, max_seconds=max_seconds, temperature=temperature, seed=seed,
+                                   progress=bar.update, plots=0)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("candidates", nargs="+", help="candidate models (.pt)")
+    parser.add_argument("--reference", default=str(default_model_path()), help="default: the shipped model")
+    parser.add_argument("--manifest", required=True, help="the test split (the shipped model's: 120 files)")
+    parser.add_argument("--max-files", type=int, default=None)
+    parser.add_argument("--spread", action="store_true",
+                        help="with --max-files: N utterances spread evenly over the manifest (every speaker)")
+    parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="folder for each model's eval report and ship_check.json")
+    args = parser.parse_args(argv)
+
+    missing = [name for name in ("pesq", "stoi") if not optional_metrics_available()[name]]
+    if missing:
+        print(f"ship_check: {', '.join(missing)} missing (the rule needs them): pip install 'speechvq[eval]'",
+              file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    try:
+        entries = select_files(read_manifest(args.manifest), args.max_files, args.spread)
+        if not entries:
+            raise SpeechVQError(f"{args.manifest}: no utterances")
+        reports = {"reference": evaluate_model(args.reference, entries, out / "reference", args.max_seconds,
+                                               args.temperature, args.seed)}
+        for index, path in enumerate(args.candidates):
+            reports[path] = evaluate_model(path, entries, out / f"candidate{index}", args.max_seconds,
+                                           args.temperature, args.seed)
+    except SpeechVQError as err:
+        print(f"ship_check: {err}", file=sys.stderr)
+        return 1
+    reference = reports.pop("reference")
+    result = {"reference": args.reference, "files": len(entries), "max_seconds": args.max_seconds,
+              "temperature": args.temperature, "seed": args.seed,
+              "reference_mean": {key: reference["mean"].get(key) for key, *_ in SCORES}, "candidates": []}
+    print(f"{len(entries)} utterances{'' if args.max_seconds is None else f', first {args.max_seconds:g} s of each'}"
+          f", temperature {args.temperature:g}, seed {args.seed}; reference {args.reference}")
+    print("| model | " + " | ".join(title for _, title, _, _ in SCORES) + " |")
+    print("| --- " * (len(SCORES) + 1) + "|")
+
+    def row(name: str, means: dict) -> str:
+        return f"| {name} | " + " | ".join("n/a" if means.get(key) is None else f"{means[key]:.{digits}f}"
+                                           for key, _, digits, _ in SCORES) + " |"
+
+    print(row("reference", reference["mean"]))
+    for path, report in reports.items():
+        paired = {key: paired_difference(reference["files"], report["files"], key) for key, *_ in SCORES}
+        ships, reasons = ship_verdict(paired)
+        result["candidates"].append({"model": path, "mean": {key: report["mean"].get(key) for key, *_ in SCORES},
+                                     "paired": paired, "ships": ships, "reasons": reasons})
+        print(row(path, report["mean"]))
+    for candidate in result["candidates"]:
+        print(f"{candidate['model']}: {'SHIPS' if candidate['ships'] else 'does not ship'} "
+              f"({'; '.join(candidate['reasons'])})")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ship_check.json").write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
