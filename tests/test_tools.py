@@ -244,6 +244,10 @@ def test_ship_verdict_needs_better_stoi_and_pesq_and_no_worse_mcd():
     assert not ship_check.ship_verdict(paired((0.02, 0.03), (0.05, 0.02), (0.0, 0.05)))[0]
     assert not ship_check.ship_verdict(paired((0.02, 0.01), (0.05, 0.02), (0.08, 0.05)))[0]
     assert "worse" in ship_check.ship_verdict(paired((-0.05, 0.01), (0.05, 0.02), (0.0, 0.05)))[1][0]
+    from speechvq.data.manifest import Utterance
+
+    entries = [Utterance(f"u{i}", f"corpus/u{i}{suffix}", "a", 1.0) for i, suffix in enumerate([".flac", ".OGG", ".wav"])]
+    assert ship_check.lossy_references(entries) == 1
     no_pesq = paired((0.02, 0.01), (0.05, 0.02), (0.0, 0.05))
     no_pesq["pesq_wb"] = None
     ships, reasons = ship_check.ship_verdict(no_pesq)

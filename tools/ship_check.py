@@ -66,6 +66,12 @@ def ship_verdict(paired: dict[str, Optional[dict]]) -> tuple[bool, list[str]]:
     return ships, reasons
 
 
+def lossy_references(entries) -> int:
+    """How many of the manifest entries are lossy-coded files (Ogg, Opus, MP3): scores against them are not
+    scores against the recordings (a lease's manifests point into its Opus copy of the corpus)."""
+    return sum(Path(entry.path).suffix.lower() in (".ogg", ".opus", ".mp3") for entry in entries)
+
+
 def evaluate_model(path: str, entries, out: Path, max_seconds: Optional[float], temperature: float,
                    seed: int) -> dict:
     """`evaluate_utterances` of one model with a progress bar; returns its report."""
@@ -101,6 +107,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         entries = select_files(read_manifest(args.manifest), args.max_files, args.spread)
         if not entries:
             raise SpeechVQError(f"{args.manifest}: no utterances")
+        lossy = lossy_references(entries)
+        if lossy:  # e.g. the manifests a lease built from its Opus copy of the corpus
+            print(f"ship_check: warning: {lossy} of {len(entries)} references are lossy-coded files; the scores are "
+                  f"against them, not the original recordings", file=sys.stderr)
         reports = {"reference": evaluate_model(args.reference, entries, out / "reference", args.max_seconds,
                                                args.temperature, args.seed)}
         for index, path in enumerate(args.candidates):
