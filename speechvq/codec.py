@@ -261,7 +261,7 @@ class Codec:
         if not model.has_pitch:
             raise SpeechVQError(f"{source} carries a pitch stream; this model has none")
         count = model.num_pitch_frames(header.frames)
-        pitch_counts = self._pitch_counts(header.coding) if header.version >= 2 else None
+        pitch_counts = self._pitch_counts(header.coding)
         try:
             if pitch_counts is not None:
                 return torch.from_numpy(entropy.decode(header.pitch, count, pitch_counts))
