@@ -203,6 +203,21 @@ def test_step_clock_fits_the_schedule_to_the_time_left(monkeypatch):
     assert clock.out_of_time()
 
 
+def test_step_clock_follows_a_rate_that_rises_when_neighbours_end(monkeypatch):
+    # runs that share a GPU share its time: a run speeds up when the others end, and the fitted end follows the
+    # rate of the last window of steps, not the whole run's mean
+    clock_time = FakeClock(0.0)
+    monkeypatch.setattr(loop.time, "monotonic", clock_time)
+    clock = loop._StepClock(deadline=1000.0 + 200.0, window_steps=100)
+    end = ScheduleEnd(100_000)
+    assert not clock.refit(0, end)
+    for step, seconds in [(100, 50.0), (200, 10.0), (300, 10.0)]:  # 2 steps/s, then 10 steps/s
+        clock_time.now += seconds
+        clock.refit(step, end)
+    # at 1070 s: 130 s left, less 5 s to save, at 10 steps/s (the whole run's mean, 300 / 70 s, would give 835)
+    assert end.max_steps == 300 + 1250
+
+
 def test_max_minutes_fits_the_schedule_and_ends_inside_the_budget(corpus, monkeypatch):
     clock = FakeClock(0.05)  # every reading: 50 ms later
     monkeypatch.setattr(loop.time, "monotonic", clock)
@@ -278,6 +293,10 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
         # every model was decoded and scored (a failed evaluation leaves its row out); PESQ is not on the image
         assert re.search(rf"^\| {run} \| 2 \| n/a \| \d\.\d{{3}} \| \d+\.\d\d \|", decoded, re.M), decoded
     assert "pitch stream 6 bits" in summary
+    # the main run trains for --minutes, each ablation for the shorter --ablation_minutes (the smoke's 0.35, 0.3)
+    runs = summary[summary.index("## Training runs"):summary.index("## Decoded scores")]
+    assert re.search(r"^\| main \| 0\.35 \|", runs, re.M) and re.search(r"^\| control \| 0\.3 \|", runs, re.M), runs
+    assert re.search(r"^\| pitch \| 0\.3 \|", runs, re.M), runs
     assert "| compiled |" in summary and "| before |" in summary
     main_run = load_checkpoint(out / "main.pt")
     assert main_run.extra["history"][-1]["source"] == "previous.pt" and main_run.code_statistics is not None

@@ -4,7 +4,7 @@
     python tools/session_summary.py recipes/folder/exp/gpu_session --init speechvq/assets/default.pt
 
 Tables: the throughput probe (each speed change against the step as it was, measured in one process), the
-data loaders, each training run (steps, samples seen, samples/s, best validation NLL, wall time), and the
+data loaders, each training run (time budget, steps, samples seen, samples/s, best validation NLL), and the
 decoded scores of the init model and of every run on the same test utterances.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 
 
@@ -52,8 +53,8 @@ def run_rows(work: Path) -> list[str]:
     """One row per training run, from its metrics.jsonl and last checkpoint."""
     import torch
 
-    lines = ["| run | steps | samples seen (M) | samples/s (median interval) | best valid NLL | changes |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| run | budget (min) | steps | samples seen (M) | samples/s (median interval) | best valid NLL | changes |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for exp in sorted((work / "exp").glob("*/")):
         if exp.name == "previous" or not (exp / "last.pt").is_file():
             continue
@@ -62,10 +63,17 @@ def run_rows(work: Path) -> list[str]:
         valid = [m["nll"] for m in metrics if m.get("kind") == "valid"]
         state = torch.load(exp / "last.pt", map_location="cpu", weights_only=True)["extra"]["run"]
         config = (exp / "config.yaml").read_text()
-        lines.append(f"| {exp.name} | {state['step']} | {state.get('samples_seen', 0) / 1e6:,.1f} | "
+        budget = _budget_minutes(work / "logs" / f"train_{exp.name}.log")
+        lines.append(f"| {exp.name} | {budget} | {state['step']} | {state.get('samples_seen', 0) / 1e6:,.1f} | "
                      f"{_fmt(rates[len(rates) // 2] if rates else None, 0)} | {_fmt(min(valid) if valid else None, 4)} | "
                      f"{_changes(config)} |")
     return lines
+
+
+def _budget_minutes(log: Path) -> str:
+    """The run's --max-minutes, as its training log states it ("n/a" without a log or a budget)."""
+    found = re.search(r"time budget ([0-9.e+-]+) min", log.read_text(errors="replace")) if log.is_file() else None
+    return found.group(1) if found else "n/a"
 
 
 def _changes(config_text: str) -> str:

@@ -11,9 +11,12 @@
 #   ./gpu_session.sh --cpu-smoke                                # the same stages on the CPU, tiny model, < 2 min
 #
 # A GPU is lent for minutes at a time, so every lease continues the model from where the last one left it
-# (--init, default the shipped speechvq/assets/default.pt) and spends the idle part of the GPU on ablations:
-# each ablation is a second continuation run beside the main one, at the same budget, with one change
-# (--ablations "name:key=value,key=value ..."), so that a change that wins is already a candidate to ship.
+# (--init, default the shipped speechvq/assets/default.pt), and runs short ablations beside it: each is a
+# continuation with one change (--ablations "name:key=value,key=value ..."), all at the same, shorter budget
+# (--ablation_minutes), with `base` (the main run's settings) among them as their reference. Short, because runs
+# on one GPU share its time rather than fill idle gaps: in the first lease three compiled runs side by side made
+# 3.56 M samples/s each and one alone 11.0 M (10.7 vs 11.0 M in all), so every ablation running as long as the
+# main run took a share of the main run's training; once the ablations end, the main run has the GPU to itself.
 #   1  manifests of --corpus_dir with the shipped model's split (10 test and 2 valid utterances per speaker,
 #      no held-out speaker) and the audio cache (--prepare_workers processes)
 #   2  throughput probe (tools/bench_train.py): the step before and after each speed change, the batch size,
@@ -33,7 +36,8 @@ cd "$(dirname "$0")"
 corpus_dir=
 conf=conf/default.yaml
 init=../../speechvq/assets/default.pt
-minutes=5              # training budget of each run, start-up and compilation included
+minutes=5              # training budget of the main run, start-up and compilation included
+ablation_minutes=1.5   # the same for each ablation (the main run's share of the GPU while they run: 1 / runs)
 # Learning rate of the continuations (each run; an ablation may set its own). Not the config's 5e-4: on the CPU
 # (eager, fp32, batch 4 x 0.256 s, 2026-12-01) continuing the shipped model at 3e-4 with a fresh Adam raised the
 # valid NLL from 2.751 to 2.946 at the peak of the schedule, back only as it annealed (2.752 at step 393); at
@@ -44,14 +48,15 @@ lr=1e-4
 # model at 3e-4: its encoder drifted from the codebook (VQ loss 0.12 -> 0.39, codes used 465 -> 270) and the
 # NLL climbed for the whole run in all three runs. On the CPU (batch 4 x 0.256 s, 3e-4, 2026-12-01) a frozen
 # encoder side peaked at valid NLL 2.846 where the whole model peaked at 2.888 (from 2.758), gradient norms
-# 1.5-5 against 2.5-25. Beside the main run: joint (the whole model, as before), control (the whole model on
-# the old path: worker loader, eager, batch 32; tells the fast path from the warm restart) and pitch (the
-# pitch stream: a log-F0 + voicing symbol every 4 codes, 375 bit/s nominal, its vectors starting at zero so
-# that the run continues the shipped model unchanged at step 0). Waiting for a later lease: "lowlr:train.lr=5e-5",
+# 1.5-5 against 2.5-25. Beside the main run: base (the main run's settings at the ablations' budget: what each
+# ablation is compared with), joint (the whole model, as before), control (the whole model on the old path:
+# worker loader, eager, batch 32; tells the fast path from the warm restart) and pitch (the pitch stream: a
+# log-F0 + voicing symbol every 4 codes, 375 bit/s nominal, its vectors starting at zero so that the run
+# continues the shipped model unchanged at step 0). Waiting for a later lease: "lowlr:train.lr=5e-5",
 # "preemph:model.pre_emphasis=0.85" (LPCNet's targets), "jitter:model.code_jitter=0.12" and
 # "ema:model.quantizer.ema=true,train.freeze_encoder=false" (the EMA codebook moves only if the encoder side trains).
 main_changes=train.freeze_encoder=true
-ablations="joint:train.freeze_encoder=false control:train.freeze_encoder=false,data.loader=workers,train.compile=false,data.batch_size=32 pitch:model.pitch.bits=6"
+ablations="base: joint:train.freeze_encoder=false control:train.freeze_encoder=false,data.loader=workers,train.compile=false,data.batch_size=32 pitch:model.pitch.bits=6"
 default_ablations=$ablations
 probe_batches="32 64 128"
 test_per_speaker=10    # the shipped model's split
@@ -71,7 +76,8 @@ command -v speechvq > /dev/null || speechvq() { PYTHONPATH="$(cd ../.. && pwd)${
 export PYTHONPATH="$(cd ../.. && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 
 if $smoke; then
-  work=exp/gpu_session_smoke; device=cpu; conf=conf/tiny.yaml; minutes=0.35; probe_batches="2 8"
+  work=exp/gpu_session_smoke; device=cpu; conf=conf/tiny.yaml; minutes=0.35; ablation_minutes=0.3
+  probe_batches="2 8"
   overrides="data.segment_s=0.256 $overrides"   # whole code frames, as train.compile needs
   eval_files=2; eval_seconds=0.2; stats_files=10; test_per_speaker=1; valid_per_speaker=1
   # joint differs from control by its loader, compilation and batch only: the smoke keeps the runs that take the other
@@ -127,16 +133,17 @@ fi
 
 runs=("main:")
 for spec in $ablations; do runs+=("$spec"); done
-log "Stage 3: ${#runs[@]} runs of $minutes min from $init at batch $batch: ${runs[*]}"
+log "Stage 3: ${#runs[@]} runs from $init at batch $batch, main $minutes min, ablations $ablation_minutes min: ${runs[*]}"
 pids=()
 for spec in "${runs[@]}"; do
   name=${spec%%:*}; changes=${spec#*:}
+  budget=$ablation_minutes; [ "$name" = main ] && budget=$minutes
   run_set=("${set_args[@]}" data.loader=device train.compile=$compile data.batch_size="$batch" train.lr="$lr"
            $main_changes)
   [ -n "$changes" ] && IFS=, read -r -a more <<< "$changes" && run_set+=("${more[@]}")
   rm -rf "$work/exp/$name"
   speechvq train -c "$conf" --set "${run_set[@]}" --exp "$work/exp/$name" --device "$device" --init "$init" \
-    --max-minutes "$minutes" > "$work/logs/train_$name.log" 2>&1 &
+    --max-minutes "$budget" > "$work/logs/train_$name.log" 2>&1 &
   pids+=($!)
 done
 # A run that fails (or ends without a checkpoint) costs its own results, not the others': the later stages go on
