@@ -297,6 +297,8 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
     runs = summary[summary.index("## Training runs"):summary.index("## Decoded scores")]
     assert re.search(r"^\| main \| 0\.35 \|", runs, re.M) and re.search(r"^\| control \| 0\.3 \|", runs, re.M), runs
     assert re.search(r"^\| pitch \| 0\.3 \|", runs, re.M), runs
+    # the GPU tests ran beside stages 4 and 5 (collected in the lent image's view; skipped without a GPU)
+    assert re.search(r"^pytest -m gpu: [1-9]\d* skipped, \d+ deselected in", summary, re.M), summary
     assert "| compiled |" in summary and "| before |" in summary
     main_run = load_checkpoint(out / "main.pt")
     assert main_run.extra["history"][-1]["source"] == "previous.pt" and main_run.code_statistics is not None

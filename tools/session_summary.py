@@ -109,6 +109,16 @@ def eval_rows(work: Path) -> list[str]:
     return lines
 
 
+def gpu_test_lines(work: Path) -> list[str]:
+    """pytest's summary line of the GPU tests (logs/gpu_tests.log) and any failures, as Markdown lines."""
+    log = work / "logs" / "gpu_tests.log"
+    if not log.is_file():
+        return ["(not run)"]
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    failures = [f"- {line}" for line in lines if line.startswith(("FAILED", "ERROR"))]
+    return [f"pytest -m gpu: {lines[-1].strip('= ') if lines else '(no output)'}"] + ([""] + failures if failures else [])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path)
@@ -117,6 +127,7 @@ def main() -> int:
     lines = ["# GPU session summary", "", f"Runs continued from `{args.init}`." if args.init else "", ""]
     lines += probe_table(args.work) + ["", "## Training runs", ""] + run_rows(args.work)
     lines += ["", "## Decoded scores (init = the model the runs started from)", ""] + eval_rows(args.work)
+    lines += ["", "## Tests that need a GPU", ""] + gpu_test_lines(args.work)
     print("\n".join(lines))
     return 0
 

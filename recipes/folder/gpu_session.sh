@@ -26,7 +26,8 @@
 #   4  export each run's best.pt, measure its code statistics (entropy coding) on --stats_files utterances
 #      (all runs at once)
 #   5  decoded (not teacher-forced) scores of the init model and every run on --eval_files test utterances
-#      (their first --eval_seconds), then WORK/summary.md (tools/session_summary.py)
+#      (their first --eval_seconds), then WORK/summary.md (tools/session_summary.py); beside stages 4 and 5,
+#      the tests marked gpu (pytest -m gpu)
 #   6  copy the exported models, the summary and the logs to --out
 # With --cpu-smoke: a synthetic corpus, conf/tiny.yaml, a tiny model trained first to stand in for the shipped
 # one, 0.35-minute runs, the CPU; every stage above runs. CI runs it (tests/test_train_continuation.py).
@@ -157,6 +158,15 @@ done
 [ "${#finished[@]}" -gt 0 ] || { echo "$0: every run failed" >&2; exit 1; }
 runs=("${finished[@]}")
 
+# The tests that need a GPU (CUDA-graph capture, the compiled Triton kernel against the reference, noise drawn on the
+# device, training steps that never wait for it) run here, where one is, while stages 4 and 5 leave it mostly idle.
+# In the smoke they are collected in the lent image's view and skipped.
+repo=$(python3 -c "import os, speechvq; print(os.path.dirname(os.path.dirname(os.path.abspath(speechvq.__file__))))")
+log "GPU tests (in the background): pytest -m gpu in $repo"
+(cd "$repo" && python3 -m pytest -q -m gpu -rs -p no:cacheprovider -p no:hypothesispytest \
+   tests/generation/test_gpu.py tests/test_train_continuation.py) > "$work/logs/gpu_tests.log" 2>&1 &
+gpu_tests=$!
+
 log "Stage 4: export and code statistics"
 mkdir -p "$work/models"
 pids=()
@@ -187,6 +197,9 @@ for name in init $(for spec in "${runs[@]}"; do echo "${spec%%:*}"; done); do
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid" || log "an evaluation failed (see $work/logs/eval_*.log)"; done
+gpu_tests_ok=true
+wait $gpu_tests || { gpu_tests_ok=false; grep "^FAILED\|^ERROR" "$work/logs/gpu_tests.log" >&2; log "GPU tests failed"; }
+tail -n 1 "$work/logs/gpu_tests.log" >&2
 python3 ../../tools/session_summary.py "$work" --init "$init" > "$work/summary.md"
 cat "$work/summary.md" >&2
 
@@ -195,3 +208,4 @@ cp "$work/summary.md" "$out/"
 tar -czf "$out/logs.tar.gz" --exclude=cache --exclude=corpus --exclude='*.pt' --exclude='*.wav' -C "$work" .
 log "Done: $(ls "$out" | tr '\n' ' ')"
 [ "$failed" -eq 0 ] || { echo "$0: $failed run(s) failed (see the logs in $out/logs.tar.gz)" >&2; exit 1; }
+$gpu_tests_ok || { echo "$0: GPU tests failed (logs/gpu_tests.log in $out/logs.tar.gz)" >&2; exit 1; }
