@@ -298,6 +298,9 @@ class TrainConfig:
     # utterance model's speaker encoder keep the weights they start from (`--init`), and the quantizer makes
     # no restarts, so a file's codes stay the same while the decoder continues to learn.
     freeze_encoder: bool = False
+    # Adam as one fused kernel over all parameters (CUDA only; the CPU always takes the default implementation).
+    # The same update, other rounding; false restores the path the shipped model was trained on.
+    fused_optimizer: bool = True
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "train.lr", "must be positive")

@@ -130,7 +130,7 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
     # fused: one kernel for all parameters instead of several per tensor (CUDA only)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
                                  betas=tuple(cfg.train.adam_betas), weight_decay=cfg.train.weight_decay,
-                                 fused=device.type == "cuda")
+                                 fused=device.type == "cuda" and cfg.train.fused_optimizer)
     schedule_end = ScheduleEnd(cfg.train.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg.train, schedule_end))
     state = _resume_or_start(cfg, exp_dir, context, model, optimizer, scheduler)
