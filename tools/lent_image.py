@@ -61,7 +61,7 @@ LENT_PYTHON = "3.12"  # the image's python3 (KINDS.md: Python 3.12.3)
 CARRY_LIMIT = 64 * 2**20  # what one device call takes: the working tree and the carried paths together
 CORPUS_COMPRESSION = 0.96  # Opus at about 19 kbit/s: the offline corpus in 40 MiB (README)
 LEASE_COMMAND = ('pip install -q --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site '
-                 'bash recipes/folder/gpu_session.sh --corpus_dir "$PWD/.gpu/corpus" --out "$OUT" --minutes 4')
+                 'bash recipes/folder/gpu_session.sh --corpus_dir "$PWD/.gpu/corpus" --out "$OUT" --minutes 4.5')
 
 
 def normalized(name: str) -> str:

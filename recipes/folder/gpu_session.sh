@@ -66,6 +66,7 @@ work=exp/gpu_session
 out=
 eval_files=12
 eval_seconds=2
+eval_timeout=100       # seconds an evaluation may take on the GPU before it is run on the CPUs instead
 stats_files=300
 prepare_workers=$(nproc)
 device=cuda
@@ -163,7 +164,7 @@ runs=("${finished[@]}")
 # In the smoke they are collected in the lent image's view and skipped.
 repo=$(python3 -c "import os, speechvq; print(os.path.dirname(os.path.dirname(os.path.abspath(speechvq.__file__))))")
 log "GPU tests (in the background): pytest -m gpu in $repo"
-(cd "$repo" && python3 -m pytest -q -m gpu -rs -p no:cacheprovider -p no:hypothesispytest \
+(cd "$repo" && timeout 200 python3 -m pytest -q -m gpu -rs -p no:cacheprovider -p no:hypothesispytest \
    tests/generation/test_gpu.py tests/test_train_continuation.py) > "$work/logs/gpu_tests.log" 2>&1 &
 gpu_tests=$!
 
@@ -183,17 +184,19 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 log "Stage 5: decoded scores on $eval_files test utterances (first $eval_seconds s)"
 # --spread: the test manifest lists each speaker's utterances together; the first 12 were 10 of allison's and
 # 2 of carlo's, 2 of the 12 speakers
-evaluate() {  # NAME MODEL DEVICE
-  speechvq eval --model "$2" --manifest "$manifests/test.jsonl" --out "$work/eval/$1" --max-files "$eval_files" \
-    --spread --max-seconds "$eval_seconds" --device "$3" --plots 2 >> "$work/logs/eval_$1.log" 2>&1
+evaluate() {  # NAME MODEL DEVICE SECONDS (the time limit; 0: none)
+  timeout "$4" python3 -m speechvq eval --model "$2" --manifest "$manifests/test.jsonl" --out "$work/eval/$1" \
+    --max-files "$eval_files" --spread --max-seconds "$eval_seconds" --device "$3" --plots 2 >> "$work/logs/eval_$1.log" 2>&1
 }
 # The first lease's four evaluations all failed within seconds on the GPU, and why was not kept: the ship rule
-# needs decoded scores, so a failed one says why (the end of its log) and runs again on the machine's CPUs.
+# needs decoded scores, so a failed one says why (the end of its log) and runs again on the machine's CPUs; so
+# does one that outlasts --eval_timeout seconds (a hang must not spend the call's 10 minutes).
 pids=()
 for name in init $(for spec in "${runs[@]}"; do echo "${spec%%:*}"; done); do
   model=$work/models/$name.pt; [ "$name" = init ] && model=$init
-  (evaluate "$name" "$model" "$device" || { tail -n 3 "$work/logs/eval_$name.log" >&2; [ "$device" != cpu ] &&
-     log "evaluation of $name failed on $device: again on the CPU" && OMP_NUM_THREADS=3 evaluate "$name" "$model" cpu; }) &
+  (evaluate "$name" "$model" "$device" "$eval_timeout" || { tail -n 3 "$work/logs/eval_$name.log" >&2; [ "$device" != cpu ] &&
+     log "evaluation of $name failed or timed out on $device: again on the CPU" &&
+     OMP_NUM_THREADS=3 evaluate "$name" "$model" cpu 0; }) &
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid" || log "an evaluation failed (see $work/logs/eval_*.log)"; done
