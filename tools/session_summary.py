@@ -53,8 +53,8 @@ def run_rows(work: Path) -> list[str]:
     """One row per training run, from its metrics.jsonl and last checkpoint."""
     import torch
 
-    lines = ["| run | budget (min) | steps | samples seen (M) | samples/s (median interval) | best valid NLL | changes |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| run | budget (min) | steps | samples seen (M) | samples/s (median interval) | best valid NLL "
+             "| changes |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for exp in sorted((work / "exp").glob("*/")):
         if exp.name == "previous" or not (exp / "last.pt").is_file():
             continue
@@ -72,7 +72,9 @@ def run_rows(work: Path) -> list[str]:
 
 def _budget_minutes(log: Path) -> str:
     """The run's --max-minutes, as its training log states it ("n/a" without a log or a budget)."""
-    found = re.search(r"time budget ([0-9.e+-]+) min", log.read_text(errors="replace")) if log.is_file() else None
+    if not log.is_file():
+        return "n/a"
+    found = re.search(r"time budget ([0-9.e+-]+) min", log.read_text(errors="replace"))
     return found.group(1) if found else "n/a"
 
 
@@ -117,7 +119,8 @@ def gpu_test_lines(work: Path) -> list[str]:
         return ["(not run)"]
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     failures = [f"- {line}" for line in lines if line.startswith(("FAILED", "ERROR"))]
-    return [f"pytest -m gpu: {lines[-1].strip('= ') if lines else '(no output)'}"] + ([""] + failures if failures else [])
+    result = lines[-1].strip("= ") if lines else "(no output)"
+    return [f"pytest -m gpu: {result}"] + ([""] + failures if failures else [])
 
 
 def main() -> int:

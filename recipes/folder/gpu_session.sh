@@ -37,7 +37,7 @@ cd "$(dirname "$0")"
 corpus_dir=
 conf=conf/default.yaml
 init=../../speechvq/assets/default.pt
-minutes=5              # training budget of the main run, start-up and compilation included
+minutes=4.5            # training budget of the main run, start-up and compilation included
 ablation_minutes=1.5   # the same for each ablation (the main run's share of the GPU while they run: 1 / runs)
 # Learning rate of the continuations (each run; an ablation may set its own). Not the config's 5e-4: on the CPU
 # (eager, fp32, batch 4 x 0.256 s, 2026-12-01) continuing the shipped model at 3e-4 with a fresh Adam raised the
@@ -51,9 +51,9 @@ lr=1e-4
 # encoder side peaked at valid NLL 2.846 where the whole model peaked at 2.888 (from 2.758), gradient norms
 # 1.5-5 against 2.5-25. Beside the main run: base (the main run's settings at the ablations' budget: what each
 # ablation is compared with), joint (the whole model, as before), control (the whole model on the old path:
-# worker loader, eager, unfused Adam, batch 32; tells the fast path from the warm restart) and pitch (the pitch stream: a
-# log-F0 + voicing symbol every 4 codes, 375 bit/s nominal, its vectors starting at zero so that the run
-# continues the shipped model unchanged at step 0). Waiting for a later lease: "lowlr:train.lr=5e-5",
+# worker loader, eager, unfused Adam, batch 32; tells the fast path from the warm restart) and pitch (the pitch
+# stream: a log-F0 + voicing symbol every 4 codes, 375 bit/s nominal, its vectors starting at zero so that the
+# run continues the shipped model unchanged at step 0). Waiting for a later lease: "lowlr:train.lr=5e-5",
 # "preemph:model.pre_emphasis=0.85" (LPCNet's targets), "jitter:model.code_jitter=0.12" and
 # "ema:model.quantizer.ema=true,train.freeze_encoder=false" (the EMA codebook moves only if the encoder side trains).
 main_changes=train.freeze_encoder=true
@@ -82,8 +82,8 @@ if $smoke; then
   probe_batches="2 8"
   overrides="data.segment_s=0.256 $overrides"   # whole code frames, as train.compile needs
   eval_files=2; eval_seconds=0.2; stats_files=10; test_per_speaker=1; valid_per_speaker=1
-  # joint differs from control by its loader, compilation and batch only: the smoke keeps the runs that take the other
-  # code paths (< 2 min)
+  # joint differs from control by its loader, compilation, Adam and batch only, and base from main by its budget:
+  # the smoke keeps the runs that take the other code paths (< 2 min)
   [ "$ablations" = "$default_ablations" ] &&
     ablations="control:train.freeze_encoder=false,data.loader=workers,train.compile=false,train.fused_optimizer=false pitch:model.pitch.bits=6"
   export OMP_NUM_THREADS=1
