@@ -95,6 +95,7 @@ def test_prepare_packs_the_corpus_ignores_what_it_carries_and_prints_the_call(tm
     assert tree == 1000 and carried == sum(f.stat().st_size for f in (root / ".gpu").rglob("*") if f.is_file())
     out = capsys.readouterr().out
     assert "gpu_session.sh" in out and "carry ['.gpu', '.whl']" in out
+    assert "gpu_session.sh --more true" in out and "--minutes M" in out  # the second call, for the time left
     # a second run resumes: nothing to pack, nothing added to the excludes again
     exclude = (root / ".git" / "info" / "exclude").read_text()
     assert lent_image.main(["prepare", "--corpus", str(tmp_path / "corpus"), "--root", str(root), "--no-wheels",

@@ -308,6 +308,21 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
     assert frozen and all(torch.equal(previous[k], main_run.model_state[k]) for k in frozen)
     assert "decoder only" in summary and "whole model" in summary
 
+    # the lease's second call, on the machine the first left: the main model continues alone (no probe, ablations,
+    # GPU tests or evaluations) and comes back as more.pt
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "lent_image.py"), "run", "--", "bash",
+                             "gpu_session.sh", "--cpu-smoke", "--more", "true", "--out", str(tmp_path / "more")],
+                            cwd=recipe, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "failed" not in result.stderr and "Stage 5" not in result.stderr, result.stderr[-3000:]
+    assert "the first call's manifests, audio cache and probe" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "more").iterdir()) == ["logs.tar.gz", "more.pt", "summary.md"]
+    more = load_checkpoint(tmp_path / "more" / "more.pt")
+    assert more.extra["history"][-1]["source"] == "main.pt" and more.code_statistics is not None
+    assert all(torch.equal(previous[k], more.model_state[k]) for k in frozen)  # decoder only again
+    assert not torch.equal(main_run.model_state["decoder.post_logits.weight"], more.model_state["decoder.post_logits.weight"])
+    assert re.search(r"^\| more \| 0\.35 \|", (tmp_path / "more" / "summary.md").read_text(), re.M)
+
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")

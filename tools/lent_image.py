@@ -62,6 +62,8 @@ CARRY_LIMIT = 64 * 2**20  # what one device call takes: the working tree and the
 CORPUS_COMPRESSION = 0.96  # Opus at about 19 kbit/s: the offline corpus in 40 MiB (README)
 LEASE_COMMAND = ('pip install -q --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site '
                  'bash recipes/folder/gpu_session.sh --corpus_dir "$PWD/.gpu/corpus" --out "$OUT" --minutes 4.5')
+# The second call, for the device time the first leaves: the main model continues alone on the warm machine.
+MORE_COMMAND = LEASE_COMMAND.replace("gpu_session.sh", "gpu_session.sh --more true").replace("4.5", "M")
 
 
 def normalized(name: str) -> str:
@@ -214,6 +216,8 @@ def prepare(root: Path, corpus: Path, wheels: bool = True, workers: int = 2) -> 
               f"(tools/pack_corpus.py --compression) or leave files out", file=sys.stderr)
         return 1
     print(f"the call (device tool `run`, carry {carry}, timeout_s 600):\n  {LEASE_COMMAND}")
+    print(f"then at once, while the machine is warm (30 s; status: warm true), with the same carry and M = (status's "
+          f"budget_left_s - 120) / 60 minutes, at most 8; give_back after it:\n  {MORE_COMMAND}")
     return 0
 
 

@@ -29,6 +29,12 @@
 #      (their first --eval_seconds), then WORK/summary.md (tools/session_summary.py); beside stages 4 and 5,
 #      the tests marked gpu (pytest -m gpu)
 #   6  copy the exported models, the summary and the logs to --out
+# With --more true: the lease's second call, for the device time the first leaves (a call may run 10 minutes, a
+# lease lasts 15, the machine's start included). On the machine the first call left warm (it stays 30 s) the first
+# call's manifests, audio cache and probe are still there: no stage 1 or 2, no ablations, GPU tests or evaluations
+# (tools/ship_check.py decodes here afterwards); the run `more` continues the first call's main model (--init
+# defaults to WORK/models/main.pt when it exists) alone, on the whole GPU, for --minutes, and stage 4 puts
+# more.pt into --out. On a fresh machine stages 1 and 2 run first.
 # With --cpu-smoke: a synthetic corpus, conf/tiny.yaml, a tiny model trained first to stand in for the shipped
 # one, 0.35-minute runs, the CPU; every stage above runs. CI runs it (tests/test_train_continuation.py).
 set -euo pipefail
@@ -37,6 +43,7 @@ cd "$(dirname "$0")"
 corpus_dir=
 conf=conf/default.yaml
 init=../../speechvq/assets/default.pt
+default_init=$init
 minutes=4.5            # training budget of the main run, start-up and compilation included
 ablation_minutes=1.5   # the same for each ablation (the main run's share of the GPU while they run: 1 / runs)
 # Learning rate of the continuations (each run; an ablation may set its own). Not the config's 5e-4: on the CPU
@@ -70,6 +77,7 @@ eval_timeout=100       # seconds an evaluation may take on the GPU before it is 
 stats_files=300
 prepare_workers=$(nproc)
 device=cuda
+more=false
 smoke=false
 if [ "${1:-}" = "--cpu-smoke" ]; then smoke=true; shift; fi
 . ../../tools/parse_options.sh
@@ -87,11 +95,13 @@ if $smoke; then
   [ "$ablations" = "$default_ablations" ] &&
     ablations="control:train.freeze_encoder=false,data.loader=workers,train.compile=false,train.fused_optimizer=false pitch:model.pitch.bits=6"
   export OMP_NUM_THREADS=1
-  rm -rf "$work"
   corpus_dir=$work/corpus
-  log "Smoke: a synthetic corpus in $corpus_dir"
-  (cd ../.. && python3 -c "import sys; from tests.helpers import make_folder_corpus
+  if ! $more; then
+    rm -rf "$work"
+    log "Smoke: a synthetic corpus in $corpus_dir"
+    (cd ../.. && python3 -c "import sys; from tests.helpers import make_folder_corpus
 make_folder_corpus(sys.argv[1], speakers=3, utterances=5, seconds=0.5)" "recipes/folder/$corpus_dir")
+  fi
 fi
 [ -n "$corpus_dir" ] || { echo "$0: --corpus_dir is required (or --cpu-smoke)" >&2; exit 2; }
 out=${out:-$work/out}
@@ -101,31 +111,41 @@ data=(data.train_manifest=$manifests/train.jsonl data.valid_manifest=$manifests/
       data.speakers=$manifests/speakers.json data.cache_dir=$work/cache)
 set_args=("${data[@]}"); [ -n "$overrides" ] && read -r -a extra <<< "$overrides" && set_args+=("${extra[@]}")
 
-log "Stage 2 (in the background): throughput probe of $conf"
-python3 ../../tools/bench_train.py --preset "$conf" --device "$device" --batches $probe_batches --compile \
-  --steps 10 --set "${set_args[@]}" --json "$work/probe.json" > "$work/logs/probe.log" 2>&1 &
-probe=$!
+prepared=false  # --more on the machine the first call left: its manifests, audio cache and probe are there
+$more && [ -f "$manifests/train.jsonl" ] && grep -q "^choice: batch=" "$work/logs/probe.log" 2>/dev/null && prepared=true
+if $prepared; then
+  log "Stages 1 and 2: the first call's manifests, audio cache and probe in $work"
+else
+  log "Stage 2 (in the background): throughput probe of $conf"
+  python3 ../../tools/bench_train.py --preset "$conf" --device "$device" --batches $probe_batches --compile \
+    --steps 10 --set "${set_args[@]}" --json "$work/probe.json" > "$work/logs/probe.log" 2>&1 &
+  probe=$!
 
-log "Stage 1: manifests and audio cache of $corpus_dir"
-speechvq manifest folder "$corpus_dir" --out "$manifests" --valid-per-speaker "$valid_per_speaker" \
-  --test-per-speaker "$test_per_speaker" ${holdout_speakers:+--holdout-speakers $holdout_speakers} \
-  > "$work/logs/manifest.log" 2>&1 || { tail -n 5 "$work/logs/manifest.log" >&2; exit 1; }
-speechvq prepare -c "$conf" --set "${set_args[@]}" --manifests "$manifests" --workers "$prepare_workers" \
-  > "$work/logs/prepare.log" 2>&1 || { tail -n 5 "$work/logs/prepare.log" >&2; exit 1; }
-tail -n 1 "$work/logs/prepare.log" | tr '\r' '\n' | tail -n 1 >&2
-# a failed probe costs its numbers, not the session: the runs then take the config's batch, uncompiled
-wait $probe || { tail -n 5 "$work/logs/probe.log" >&2; log "the probe failed: config batch, eager runs"; }
+  log "Stage 1: manifests and audio cache of $corpus_dir"
+  speechvq manifest folder "$corpus_dir" --out "$manifests" --valid-per-speaker "$valid_per_speaker" \
+    --test-per-speaker "$test_per_speaker" ${holdout_speakers:+--holdout-speakers $holdout_speakers} \
+    > "$work/logs/manifest.log" 2>&1 || { tail -n 5 "$work/logs/manifest.log" >&2; exit 1; }
+  speechvq prepare -c "$conf" --set "${set_args[@]}" --manifests "$manifests" --workers "$prepare_workers" \
+    > "$work/logs/prepare.log" 2>&1 || { tail -n 5 "$work/logs/prepare.log" >&2; exit 1; }
+  tail -n 1 "$work/logs/prepare.log" | tr '\r' '\n' | tail -n 1 >&2
+  # a failed probe costs its numbers, not the session: the runs then take the config's batch, uncompiled
+  wait $probe || { tail -n 5 "$work/logs/probe.log" >&2; log "the probe failed: config batch, eager runs"; }
+  grep -v "Warning\|warn" "$work/logs/probe.log" >&2 || true
+fi
 batch=$(sed -n 's/^choice: batch=//p' "$work/logs/probe.log")
 [ -n "$batch" ] || batch=$(python3 -c "from speechvq.config import load_config as l; import sys
 print(l(sys.argv[1], sys.argv[2:]).data.batch_size)" "$conf" "${set_args[@]}")
 compile=true   # the probe compared the compiled step's gradients with the eager ones on this device
 grep -q "^compile-check: ok" "$work/logs/probe.log" || { compile=false; log "compiled gradients disagree: eager runs"; }
-grep -v "Warning\|warn" "$work/logs/probe.log" >&2 || true
-python3 ../../tools/bench_train.py --preset "$conf" --device "$device" --batch "$batch" --loaders-only --set "${set_args[@]}" \
-  --loader-manifest "$manifests/train.jsonl" --speakers-file "$manifests/speakers.json" \
+$more || python3 ../../tools/bench_train.py --preset "$conf" --device "$device" --batch "$batch" --loaders-only \
+  --set "${set_args[@]}" --loader-manifest "$manifests/train.jsonl" --speakers-file "$manifests/speakers.json" \
   --cache-dir "$work/cache" --json "$work/loaders.json" 2>&1 | grep "^loader" >&2 || log "the loader timing failed"
 
-if $smoke; then
+main_name=main
+if $more; then
+  main_name=more; ablations=""
+  [ "$init" = "$default_init" ] && [ -f "$work/models/main.pt" ] && init=$work/models/main.pt
+elif $smoke; then
   log "Smoke: a tiny model to stand in for the shipped one"
   speechvq train -c "$conf" --set "${set_args[@]}" train.max_steps=10 --exp "$work/exp/previous" \
     --device cpu > "$work/logs/previous.log" 2>&1
@@ -133,13 +153,13 @@ if $smoke; then
   init=$work/previous.pt
 fi
 
-runs=("main:")
+runs=("$main_name:")
 for spec in $ablations; do runs+=("$spec"); done
-log "Stage 3: ${#runs[@]} runs from $init at batch $batch, main $minutes min, ablations $ablation_minutes min: ${runs[*]}"
+log "Stage 3: ${#runs[@]} run(s) from $init at batch $batch, $main_name $minutes min, ablations $ablation_minutes min: ${runs[*]}"
 pids=()
 for spec in "${runs[@]}"; do
   name=${spec%%:*}; changes=${spec#*:}
-  budget=$ablation_minutes; [ "$name" = main ] && budget=$minutes
+  budget=$ablation_minutes; [ "$name" = "$main_name" ] && budget=$minutes
   run_set=("${set_args[@]}" data.loader=device train.compile=$compile data.batch_size="$batch" train.lr="$lr"
            $main_changes)
   [ -n "$changes" ] && IFS=, read -r -a more <<< "$changes" && run_set+=("${more[@]}")
@@ -161,12 +181,15 @@ runs=("${finished[@]}")
 
 # The tests that need a GPU (CUDA-graph capture, the compiled Triton kernel against the reference, noise drawn on the
 # device, training steps that never wait for it) run here, where one is, while stages 4 and 5 leave it mostly idle.
-# In the smoke they are collected in the lent image's view and skipped.
-repo=$(python3 -c "import os, speechvq; print(os.path.dirname(os.path.dirname(os.path.abspath(speechvq.__file__))))")
-log "GPU tests (in the background): pytest -m gpu in $repo"
-(cd "$repo" && timeout 200 python3 -m pytest -q -m gpu -rs -p no:cacheprovider -p no:hypothesispytest \
-   tests/generation/test_gpu.py tests/test_train_continuation.py) > "$work/logs/gpu_tests.log" 2>&1 &
-gpu_tests=$!
+# In the smoke they are collected in the lent image's view and skipped. Not again in a --more call.
+gpu_tests=
+if ! $more; then
+  repo=$(python3 -c "import os, speechvq; print(os.path.dirname(os.path.dirname(os.path.abspath(speechvq.__file__))))")
+  log "GPU tests (in the background): pytest -m gpu in $repo"
+  (cd "$repo" && timeout 200 python3 -m pytest -q -m gpu -rs -p no:cacheprovider -p no:hypothesispytest \
+     tests/generation/test_gpu.py tests/test_train_continuation.py) > "$work/logs/gpu_tests.log" 2>&1 &
+  gpu_tests=$!
+fi
 
 log "Stage 4: export and code statistics"
 mkdir -p "$work/models"
@@ -181,28 +204,32 @@ for spec in "${runs[@]}"; do
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
-log "Stage 5: decoded scores on $eval_files test utterances (first $eval_seconds s)"
-# --spread: the test manifest lists each speaker's utterances together; the first 12 were 10 of allison's and
-# 2 of carlo's, 2 of the 12 speakers
-evaluate() {  # NAME MODEL DEVICE SECONDS (the time limit; 0: none)
-  timeout "$4" python3 -m speechvq eval --model "$2" --manifest "$manifests/test.jsonl" --out "$work/eval/$1" \
-    --max-files "$eval_files" --spread --max-seconds "$eval_seconds" --device "$3" --plots 2 >> "$work/logs/eval_$1.log" 2>&1
-}
-# The first lease's four evaluations all failed within seconds on the GPU, and why was not kept: the ship rule
-# needs decoded scores, so a failed one says why (the end of its log) and runs again on the machine's CPUs; so
-# does one that outlasts --eval_timeout seconds (a hang must not spend the call's 10 minutes).
-pids=()
-for name in init $(for spec in "${runs[@]}"; do echo "${spec%%:*}"; done); do
-  model=$work/models/$name.pt; [ "$name" = init ] && model=$init
-  (evaluate "$name" "$model" "$device" "$eval_timeout" || { tail -n 3 "$work/logs/eval_$name.log" >&2; [ "$device" != cpu ] &&
-     log "evaluation of $name failed or timed out on $device: again on the CPU" &&
-     OMP_NUM_THREADS=3 evaluate "$name" "$model" cpu 0; }) &
-  pids+=($!)
-done
-for pid in "${pids[@]}"; do wait "$pid" || log "an evaluation failed (see $work/logs/eval_*.log)"; done
+if ! $more; then
+  log "Stage 5: decoded scores on $eval_files test utterances (first $eval_seconds s)"
+  # --spread: the test manifest lists each speaker's utterances together; the first 12 were 10 of allison's and
+  # 2 of carlo's, 2 of the 12 speakers
+  evaluate() {  # NAME MODEL DEVICE SECONDS (the time limit; 0: none)
+    timeout "$4" python3 -m speechvq eval --model "$2" --manifest "$manifests/test.jsonl" --out "$work/eval/$1" \
+      --max-files "$eval_files" --spread --max-seconds "$eval_seconds" --device "$3" --plots 2 >> "$work/logs/eval_$1.log" 2>&1
+  }
+  # The first lease's four evaluations all failed within seconds on the GPU, and why was not kept: the ship rule
+  # needs decoded scores, so a failed one says why (the end of its log) and runs again on the machine's CPUs; so
+  # does one that outlasts --eval_timeout seconds (a hang must not spend the call's 10 minutes).
+  pids=()
+  for name in init $(for spec in "${runs[@]}"; do echo "${spec%%:*}"; done); do
+    model=$work/models/$name.pt; [ "$name" = init ] && model=$init
+    (evaluate "$name" "$model" "$device" "$eval_timeout" || { tail -n 3 "$work/logs/eval_$name.log" >&2; [ "$device" != cpu ] &&
+       log "evaluation of $name failed or timed out on $device: again on the CPU" &&
+       OMP_NUM_THREADS=3 evaluate "$name" "$model" cpu 0; }) &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || log "an evaluation failed (see $work/logs/eval_*.log)"; done
+fi
 gpu_tests_ok=true
-wait $gpu_tests || { gpu_tests_ok=false; grep "^FAILED\|^ERROR" "$work/logs/gpu_tests.log" >&2; log "GPU tests failed"; }
-tail -n 1 "$work/logs/gpu_tests.log" >&2
+if [ -n "$gpu_tests" ]; then
+  wait $gpu_tests || { gpu_tests_ok=false; grep "^FAILED\|^ERROR" "$work/logs/gpu_tests.log" >&2; log "GPU tests failed"; }
+  tail -n 1 "$work/logs/gpu_tests.log" >&2
+fi
 python3 ../../tools/session_summary.py "$work" --init "$init" > "$work/summary.md"
 cat "$work/summary.md" >&2
 
