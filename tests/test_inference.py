@@ -104,6 +104,22 @@ def test_eval_cli_writes_reports(tmp_path, checkpoint):
     assert math.isnan(report["files"][0]["pesq_wb"])  # 0.05 s: too short for PESQ, reported as not a number
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
+def test_eval_cli_encodes_and_decodes_on_cuda(tmp_path, checkpoint):
+    # the lease's evaluations run this way (gpu_session.sh, stage 5); the first lease's all failed, why unrecorded
+    make_folder_corpus(tmp_path / "corpus", speakers=2, utterances=1, seconds=0.3)
+    manifest = tmp_path / "test.jsonl"
+    write_manifest(manifest, scan_corpus("folder", tmp_path / "corpus").entries)
+    assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
+                 "--max-seconds", "0.2", "--device", "cuda"]) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert [f["id"] for f in report["files"]] == ["spk0/utt00", "spk1/utt00"]
+    assert all(math.isfinite(f["mcd_db"]) and f["audio_s"] == 0.2 for f in report["files"])
+    decoded, _ = soundfile.read(tmp_path / "eval" / "wav" / "spk0__utt00.wav")
+    assert decoded.shape == (3200,) and abs(decoded).max() > 0
+
+
 def test_eval_spread_takes_files_of_every_speaker(tmp_path, checkpoint):
     make_folder_corpus(tmp_path / "corpus", speakers=3, utterances=2, seconds=0.1)
     manifest = tmp_path / "test.jsonl"

@@ -187,7 +187,8 @@ if ! $more; then
   repo=$(python3 -c "import os, speechvq; print(os.path.dirname(os.path.dirname(os.path.abspath(speechvq.__file__))))")
   log "GPU tests (in the background): pytest -m gpu in $repo"
   (cd "$repo" && timeout 200 python3 -m pytest -q -m gpu -rs -p no:cacheprovider -p no:hypothesispytest \
-     tests/generation/test_gpu.py tests/test_train_continuation.py) > "$work/logs/gpu_tests.log" 2>&1 &
+     tests/generation/test_gpu.py tests/test_train_continuation.py tests/test_inference.py) \
+    > "$work/logs/gpu_tests.log" 2>&1 &
   gpu_tests=$!
 fi
 
