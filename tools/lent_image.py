@@ -60,7 +60,10 @@ LENT_PYTHON = "3.12"  # the image's python3 (KINDS.md: Python 3.12.3)
 
 CARRY_LIMIT = 64 * 2**20  # what one device call takes: the working tree and the carried paths together
 CORPUS_COMPRESSION = 0.96  # Opus at about 19 kbit/s: the offline corpus in 40 MiB (README)
-LEASE_COMMAND = ('pip install -q --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site '
+# --upgrade: a second call on the warm machine finds /tmp/site filled by the first (pip would keep what is there);
+# --no-index: the lent machine reaches no index
+LEASE_COMMAND = ('python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site '
+                 '.whl/*.whl && PYTHONPATH=/tmp/site '
                  'bash recipes/folder/gpu_session.sh --corpus_dir "$PWD/.gpu/corpus" --out "$OUT" --minutes 4.5')
 # The second call, for the device time the first leaves: the main model continues alone on the warm machine.
 MORE_COMMAND = LEASE_COMMAND.replace("gpu_session.sh", "gpu_session.sh --more true").replace("4.5", "M")
