@@ -155,7 +155,7 @@ fi
 
 runs=("$main_name:")
 for spec in $ablations; do runs+=("$spec"); done
-log "Stage 3: ${#runs[@]} run(s) from $init at batch $batch, $main_name $minutes min, ablations $ablation_minutes min: ${runs[*]}"
+log "Stage 3: ${#runs[@]} run(s) from $init at batch $batch, $main_name $minutes min${ablations:+, ablations $ablation_minutes min}: ${runs[*]}"
 pids=()
 for spec in "${runs[@]}"; do
   name=${spec%%:*}; changes=${spec#*:}
