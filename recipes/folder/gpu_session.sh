@@ -34,7 +34,7 @@
 # call's manifests, audio cache and probe are still there: no stage 1 or 2, no ablations, GPU tests or evaluations
 # (tools/ship_check.py decodes here afterwards); the run `more` continues the first call's main model (--init
 # defaults to WORK/models/main.pt when it exists) alone, on the whole GPU, for --minutes, and stage 4 puts
-# more.pt into --out. On a fresh machine stages 1 and 2 run first.
+# more.pt into --out. On a fresh machine stages 1 and 2 run first, and more starts from --init as main did.
 # With --cpu-smoke: a synthetic corpus, conf/tiny.yaml, a tiny model trained first to stand in for the shipped
 # one, 0.35-minute runs, the CPU; every stage above runs. CI runs it (tests/test_train_continuation.py).
 set -euo pipefail
@@ -145,7 +145,10 @@ $more || python3 ../../tools/bench_train.py --preset "$conf" --device "$device" 
 main_name=main
 if $more; then
   main_name=more; ablations=""
-  [ "$init" = "$default_init" ] && [ -f "$work/models/main.pt" ] && init=$work/models/main.pt
+  if [ "$init" = "$default_init" ]; then
+    if [ -f "$work/models/main.pt" ]; then init=$work/models/main.pt
+    else log "no first call's main.pt in $work (a fresh machine): more starts from $init, as main did"; fi
+  fi
 elif $smoke; then
   log "Smoke: a tiny model to stand in for the shipped one"
   speechvq train -c "$conf" --set "${set_args[@]}" train.max_steps=10 --exp "$work/exp/previous" \
