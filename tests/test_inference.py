@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import sys
+from pathlib import Path
 
 import pytest
 import soundfile
@@ -34,6 +35,14 @@ def checkpoint(tmp_path, model, tiny_config):
     path = tmp_path / "model.pt"
     save_checkpoint(path, model, tiny_config)
     return path
+
+
+def corpus_manifest(tmp_path, **corpus) -> Path:
+    """A synthetic folder corpus in tmp_path/corpus (`make_folder_corpus`'s arguments) and its manifest file."""
+    make_folder_corpus(tmp_path / "corpus", **corpus)
+    manifest = tmp_path / "test.jsonl"
+    write_manifest(manifest, scan_corpus("folder", tmp_path / "corpus").entries)
+    return manifest
 
 
 def test_encode_records_gain_and_decode_restores_the_level(model):
@@ -87,9 +96,7 @@ def test_convert_cli(tmp_path, checkpoint, capsys):
 
 
 def test_eval_cli_writes_reports(tmp_path, checkpoint):
-    make_folder_corpus(tmp_path / "corpus", speakers=2, utterances=1, seconds=0.1)
-    manifest = tmp_path / "test.jsonl"
-    write_manifest(manifest, scan_corpus("folder", tmp_path / "corpus").entries)
+    manifest = corpus_manifest(tmp_path, speakers=2, utterances=1, seconds=0.1)
     assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
                  "--max-seconds", "0.05", "--device", "cpu"]) == 0
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
@@ -108,9 +115,7 @@ def test_eval_cli_writes_reports(tmp_path, checkpoint):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
 def test_eval_cli_encodes_and_decodes_on_cuda(tmp_path, checkpoint):
     # the lease's evaluations run this way (gpu_session.sh, stage 5); the first lease's all failed, why unrecorded
-    make_folder_corpus(tmp_path / "corpus", speakers=2, utterances=1, seconds=0.3)
-    manifest = tmp_path / "test.jsonl"
-    write_manifest(manifest, scan_corpus("folder", tmp_path / "corpus").entries)
+    manifest = corpus_manifest(tmp_path, speakers=2, utterances=1, seconds=0.3)
     assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
                  "--max-seconds", "0.2", "--device", "cuda"]) == 0
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
@@ -121,9 +126,7 @@ def test_eval_cli_encodes_and_decodes_on_cuda(tmp_path, checkpoint):
 
 
 def test_eval_spread_takes_files_of_every_speaker(tmp_path, checkpoint):
-    make_folder_corpus(tmp_path / "corpus", speakers=3, utterances=2, seconds=0.1)
-    manifest = tmp_path / "test.jsonl"
-    write_manifest(manifest, scan_corpus("folder", tmp_path / "corpus").entries)
+    manifest = corpus_manifest(tmp_path, speakers=3, utterances=2, seconds=0.1)
     for spread, expected in (([], ["spk0/utt00", "spk0/utt01", "spk1/utt00"]),
                              (["--spread"], ["spk0/utt00", "spk1/utt00", "spk2/utt00"])):
         out = tmp_path / f"eval{len(spread)}"
@@ -133,9 +136,7 @@ def test_eval_spread_takes_files_of_every_speaker(tmp_path, checkpoint):
 
 
 def test_eval_reports_unseen_speakers_apart(tmp_path, checkpoint):
-    make_folder_corpus(tmp_path / "corpus", speakers=3, utterances=1, seconds=0.1)  # spk2 is not in the model
-    manifest = tmp_path / "test.jsonl"
-    write_manifest(manifest, scan_corpus("folder", tmp_path / "corpus").entries)
+    manifest = corpus_manifest(tmp_path, speakers=3, utterances=1, seconds=0.1)  # spk2 is not in the model
     assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
                  "--max-seconds", "0.05", "--plots", "0"]) == 0
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
@@ -151,9 +152,7 @@ def test_eval_reports_unseen_speakers_apart(tmp_path, checkpoint):
 def test_eval_without_metric_packages_says_which_extra(tmp_path, checkpoint, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "pesq", None)
     monkeypatch.setitem(sys.modules, "pystoi", None)
-    make_folder_corpus(tmp_path / "corpus", speakers=1, utterances=1, seconds=0.1)
-    manifest = tmp_path / "test.jsonl"
-    write_manifest(manifest, scan_corpus("folder", tmp_path / "corpus").entries)
+    manifest = corpus_manifest(tmp_path, speakers=1, utterances=1, seconds=0.1)
     assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
                  "--max-seconds", "0.05", "--plots", "0"]) == 0
     assert "pip install 'speechvq[eval]'" in capsys.readouterr().err
