@@ -285,6 +285,8 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
                             env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "failed" not in result.stderr, result.stderr[-3000:]
+    # nor did bash complain on the way (an ablation's changes once overwrote the --more flag: "command not found")
+    assert not re.search(r"gpu_session\.sh: line \d+:", result.stderr), result.stderr[-3000:]
     out = recipe / "exp" / "gpu_session_smoke" / "out"
     assert sorted(p.name for p in out.iterdir()) == ["control.pt", "logs.tar.gz", "main.pt", "pitch.pt", "summary.md"]
     summary = (out / "summary.md").read_text()
@@ -317,6 +319,7 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
                             cwd=recipe, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "failed" not in result.stderr and "Stage 5" not in result.stderr, result.stderr[-3000:]
+    assert not re.search(r"gpu_session\.sh: line \d+:", result.stderr), result.stderr[-3000:]
     assert "the first call's manifests, audio cache and probe" in result.stderr
     assert sorted(p.name for p in (tmp_path / "more").iterdir()) == ["logs.tar.gz", "more.pt", "summary.md"]
     more = load_checkpoint(tmp_path / "more" / "more.pt")

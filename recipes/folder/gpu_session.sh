@@ -166,7 +166,8 @@ for spec in "${runs[@]}"; do
   budget=$ablation_minutes; [ "$name" = "$main_name" ] && budget=$minutes
   run_set=("${set_args[@]}" data.loader=device train.compile=$compile data.batch_size="$batch" train.lr="$lr"
            $main_changes)
-  [ -n "$changes" ] && IFS=, read -r -a more <<< "$changes" && run_set+=("${more[@]}")
+  # (not `more`: that is the --more flag, read again in stages 4-6)
+  [ -n "$changes" ] && IFS=, read -r -a run_changes <<< "$changes" && run_set+=("${run_changes[@]}")
   rm -rf "$work/exp/$name"
   speechvq train -c "$conf" --set "${run_set[@]}" --exp "$work/exp/$name" --device "$device" --init "$init" \
     --max-minutes "$budget" > "$work/logs/train_$name.log" 2>&1 &
