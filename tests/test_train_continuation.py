@@ -152,6 +152,31 @@ def test_train_init_records_history_and_is_not_applied_on_resume(corpus):
     assert exported.extra["history"] == run["history"] and exported.extra["samples_seen"] == 2 * 2 * 800
 
 
+def test_new_weights_learn_at_their_own_rate_and_resume_exactly(corpus):
+    train(small_config(corpus, "train.max_steps=2"), corpus / "first", device="cpu", show_progress=False)
+    export_checkpoint(corpus / "first" / "last.pt", corpus / "first.pt")  # no pitch stream
+    moved = {}
+    for scale in (1, 10):
+        cfg = small_config(corpus, "train.max_steps=4", "model.pitch.bits=6", f"train.new_weights_lr_scale={scale}")
+        straight = corpus / f"straight{scale}"
+        train(cfg, straight, device="cpu", init=corpus / "first.pt", show_progress=False)
+        last = load_checkpoint(straight / "last.pt")
+        groups = last.optimizer_state["param_groups"]
+        if scale == 1:  # one group, as before the option existed
+            assert last.extra["run"]["new_weights"] == [] and len(groups) == 1
+        else:
+            assert last.extra["run"]["new_weights"] == ["pitch_embedding.weight"]
+            assert [len(g["params"]) for g in groups][1] == 1
+            assert groups[1]["initial_lr"] == pytest.approx(10 * groups[0]["initial_lr"], rel=1e-12)
+            # stopped and resumed (where --init is not applied again), the groups and the run are the same
+            train(cfg, corpus / "resumed", device="cpu", init=corpus / "first.pt", stop_at_step=2,
+                  show_progress=False)
+            train(cfg, corpus / "resumed", device="cpu", init=corpus / "first.pt", show_progress=False)
+            states_close(last.model_state, load_checkpoint(corpus / "resumed" / "last.pt").model_state)
+        moved[scale] = last.model_state["pitch_embedding.weight"].abs().max().item()  # they start at zero
+    assert moved[1] > 0 and moved[10] > 5 * moved[1]
+
+
 def test_freeze_encoder_trains_the_decoder_only_and_keeps_every_code(corpus):
     with pytest.raises(SpeechVQError, match="--init"):
         train(small_config(corpus, "train.freeze_encoder=true"), corpus / "no_init", device="cpu", show_progress=False)
@@ -295,7 +320,7 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
         assert f"| {run} |" in summary
         # every model was decoded and scored (a failed evaluation leaves its row out); PESQ is not on the image
         assert re.search(rf"^\| {run} \| 2 \| n/a \| \d\.\d{{3}} \| \d+\.\d\d \|", decoded, re.M), decoded
-    assert "pitch stream 6 bits" in summary
+    assert "pitch stream 6 bits, new weights at 10 x lr" in summary  # its zero-started vectors learn faster
     # the main run trains for --minutes, each ablation for the shorter --ablation_minutes (the smoke's 0.35, 0.3)
     runs = summary[summary.index("## Training runs"):summary.index("## Decoded scores")]
     for run, budget in [("main", "0.35"), ("control", "0.3"), ("pitch", "0.3")]:

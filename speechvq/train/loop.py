@@ -121,30 +121,40 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
         torch.backends.cudnn.allow_tf32 = True
     speakers = read_speakers(cfg.data.speakers)
     model = SpeechVQ(cfg.model, speakers=speakers).to(device)
-    resuming = (exp_dir / "last.pt").is_file()
+    last = _last_checkpoint(cfg, exp_dir, context, model)
+    resuming = last is not None
     if cfg.train.freeze_encoder:
         if init is None and not resuming:
             raise SpeechVQError("train.freeze_encoder keeps the encoder and codebook it starts from: give --init "
                                 "a trained checkpoint or model")
         model.freeze_encoder()
-    # fused: one kernel for all parameters instead of several per tensor (CUDA only)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
+    report = init_from_checkpoint(model, init) if init is not None and not resuming else None
+    if resuming:
+        new_weights = RunState.from_dict(last.extra["run"]).new_weights
+    elif report is not None and cfg.train.new_weights_lr_scale != 1.0:
+        new_weights = [name for name, p in model.named_parameters() if p.requires_grad and name in report.kept]
+    else:
+        new_weights = []
+    optimizer = torch.optim.Adam(_parameter_groups(model, new_weights, cfg.train), lr=cfg.train.lr,
                                  betas=tuple(cfg.train.adam_betas), weight_decay=cfg.train.weight_decay,
+                                 # fused: one kernel for all parameters instead of several per tensor (CUDA only)
                                  fused=device.type == "cuda" and cfg.train.fused_optimizer)
     schedule_end = ScheduleEnd(cfg.train.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg.train, schedule_end))
-    state = _resume_or_start(cfg, exp_dir, context, model, optimizer, scheduler)
+    state = _resume_or_start(cfg, exp_dir, context, model, optimizer, scheduler, last)
     if state.fitted_max_steps:
         schedule_end.max_steps = state.fitted_max_steps
     logger = TrainingLogger(exp_dir, context.is_main, state.step, schedule_end.max_steps, show_progress)
     if init is not None and resuming:
         logger.message(f"resuming {exp_dir / 'last.pt'}: --init {init} is not applied again")
-    elif init is not None:
-        report = init_from_checkpoint(model, init)
-        state.history = report.history
+    elif report is not None:
+        state.history, state.new_weights = report.history, new_weights
         logger.message(f"initialised from {init} (step {report.source_step}): {len(report.copied)} tensors copied, "
                        f"{report.rows} speaker rows by name, {len(report.kept)} kept as built"
                        + (f" ({', '.join(report.kept[:6])})" if report.kept else ""))
+        if new_weights:
+            logger.message(f"{', '.join(new_weights)} learn at {cfg.train.new_weights_lr_scale:g} x lr "
+                           f"(train.new_weights_lr_scale)")
     cache = AudioCache(cfg.data.cache_dir, cfg.model.sample_rate, cfg.model.level_dbfs)
     segment = int(round(cfg.data.segment_s * cfg.model.sample_rate))
     if cfg.train.compile:
@@ -328,13 +338,11 @@ class _StepClock:
         return True
 
 
-def _resume_or_start(cfg: Config, exp_dir: Path, context: DistributedContext, model: SpeechVQ,
-                     optimizer: torch.optim.Optimizer, scheduler) -> RunState:
+def _last_checkpoint(cfg: Config, exp_dir: Path, context: DistributedContext, model: SpeechVQ):
+    """EXP/last.pt when the run resumes (checked against this config and speaker table), else None."""
     last = exp_dir / "last.pt"
     if not last.is_file():
-        if context.is_main:
-            write_bytes_atomic(exp_dir / "config.yaml", cfg.to_yaml().encode("utf-8"))
-        return RunState()
+        return None
     checkpoint = load_checkpoint(last, map_location=context.device)
     changed = _changed_keys(checkpoint.config.to_dict(), cfg.to_dict()) - RESUMABLE_CHANGES
     if changed:
@@ -342,6 +350,30 @@ def _resume_or_start(cfg: Config, exp_dir: Path, context: DistributedContext, mo
                             f"use another --exp or the original settings")
     if list(checkpoint.speakers) != list(model.speakers):
         raise SpeechVQError(f"{exp_dir} was started with another speaker table than {cfg.data.speakers}")
+    return checkpoint
+
+
+def _parameter_groups(model: SpeechVQ, new_weights: list[str], train_cfg) -> list[dict]:
+    """Adam's parameter groups: the trainable parameters at train.lr, and those named in `new_weights` (what
+    --init's source lacked) in a second group at train.lr x train.new_weights_lr_scale. The schedule's factor
+    multiplies each group's own rate."""
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for name, p in trainable if name not in new_weights]}]
+    if new_weights:
+        groups.append({"params": [p for name, p in trainable if name in new_weights],
+                       "lr": train_cfg.lr * train_cfg.new_weights_lr_scale})
+    return groups
+
+
+def _resume_or_start(cfg: Config, exp_dir: Path, context: DistributedContext, model: SpeechVQ,
+                     optimizer: torch.optim.Optimizer, scheduler, checkpoint) -> RunState:
+    """Load `checkpoint` (`_last_checkpoint`'s) into the run, or start a new one when it is None; either way
+    EXP/config.yaml is (re)written."""
+    if checkpoint is None:
+        if context.is_main:
+            write_bytes_atomic(exp_dir / "config.yaml", cfg.to_yaml().encode("utf-8"))
+        return RunState()
+    last = exp_dir / "last.pt"
     model.load_state_dict(checkpoint.model_state)
     optimizer.load_state_dict(checkpoint.optimizer_state)
     scheduler.load_state_dict(checkpoint.scheduler_state)

@@ -28,6 +28,8 @@ class RunState:
         samples_seen: audio samples trained on in this run (all ranks).
         fitted_max_steps: the step count a `--max-minutes` run fitted its schedule to (0: not fitted).
         history: the runs this one continues (`--init`), oldest first: each {"step", "samples_seen", "source"}.
+        new_weights: names of the parameters that learn at `train.new_weights_lr_scale` x lr (those `--init`'s
+            source lacked); kept so that a resumed run builds the same optimizer groups.
     """
 
     step: int = 0
@@ -37,6 +39,7 @@ class RunState:
     samples_seen: int = 0
     fitted_max_steps: int = 0
     history: list = field(default_factory=list)
+    new_weights: list = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
