@@ -285,3 +285,25 @@ def test_ship_check_decodes_both_models_on_the_same_files(tmp_path):
                       "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--out", tmp_path / "same")
     (same,) = json.loads((tmp_path / "same" / "ship_check.json").read_text())["candidates"]
     assert not same["ships"] and same["paired"]["stoi"]["mean"] == 0.0
+    # under two seeds: each model decodes every file twice, and the files' averages are paired
+    result = run_tool("ship_check", tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
+                      "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--seeds", "0", "1",
+                      "--out", tmp_path / "seeds")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "seeds" / "ship_check.json").read_text())
+    assert report["seeds"] == [0, 1] and report["candidates"][0]["paired"]["mcd_db"] == {"mean": 0.0, "ci95": 0.0,
+                                                                                          "files": 2}
+    for seed in (0, 1):
+        assert (tmp_path / "seeds" / "reference" / f"seed{seed}" / "report.json").is_file()
+
+
+def test_ship_check_averages_each_files_scores_over_seeds():
+    ship_check = load_tool("ship_check")
+    seed0 = {"files": [{"id": "a", "stoi": 0.5, "mcd_db": 4.0}, {"id": "b", "stoi": 0.7, "mcd_db": float("nan")}]}
+    seed1 = {"files": [{"id": "a", "stoi": 0.6, "mcd_db": 5.0}, {"id": "b", "stoi": 0.8, "mcd_db": 3.0}]}
+    merged = ship_check.average_over_seeds([seed0, seed1])
+    files = {f["id"]: f for f in merged["files"]}
+    assert files["a"]["stoi"] == pytest.approx(0.55, abs=1e-12) and files["b"]["stoi"] == pytest.approx(0.75, abs=1e-12)
+    assert files["b"]["mcd_db"] == 3.0  # the one finite value
+    assert files["a"]["pesq_wb"] is None and merged["mean"]["pesq_wb"] is None  # scored by neither
+    assert merged["mean"]["stoi"] == pytest.approx(0.65, abs=1e-12) and merged["mean"]["mcd_db"] == pytest.approx(3.75)

@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from ..atomic import write_bytes_atomic
 from ..audio import mu_law_decode
-from ..checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
-from ..config import Config
+from ..checkpoint import Checkpoint, init_from_checkpoint, load_checkpoint, save_checkpoint
+from ..config import Config, TrainConfig
 from ..data import (AudioCache, Batch, ResumableBatchSampler, SegmentDataset, collate_segments, read_manifest,
                     read_speakers)
 from ..data.device import DeviceBatches, DeviceCorpus
@@ -338,7 +338,8 @@ class _StepClock:
         return True
 
 
-def _last_checkpoint(cfg: Config, exp_dir: Path, context: DistributedContext, model: SpeechVQ):
+def _last_checkpoint(cfg: Config, exp_dir: Path, context: DistributedContext,
+                     model: SpeechVQ) -> Optional[Checkpoint]:
     """EXP/last.pt when the run resumes (checked against this config and speaker table), else None."""
     last = exp_dir / "last.pt"
     if not last.is_file():
@@ -353,7 +354,7 @@ def _last_checkpoint(cfg: Config, exp_dir: Path, context: DistributedContext, mo
     return checkpoint
 
 
-def _parameter_groups(model: SpeechVQ, new_weights: list[str], train_cfg) -> list[dict]:
+def _parameter_groups(model: SpeechVQ, new_weights: list[str], train_cfg: TrainConfig) -> list[dict]:
     """Adam's parameter groups: the trainable parameters at train.lr, and those named in `new_weights` (what
     --init's source lacked) in a second group at train.lr x train.new_weights_lr_scale. The schedule's factor
     multiplies each group's own rate."""
@@ -366,7 +367,7 @@ def _parameter_groups(model: SpeechVQ, new_weights: list[str], train_cfg) -> lis
 
 
 def _resume_or_start(cfg: Config, exp_dir: Path, context: DistributedContext, model: SpeechVQ,
-                     optimizer: torch.optim.Optimizer, scheduler, checkpoint) -> RunState:
+                     optimizer: torch.optim.Optimizer, scheduler, checkpoint: Optional[Checkpoint]) -> RunState:
     """Load `checkpoint` (`_last_checkpoint`'s) into the run, or start a new one when it is None; either way
     EXP/config.yaml is (re)written."""
     if checkpoint is None:
