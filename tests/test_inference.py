@@ -45,6 +45,12 @@ def corpus_manifest(tmp_path, **corpus) -> Path:
     return manifest
 
 
+def eval_report(checkpoint, manifest, out: Path, *options: str) -> dict:
+    """`speechvq eval` of `checkpoint` on `manifest` into `out` (exit status 0 asserted); its report.json."""
+    assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(out), *options]) == 0
+    return json.loads((out / "report.json").read_text())
+
+
 def test_encode_records_gain_and_decode_restores_the_level(model):
     quiet = 0.01 * voiced_signal(1000)
     encoded = encode_waveform(model, quiet, speaker="spk1")
@@ -97,9 +103,7 @@ def test_convert_cli(tmp_path, checkpoint, capsys):
 
 def test_eval_cli_writes_reports(tmp_path, checkpoint):
     manifest = corpus_manifest(tmp_path, speakers=2, utterances=1, seconds=0.1)
-    assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
-                 "--max-seconds", "0.05", "--device", "cpu"]) == 0
-    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    report = eval_report(checkpoint, manifest, tmp_path / "eval", "--max-seconds", "0.05", "--device", "cpu")
     assert [f["id"] for f in report["files"]] == ["spk0/utt00", "spk1/utt00"]
     assert report["codes"]["nominal_bps"] == 1000.0 and report["mean"]["mcd_db"] > 0
     assert (tmp_path / "eval" / "wav" / "spk0__utt00.wav").is_file()
@@ -116,9 +120,7 @@ def test_eval_cli_writes_reports(tmp_path, checkpoint):
 def test_eval_cli_encodes_and_decodes_on_cuda(tmp_path, checkpoint):
     # the lease's evaluations run this way (gpu_session.sh, stage 5); the first lease's all failed, why unrecorded
     manifest = corpus_manifest(tmp_path, speakers=2, utterances=1, seconds=0.3)
-    assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
-                 "--max-seconds", "0.2", "--device", "cuda"]) == 0
-    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    report = eval_report(checkpoint, manifest, tmp_path / "eval", "--max-seconds", "0.2", "--device", "cuda")
     assert [f["id"] for f in report["files"]] == ["spk0/utt00", "spk1/utt00"]
     assert all(math.isfinite(f["mcd_db"]) and f["audio_s"] == 0.2 for f in report["files"])
     decoded, _ = soundfile.read(tmp_path / "eval" / "wav" / "spk0__utt00.wav")
@@ -129,17 +131,14 @@ def test_eval_spread_takes_files_of_every_speaker(tmp_path, checkpoint):
     manifest = corpus_manifest(tmp_path, speakers=3, utterances=2, seconds=0.1)
     for spread, expected in (([], ["spk0/utt00", "spk0/utt01", "spk1/utt00"]),
                              (["--spread"], ["spk0/utt00", "spk1/utt00", "spk2/utt00"])):
-        out = tmp_path / f"eval{len(spread)}"
-        assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(out),
-                     "--max-files", "3", *spread, "--max-seconds", "0.05", "--plots", "0", "--device", "cpu"]) == 0
-        assert [f["id"] for f in json.loads((out / "report.json").read_text())["files"]] == expected
+        report = eval_report(checkpoint, manifest, tmp_path / f"eval{len(spread)}", "--max-files", "3", *spread,
+                             "--max-seconds", "0.05", "--plots", "0", "--device", "cpu")
+        assert [f["id"] for f in report["files"]] == expected
 
 
 def test_eval_reports_unseen_speakers_apart(tmp_path, checkpoint):
     manifest = corpus_manifest(tmp_path, speakers=3, utterances=1, seconds=0.1)  # spk2 is not in the model
-    assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
-                 "--max-seconds", "0.05", "--plots", "0"]) == 0
-    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    report = eval_report(checkpoint, manifest, tmp_path / "eval", "--max-seconds", "0.05", "--plots", "0")
     assert [f["seen"] for f in report["files"]] == [True, True, False]
     unseen = report["files"][2]
     assert unseen["decoded_as"] in ("spk0", "spk1")  # a table model decodes it as its closest training voice
@@ -153,10 +152,8 @@ def test_eval_without_metric_packages_says_which_extra(tmp_path, checkpoint, mon
     monkeypatch.setitem(sys.modules, "pesq", None)
     monkeypatch.setitem(sys.modules, "pystoi", None)
     manifest = corpus_manifest(tmp_path, speakers=1, utterances=1, seconds=0.1)
-    assert main(["eval", "--model", str(checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
-                 "--max-seconds", "0.05", "--plots", "0"]) == 0
+    report = eval_report(checkpoint, manifest, tmp_path / "eval", "--max-seconds", "0.05", "--plots", "0")
     assert "pip install 'speechvq[eval]'" in capsys.readouterr().err
-    report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["missing_metrics"] == ["pesq", "stoi"] and report["files"][0]["pesq_wb"] is None
     assert not (tmp_path / "eval" / "plots").exists()
 

@@ -5,9 +5,9 @@ The rule (issue 14): a new default model replaces the shipped one only when it i
 STOI and PESQ-WB and not worse in MCD. Both models decode the same utterances (same files, seconds, seed and
 temperature), so each score is compared file by file, and "better" means the 95% interval of the paired mean
 difference lies above zero, "worse" that it lies on the wrong side: a difference within the files' noise is
-no difference. FFE, SI-SDR and (with speechmos) DNSMOS are reported beside, not judged. With `--seeds 0 1 ...` every file is
-decoded under each sampling seed and judged by its scores averaged over them: a change as small as a short
-continuation's passed the rule under one seed and failed under the next.
+no difference. FFE, SI-SDR and (with speechmos) DNSMOS are reported beside, not judged. With `--seeds 0 1 ...`
+every file is decoded under each sampling seed and judged by its scores averaged over them: a change as small
+as a short continuation's passed the rule under one seed and failed under the next.
 
     python tools/ship_check.py recipes/folder/exp/gpu_session/models/main.pt \
         --manifest recipes/folder/exp/gpu_session/manifests/test.jsonl --out exp/ship_check
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -34,7 +33,7 @@ from speechvq.data.manifest import read_manifest, select_files
 from speechvq.errors import SpeechVQError
 from speechvq.evaluation import evaluate_utterances, paired_difference
 from speechvq.inference import DEFAULT_TEMPERATURE
-from speechvq.metrics import optional_metrics_available
+from speechvq.metrics import finite_mean, optional_metrics_available
 
 # (report key, title, digits, +1 when higher is better / -1 when lower is / 0 reported only)
 SCORES = [("stoi", "STOI", 3, +1), ("pesq_wb", "PESQ-WB", 2, +1), ("mcd_db", "MCD (dB)", 2, -1),
@@ -106,21 +105,13 @@ def average_over_seeds(reports: list[dict]) -> dict:
         {"files": [{"id", score: mean over seeds}], "mean": {score: mean over files}}.
     """
     keys = [key for key, *_ in SCORES]
-    by_id: dict[str, dict[str, list[float]]] = {}
+    by_id: dict[str, list[dict]] = {}
     for report in reports:
         for item in report["files"]:
-            scores = by_id.setdefault(item["id"], {key: [] for key in keys})
-            for key in keys:
-                value = item.get(key)
-                if value is not None and math.isfinite(value):
-                    scores[key].append(value)
-    files = [{"id": name, **{key: (sum(v) / len(v) if v else None) for key, v in scores.items()}}
-             for name, scores in by_id.items()]
-    mean = {}
-    for key in keys:
-        values = [f[key] for f in files if f[key] is not None]
-        mean[key] = sum(values) / len(values) if values else None
-    return {"files": files, "mean": mean}
+            by_id.setdefault(item["id"], []).append(item)
+    files = [{"id": name, **{key: finite_mean(item.get(key) for item in items) for key in keys}}
+             for name, items in by_id.items()]
+    return {"files": files, "mean": {key: finite_mean(f[key] for f in files) for key in keys}}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -358,10 +358,11 @@ def _parameter_groups(model: SpeechVQ, new_weights: list[str], train_cfg: TrainC
     """Adam's parameter groups: the trainable parameters at train.lr, and those named in `new_weights` (what
     --init's source lacked) in a second group at train.lr x train.new_weights_lr_scale. The schedule's factor
     multiplies each group's own rate."""
+    new = set(new_weights)
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for name, p in trainable if name not in new_weights]}]
-    if new_weights:
-        groups.append({"params": [p for name, p in trainable if name in new_weights],
+    groups = [{"params": [p for name, p in trainable if name not in new]}]
+    if new:
+        groups.append({"params": [p for name, p in trainable if name in new],
                        "lr": train_cfg.lr * train_cfg.new_weights_lr_scale})
     return groups
 
