@@ -295,6 +295,43 @@ def test_ship_check_decodes_both_models_on_the_same_files(tmp_path):
                                                                                           "files": 2}
     for seed in (0, 1):
         assert (tmp_path / "seeds" / "reference" / f"seed{seed}" / "report.json").is_file()
+    # run again into the same folder: every decode is read back, not redone, and the verdict is the same
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "seeds").rglob("report.json")}
+    again = run_tool("ship_check", tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
+                     "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--seeds", "0", "1",
+                     "--out", tmp_path / "seeds")
+    assert again.returncode == 0, again.stderr
+    assert len(stamps) == 4 and again.stderr.count("reusing") == 4
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert json.loads((tmp_path / "seeds" / "ship_check.json").read_text()) == report
+    # another candidate into the same folder: the reference's decodes are reused, the candidate's are not
+    again = run_tool("ship_check", tmp_path / "candidate.pt", "--reference", tmp_path / "reference.pt",
+                     "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--seeds", "0", "1",
+                     "--out", tmp_path / "seeds")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("reusing") == 2 and "reference.pt, seed 1: reusing" in again.stderr
+
+
+def test_ship_check_reuses_a_decode_only_under_the_same_key(tmp_path):
+    from speechvq.data.manifest import Utterance
+
+    ship_check = load_tool("ship_check")
+    entries = [Utterance("u0", "/corpus/u0.wav", "a", 1.5), Utterance("u1", "/corpus/u1.wav", "b", 2.0)]
+    key = ship_check.decode_key("0123456789abcdef", entries, None, 0.6, 0)
+    assert ship_check.reusable_report(tmp_path, key) is None  # nothing there
+    (tmp_path / "report.json").write_text(json.dumps({"files": [], "mean": {"stoi": 0.5}}))
+    assert ship_check.reusable_report(tmp_path, key) is None  # a report without its key
+    (tmp_path / "decode_key.json").write_text(json.dumps(key))
+    assert ship_check.reusable_report(tmp_path, key) == {"files": [], "mean": {"stoi": 0.5}}
+    # any one setting changed names another decode
+    for changed in (ship_check.decode_key("fedcba9876543210", entries, None, 0.6, 0),
+                    ship_check.decode_key("0123456789abcdef", entries[:1], None, 0.6, 0),
+                    ship_check.decode_key("0123456789abcdef", entries, 3.0, 0.6, 0),
+                    ship_check.decode_key("0123456789abcdef", entries, None, 0.7, 0),
+                    ship_check.decode_key("0123456789abcdef", entries, None, 0.6, 1)):
+        assert ship_check.reusable_report(tmp_path, changed) is None
+    (tmp_path / "report.json").write_text("{truncated")
+    assert ship_check.reusable_report(tmp_path, key) is None
 
 
 def test_ship_check_averages_each_files_scores_over_seeds():

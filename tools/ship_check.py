@@ -13,7 +13,9 @@ as a short continuation's passed the rule under one seed and failed under the ne
         --manifest recipes/folder/exp/gpu_session/manifests/test.jsonl --out exp/ship_check
 
 Prints one table per candidate and a verdict line each; writes ship_check.json and each model's eval report
-under --out. Needs the `eval` extra (PESQ, STOI): the lent GPU machine has no PESQ, so this runs here after a
+under --out. A decode whose report is already there, made with the same weights, files, seconds, seed,
+temperature, speechvq and torch versions (its decode_key.json says), is read instead of decoded again: an
+interrupted check resumes, and a reference decoded once serves every later candidate given the same --out. Needs the `eval` extra (PESQ, STOI): the lent GPU machine has no PESQ, so this runs here after a
 lease. Exit status 0 when the checks ran (whatever the verdicts), 1 on an error.
 """
 
@@ -25,9 +27,12 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import torch
 from tqdm import tqdm
 
+from speechvq import __version__
 from speechvq.assets import default_model_path
+from speechvq.atomic import write_bytes_atomic
 from speechvq.codec import Codec
 from speechvq.data.manifest import read_manifest, select_files
 from speechvq.errors import SpeechVQError
@@ -77,17 +82,51 @@ def lossy_references(entries) -> int:
 def evaluate_model(path: str, entries, out: Path, max_seconds: Optional[float], temperature: float,
                    seeds: list[int]) -> dict:
     """`evaluate_utterances` of one model with a progress bar, once per sampling seed (reports in out/seedS when
-    more than one); returns the report, or with several seeds `average_over_seeds` of theirs."""
+    more than one); returns the report, or with several seeds `average_over_seeds` of theirs. A seed's report
+    already in its folder under the same `decode_key` is read, not decoded again."""
     codec = Codec.from_checkpoint(path, "cpu")
     rate = codec.model.sample_rate
     seconds = sum(min(e.duration_s, max_seconds or float("inf")) for e in entries)
     reports = []
     with tqdm(total=int(seconds * rate) * len(seeds), desc=Path(path).name, unit="sample", unit_scale=True) as bar:
         for seed in seeds:
-            reports.append(evaluate_utterances(codec, entries, out if len(seeds) == 1 else out / f"seed{seed}",
-                                               max_seconds=max_seconds, temperature=temperature, seed=seed,
-                                               progress=bar.update, plots=0))
+            folder = out if len(seeds) == 1 else out / f"seed{seed}"
+            key = decode_key(codec.fingerprint, entries, max_seconds, temperature, seed)
+            report = reusable_report(folder, key)
+            if report is not None:
+                bar.write(f"{Path(path).name}, seed {seed}: reusing {folder / 'report.json'}", file=sys.stderr)
+                bar.update(int(seconds * rate))
+            else:  # the old key goes first: a decode stopped after its report.json must not pass under it
+                (folder / "decode_key.json").unlink(missing_ok=True)
+                report = evaluate_utterances(codec, entries, folder, max_seconds=max_seconds,
+                                             temperature=temperature, seed=seed, progress=bar.update, plots=0)
+                write_bytes_atomic(folder / "decode_key.json", (json.dumps(key, indent=1) + "\n").encode("utf-8"))
+            reports.append(report)
     return reports[0] if len(seeds) == 1 else average_over_seeds(reports)
+
+
+def decode_key(model_fingerprint: str, entries, max_seconds: Optional[float], temperature: float,
+               seed: int) -> dict:
+    """What fixes one model's decoded test split: its inference weights (`Codec.fingerprint`), the files (id,
+    path, duration in seconds), the seconds of each, the sampling temperature and seed, and the code versions.
+
+    Returns:
+        a JSON-able dict; equal dicts name decodes that can stand for each other.
+    """
+    return {"model": model_fingerprint, "files": [[e.id, e.path, e.duration_s] for e in entries],
+            "max_seconds": max_seconds, "temperature": temperature, "seed": seed,
+            "speechvq": __version__, "torch": torch.__version__}
+
+
+def reusable_report(folder: Path, key: dict) -> Optional[dict]:
+    """The eval report in `folder` when its decode_key.json equals `key` (compared as JSON), else None: a
+    missing, unreadable or different key, or a missing or unreadable report, means decode again."""
+    try:
+        stored = json.loads((folder / "decode_key.json").read_text())
+        report = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return report if stored == json.loads(json.dumps(key)) else None
 
 
 def average_over_seeds(reports: list[dict]) -> dict:
