@@ -226,6 +226,27 @@ def rms_dbfs(wav: Tensor) -> float:
     return 20.0 * math.log10(max(rms, 1e-10))
 
 
+def loudest_frame_dbfs(wav: Tensor, frame_samples: int) -> float:
+    """RMS level of the loudest non-overlapping frame, in dBFS (as `rms_dbfs`): a recording without a frame
+    above about -50 dBFS holds no speech (e.g. the corpus's "silence" prompts, peak -69 dBFS).
+
+    Args:
+        wav: float waveform in [-1, 1], shape (..., samples); channels are averaged.
+        frame_samples: frame length in samples (e.g. 320, 20 ms at 16 kHz); a shorter tail is a frame of its own.
+
+    Returns:
+        the level in dB; -200 for an empty or all-zero waveform.
+    """
+    mono = wav.detach().float().reshape(-1, wav.shape[-1]).mean(0) if wav.dim() > 1 else wav.detach().float()
+    if mono.numel() == 0:
+        return -200.0
+    whole = mono.numel() // frame_samples * frame_samples
+    powers = [mono[:whole].reshape(-1, frame_samples).pow(2).mean(1)] if whole else []
+    if whole < mono.numel():
+        powers.append(mono[whole:].pow(2).mean().reshape(1))
+    return 10.0 * math.log10(max(torch.cat(powers).max().item(), 1e-20))
+
+
 def normalize_level(wav: Tensor, level_dbfs: float | None) -> tuple[Tensor, float]:
     """Scale a waveform to an RMS of `level_dbfs`, limited so that no sample exceeds `PEAK_LIMIT`.
 

@@ -9,8 +9,8 @@ import pytest
 import soundfile
 import torch
 
-from speechvq.audio import (load_audio, mu_law_decode, mu_law_encode, mu_law_silence, normalize_level,
-                            read_audio_file, resample, rms_dbfs, save_audio)
+from speechvq.audio import (load_audio, loudest_frame_dbfs, mu_law_decode, mu_law_encode, mu_law_silence,
+                            normalize_level, read_audio_file, resample, rms_dbfs, save_audio)
 from speechvq.errors import SpeechVQError
 
 
@@ -86,6 +86,17 @@ def test_resample_length_and_identity():
     wav = torch.randn(1, 44100)
     assert resample(wav, 44100, 16000).shape == (1, 16000)
     assert resample(wav, 16000, 16000) is wav
+
+
+def test_loudest_frame_level_finds_a_short_burst_in_silence():
+    wav = torch.zeros(16000)
+    wav[6400:6720] = 0.1  # one whole 20 ms frame at -20 dBFS, the rest silent
+    assert loudest_frame_dbfs(wav, 320) == pytest.approx(-20.0, abs=1e-4)
+    assert rms_dbfs(wav) < -30.0  # the whole file's RMS hides it
+    assert loudest_frame_dbfs(torch.zeros(1000), 320) == -200.0 and loudest_frame_dbfs(torch.zeros(0), 320) == -200.0
+    tail = torch.zeros(2, 700)
+    tail[:, 640:] = 0.5  # a 60-sample tail is a frame of its own; channels are averaged
+    assert loudest_frame_dbfs(tail, 320) == pytest.approx(-6.0206, abs=1e-3)
 
 
 def test_normalize_level_hits_target_and_limits_peaks():

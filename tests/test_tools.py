@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 
@@ -310,6 +311,14 @@ def test_ship_check_decodes_both_models_on_the_same_files(tmp_path):
                      "--out", tmp_path / "seeds")
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("reusing") == 2 and "reference.pt, seed 1: reusing" in again.stderr
+    (candidate,) = json.loads((tmp_path / "seeds" / "ship_check.json").read_text())["candidates"]
+    assert Path(candidate["folder"]).name.startswith("candidate-") and (Path(candidate["folder"]) / "seed1").is_dir()
+    # and the first candidate's decodes are still there, in their own folder: checked again, nothing is decoded
+    again = run_tool("ship_check", tmp_path / "reference.pt", tmp_path / "candidate.pt", "--reference",
+                     tmp_path / "reference.pt", "--manifest", tmp_path / "test.jsonl", "--max-files", "2",
+                     "--seeds", "0", "1", "--out", tmp_path / "seeds")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("reusing") == 6
 
 
 def test_ship_check_reuses_a_decode_only_under_the_same_key(tmp_path):
@@ -332,6 +341,23 @@ def test_ship_check_reuses_a_decode_only_under_the_same_key(tmp_path):
         assert ship_check.reusable_report(tmp_path, changed) is None
     (tmp_path / "report.json").write_text("{truncated")
     assert ship_check.reusable_report(tmp_path, key) is None
+
+
+def test_ship_check_leaves_recordings_without_speech_out_of_the_verdict(tmp_path):
+    from speechvq.data.manifest import Utterance
+
+    ship_check = load_tool("ship_check")
+    t = np.arange(16000) / 16000
+    soundfile.write(tmp_path / "speech.wav", 0.3 * np.sin(2 * np.pi * 200 * t), 16000)
+    soundfile.write(tmp_path / "silence.flac", 3e-4 * np.sin(2 * np.pi * 200 * t), 16000)  # peak -70 dBFS
+    soundfile.write(tmp_path / "quiet.wav", 0.01 * np.sin(2 * np.pi * 200 * t), 16000)  # -43 dBFS: speech level
+    entries = [Utterance(name, str(tmp_path / f"{name}.{ext}"), "a", 1.0)
+               for name, ext in (("speech", "wav"), ("silence", "flac"), ("quiet", "wav"))]
+    assert ship_check.files_without_speech(entries) == ["silence"]
+    report = {"files": [{"id": "speech", "stoi": 0.6}, {"id": "silence", "stoi": 0.0}, {"id": "quiet", "stoi": 0.5}]}
+    kept = ship_check.judged(report, {"silence"})
+    assert [item["id"] for item in kept["files"]] == ["speech", "quiet"]
+    assert kept["mean"]["stoi"] == pytest.approx(0.55, abs=1e-12) and kept["mean"]["pesq_wb"] is None
 
 
 def test_ship_check_averages_each_files_scores_over_seeds():

@@ -12,11 +12,13 @@ as a short continuation's passed the rule under one seed and failed under the ne
     python tools/ship_check.py recipes/folder/exp/gpu_session/models/main.pt \
         --manifest recipes/folder/exp/gpu_session/manifests/test.jsonl --out exp/ship_check
 
-Prints one table per candidate and a verdict line each; writes ship_check.json and each model's eval report
-under --out. A decode whose report is already there, made with the same weights, files, seconds, seed,
-temperature, speechvq and torch versions (its decode_key.json says), is read instead of decoded again: an
-interrupted check resumes, and a reference decoded once serves every later candidate given the same --out. Needs the `eval` extra (PESQ, STOI): the lent GPU machine has no PESQ, so this runs here after a
-lease. Exit status 0 when the checks ran (whatever the verdicts), 1 on an error.
+Prints one table per candidate and a verdict line each; writes ship_check.json, and each model's eval report
+under --out/NAME/seedS (NAME: `reference`, or a candidate's file stem and weights' fingerprint). A decode whose
+report is already there, made with the same weights, files, seconds, seed, temperature, speechvq and torch
+versions (its decode_key.json says), is read instead of decoded again: an interrupted check resumes, and a
+reference decoded once serves every later candidate given the same --out. Needs the `eval` extra (PESQ,
+STOI): the lent GPU machine has no PESQ, so this runs here after a lease. Exit status 0 when the checks ran
+(whatever the verdicts), 1 on an error.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tqdm import tqdm
 from speechvq import __version__
 from speechvq.assets import default_model_path
 from speechvq.atomic import write_bytes_atomic
+from speechvq.audio import loudest_frame_dbfs, read_audio_file
 from speechvq.codec import Codec
 from speechvq.data.manifest import read_manifest, select_files
 from speechvq.errors import SpeechVQError
@@ -43,6 +46,10 @@ from speechvq.metrics import finite_mean, optional_metrics_available
 # (report key, title, digits, +1 when higher is better / -1 when lower is / 0 reported only)
 SCORES = [("stoi", "STOI", 3, +1), ("pesq_wb", "PESQ-WB", 2, +1), ("mcd_db", "MCD (dB)", 2, -1),
           ("ffe", "FFE", 3, 0), ("si_sdr_db", "SI-SDR (dB)", 1, 0), ("dnsmos_ovrl", "DNSMOS", 2, 0)]
+# A reference recording without a 20 ms frame above this holds no speech, and speech metrics on it are noise
+# (the offline corpus's test split has one, ivr_ru/ru_silence_2, peak -69 dBFS: its PESQ-WB moved from 1.07 to
+# 4.06 between two decodes): such files are decoded and reported, but left out of the verdict.
+SPEECH_FLOOR_DBFS = -50.0
 
 
 def ship_verdict(paired: dict[str, Optional[dict]]) -> tuple[bool, list[str]]:
@@ -79,18 +86,25 @@ def lossy_references(entries) -> int:
     return sum(Path(entry.path).suffix.lower() in (".ogg", ".opus", ".mp3") for entry in entries)
 
 
-def evaluate_model(path: str, entries, out: Path, max_seconds: Optional[float], temperature: float,
-                   seeds: list[int]) -> dict:
-    """`evaluate_utterances` of one model with a progress bar, once per sampling seed (reports in out/seedS when
-    more than one); returns the report, or with several seeds `average_over_seeds` of theirs. A seed's report
-    already in its folder under the same `decode_key` is read, not decoded again."""
+def evaluate_model(path: str, entries, out_root: Path, name: Optional[str], max_seconds: Optional[float],
+                   temperature: float, seeds: list[int]) -> tuple[dict, Path]:
+    """`evaluate_utterances` of one model with a progress bar, once per sampling seed, in out_root/NAME (a
+    candidate's NAME by default: its file's stem and the first 8 characters of its weights' fingerprint, so a
+    folder shared by several checks keeps each model's decodes apart), each seed's in NAME/seedS. A seed's
+    report already there under the same `decode_key` is read, not decoded again (a check under seed 0, then
+    one under seeds 0 and 1 into the same --out, decodes seed 0 once).
+
+    Returns:
+        (the report, or with several seeds `average_over_seeds` of theirs; the model's folder).
+    """
     codec = Codec.from_checkpoint(path, "cpu")
+    out = out_root / (name or f"{Path(path).stem}-{codec.fingerprint[:8]}")
     rate = codec.model.sample_rate
     seconds = sum(min(e.duration_s, max_seconds or float("inf")) for e in entries)
     reports = []
     with tqdm(total=int(seconds * rate) * len(seeds), desc=Path(path).name, unit="sample", unit_scale=True) as bar:
         for seed in seeds:
-            folder = out if len(seeds) == 1 else out / f"seed{seed}"
+            folder = out / f"seed{seed}"
             key = decode_key(codec.fingerprint, entries, max_seconds, temperature, seed)
             report = reusable_report(folder, key)
             if report is not None:
@@ -102,7 +116,7 @@ def evaluate_model(path: str, entries, out: Path, max_seconds: Optional[float], 
                                              temperature=temperature, seed=seed, progress=bar.update, plots=0)
                 write_bytes_atomic(folder / "decode_key.json", (json.dumps(key, indent=1) + "\n").encode("utf-8"))
             reports.append(report)
-    return reports[0] if len(seeds) == 1 else average_over_seeds(reports)
+    return (reports[0] if len(seeds) == 1 else average_over_seeds(reports)), out
 
 
 def decode_key(model_fingerprint: str, entries, max_seconds: Optional[float], temperature: float,
@@ -127,6 +141,23 @@ def reusable_report(folder: Path, key: dict) -> Optional[dict]:
     except (OSError, ValueError):
         return None
     return report if stored == json.loads(json.dumps(key)) else None
+
+
+def files_without_speech(entries) -> list[str]:
+    """Ids of the manifest entries whose recording has no 20 ms frame above `SPEECH_FLOOR_DBFS` (read from the
+    files, so the choice depends on the test split alone, never on a model's output)."""
+    silent = []
+    for entry in entries:
+        wav, rate = read_audio_file(entry.path)
+        if loudest_frame_dbfs(wav, max(1, rate // 50)) < SPEECH_FLOOR_DBFS:
+            silent.append(entry.id)
+    return silent
+
+
+def judged(report: dict, excluded: set[str]) -> dict:
+    """The report's files less the excluded ids, and their means (finite values): what the verdict reads."""
+    files = [item for item in report["files"] if item["id"] not in excluded]
+    return {"files": files, "mean": {key: finite_mean(item.get(key) for item in files) for key, *_ in SCORES}}
 
 
 def average_over_seeds(reports: list[dict]) -> dict:
@@ -185,23 +216,28 @@ def main(argv: Optional[list[str]] = None) -> int:
         if lossy:  # e.g. the manifests a lease built from its Opus copy of the corpus
             print(f"ship_check: warning: {lossy} of {len(entries)} references are lossy-coded files; the scores are "
                   f"against them, not the original recordings", file=sys.stderr)
-        reports = {"reference": evaluate_model(args.reference, entries, out / "reference", args.max_seconds,
+        excluded = set(files_without_speech(entries))
+        reports = {"reference": evaluate_model(args.reference, entries, out, "reference", args.max_seconds,
                                                args.temperature, seeds)}
-        for index, path in enumerate(args.candidates):
-            reports[path] = evaluate_model(path, entries, out / f"candidate{index}", args.max_seconds,
-                                           args.temperature, seeds)
+        for path in args.candidates:
+            reports[path] = evaluate_model(path, entries, out, None, args.max_seconds, args.temperature, seeds)
     except SpeechVQError as err:
         print(f"ship_check: {err}", file=sys.stderr)
         return 1
-    reference = reports.pop("reference")
-    result = {"reference": args.reference, "files": len(entries), "max_seconds": args.max_seconds,
-              "temperature": args.temperature, "seed": seeds[0], "seeds": seeds,
+    reference, reference_folder = reports.pop("reference")
+    reference = judged(reference, excluded)
+    result = {"reference": args.reference, "reference_folder": str(reference_folder), "files": len(entries),
+              "without_speech": sorted(excluded),
+              "max_seconds": args.max_seconds, "temperature": args.temperature, "seed": seeds[0], "seeds": seeds,
               "reference_mean": {key: reference["mean"].get(key) for key, *_ in SCORES}, "candidates": []}
     print(f"{len(entries)} utterances{'' if args.max_seconds is None else f', first {args.max_seconds:g} s of each'}"
           f", temperature {args.temperature:g}, "
           + (f"seed {seeds[0]}" if len(seeds) == 1 else
              f"seeds {', '.join(map(str, seeds))} (each file's scores averaged over them)")
           + f"; reference {args.reference}")
+    if excluded:
+        print(f"left out of the means and the verdict, no speech in the recording (no 20 ms frame above "
+              f"{SPEECH_FLOOR_DBFS:g} dBFS): {', '.join(sorted(excluded))}")
     print("| model | " + " | ".join(title for _, title, _, _ in SCORES) + " |")
     print("| --- " * (len(SCORES) + 1) + "|")
 
@@ -210,17 +246,18 @@ def main(argv: Optional[list[str]] = None) -> int:
                                            for key, _, digits, _ in SCORES) + " |"
 
     print(row("reference", reference["mean"]))
-    for path, report in reports.items():
+    for path, (report, folder) in reports.items():
+        report = judged(report, excluded)
         paired = {key: paired_difference(reference["files"], report["files"], key) for key, *_ in SCORES}
         ships, reasons = ship_verdict(paired)
-        result["candidates"].append({"model": path, "mean": {key: report["mean"].get(key) for key, *_ in SCORES},
+        result["candidates"].append({"model": path, "folder": str(folder),
+                                     "mean": {key: report["mean"].get(key) for key, *_ in SCORES},
                                      "paired": paired, "ships": ships, "reasons": reasons})
         print(row(path, report["mean"]))
     for candidate in result["candidates"]:
         print(f"{candidate['model']}: {'SHIPS' if candidate['ships'] else 'does not ship'} "
               f"({'; '.join(candidate['reasons'])})")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ship_check.json").write_text(json.dumps(result, indent=1))
+    write_bytes_atomic(out / "ship_check.json", (json.dumps(result, indent=1) + "\n").encode("utf-8"))
     return 0
 
 
