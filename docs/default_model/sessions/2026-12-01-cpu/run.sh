@@ -1,5 +1,5 @@
 #!/bin/bash
-# The CPU continuation of 2026-12-01 that became the default model (this folder's README), from the repository
+# The two CPU continuations of 2026-12-01 (not shipped; this folder's README), from the repository
 # root:   bash docs/default_model/sessions/2026-12-01-cpu/run.sh CORPUS [WORK]
 # CORPUS: ../shared/tools/make_offline_corpus.sh's output (the original recordings, not the Opus copy).
 # INIT: the model it continued, the default before it: git show 0728036:speechvq/assets/default.pt > previous.pt
