@@ -154,10 +154,15 @@ def files_without_speech(entries) -> list[str]:
     return silent
 
 
+def score_means(files: list[dict]) -> dict:
+    """Each score's mean over the files' finite values (None where there is none)."""
+    return {key: finite_mean(item.get(key) for item in files) for key, *_ in SCORES}
+
+
 def judged(report: dict, excluded: set[str]) -> dict:
     """The report's files less the excluded ids, and their means (finite values): what the verdict reads."""
     files = [item for item in report["files"] if item["id"] not in excluded]
-    return {"files": files, "mean": {key: finite_mean(item.get(key) for item in files) for key, *_ in SCORES}}
+    return {"files": files, "mean": score_means(files)}
 
 
 def average_over_seeds(reports: list[dict]) -> dict:
@@ -174,14 +179,12 @@ def average_over_seeds(reports: list[dict]) -> dict:
     Returns:
         {"files": [{"id", score: mean over seeds}], "mean": {score: mean over files}}.
     """
-    keys = [key for key, *_ in SCORES]
     by_id: dict[str, list[dict]] = {}
     for report in reports:
         for item in report["files"]:
             by_id.setdefault(item["id"], []).append(item)
-    files = [{"id": name, **{key: finite_mean(item.get(key) for item in items) for key in keys}}
-             for name, items in by_id.items()]
-    return {"files": files, "mean": {key: finite_mean(f[key] for f in files) for key in keys}}
+    files = [{"id": name, **score_means(items)} for name, items in by_id.items()]
+    return {"files": files, "mean": score_means(files)}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -18,5 +18,7 @@ OMP_NUM_THREADS=2 speechvq train -c recipes/folder/conf/default.yaml --exp "$wor
 speechvq export "$work/base2/best.pt" "$work/base2.pt" --force
 # the ship rule on the whole test split under two sampling seeds (ship_check.md); base's decodes are reused when
 # ../2026-12-01-cpu's check left them in the same --out
-python tools/ship_check.py "$init" "$work/base2.pt" --seeds 0 1 \
+# REFERENCE: the model it was judged against, the H100 one (git show 0728036:speechvq/assets/default.pt >
+# previous.pt; today's shipped model is base2 itself)
+python tools/ship_check.py "$init" "$work/base2.pt" --seeds 0 1 --reference "${REFERENCE:-previous.pt}" \
   --manifest "$work/manifests/test.jsonl" --out "$work/ship_check"
