@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .atomic import write_bytes_atomic
+from .errors import SpeechVQError
 from .audio import load_audio, save_audio
 from .data.manifest import Utterance
 from .codec import Codec
@@ -34,6 +35,7 @@ from .inference import DEFAULT_TEMPERATURE, bitrates, decode_codes, timed_call
 from .metrics import EVAL_EXTRA_HINT, dnsmos, finite_mean, intrusive_scores, optional_metrics_available
 from .models import SpeechVQ
 from .models.quantizer import code_perplexity
+from .version import __version__
 
 
 @dataclass
@@ -151,6 +153,116 @@ def paired_difference(reference: Sequence[dict], other: Sequence[dict], key: str
         return None
     return {"mean": float(deltas.mean()), "ci95": float(1.96 * deltas.std(ddof=1) / np.sqrt(len(deltas))),
             "files": int(len(deltas))}
+
+
+def pinned_decoding(decoder: torch.nn.Module, engine: str = "auto",
+                    precision: str = "reduced") -> tuple[DecodeOptions, dict]:
+    """One decoding engine for a series of comparable decodes: `engine` at `precision` ("full" or "reduced")
+    resolved once for this (CPU) decoder, where "auto" is otherwise chosen again for each batch width, by timing.
+    Sampled audio follows the float arithmetic: the same weights and seed draw other samples on another engine,
+    precision, build or CPU (2026-12-01: one model's test split scored STOI 0.6274 on one machine, 0.6262 on
+    another), so decodes meant to be compared, or reused, name all of these.
+
+    Returns:
+        (DecodeOptions naming the resolved engine and the general precision that selects its kernels; a JSON-able
+        description for `decode_key`: engine, its own precision name ("fp16" for native at "reduced"), the native
+        build's -march (None for other engines), this CPU (`planner.cpu_description`) and the thread count).
+
+    Raises:
+        SpeechVQError: the engine cannot run this decoder here (the message says why).
+    """
+    from .generation.engine import choose_engine
+    from .generation.native import default_march
+    from .generation.packed import ENGINE_PRECISIONS
+    from .generation.planner import cpu_description
+
+    threads = torch.get_num_threads()
+    try:
+        choice = choose_engine(engine, decoder, threads=threads, precision=precision)
+    except ValueError as error:
+        raise SpeechVQError(str(error)) from None
+    # the choice names kernels ("fp16"); DecodeOptions takes the general name that selects them
+    general = next((name for name, own in ENGINE_PRECISIONS.get(choice.engine, {}).items()
+                    if own == choice.precision), choice.precision)
+    description = {"engine": choice.engine, "precision": choice.precision,
+                   "march": default_march() if choice.engine == "native" else None,
+                   "cpu": cpu_description(), "threads": threads}
+    return DecodeOptions(engine=choice.engine, precision=general, threads=threads), description
+
+
+def decode_key(model_fingerprint: str, entries: Sequence[Utterance], max_seconds: Optional[float],
+               temperature: float, seed: int, decoding: dict) -> dict:
+    """What fixes one model's decodes of a list of utterances: its inference weights (`Codec.fingerprint`), the
+    files (id, path, duration in seconds), the seconds of each, the sampling temperature and seed, the decoding
+    (`pinned_decoding`'s description: engine, precision, build, CPU, threads), and the code versions.
+
+    Returns:
+        a JSON-able dict; equal dicts name decodes that can stand for each other.
+    """
+    return {"model": model_fingerprint, "files": [[e.id, e.path, e.duration_s] for e in entries],
+            "max_seconds": max_seconds, "temperature": temperature, "seed": seed, "decoding": decoding,
+            "speechvq": __version__, "torch": torch.__version__}
+
+
+def reusable_report(folder: str | os.PathLike, key: dict) -> Optional[dict]:
+    """The eval report in `folder` when its decode_key.json equals `key` (compared as JSON), else None: a
+    missing, unreadable or different key, or a missing or unreadable report, means decode again."""
+    folder = Path(folder)
+    try:
+        stored = json.loads((folder / "decode_key.json").read_text())
+        report = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return report if stored == json.loads(json.dumps(key)) else None
+
+
+def evaluate_or_reuse(codec: Codec, entries: Sequence[Utterance], out_dir: str | os.PathLike,
+                      decoding: tuple[DecodeOptions, dict], max_seconds: Optional[float] = None,
+                      temperature: float = DEFAULT_TEMPERATURE, seed: int = 0,
+                      progress: Optional[Callable[[int], None]] = None) -> tuple[dict, bool]:
+    """`evaluate_utterances` with the pinned `decoding` (`pinned_decoding`'s answer) into `out_dir`, unless a
+    report made under the same `decode_key` is there already: an interrupted series of decodes resumes, and a
+    decode serves every later comparison that needs it. Writes out_dir/decode_key.json after the report.
+
+    Returns:
+        (the report, True when it was read back rather than decoded).
+    """
+    out_dir = Path(out_dir)
+    key = decode_key(codec.fingerprint, entries, max_seconds, temperature, seed, decoding[1])
+    report = reusable_report(out_dir, key)
+    if report is not None:
+        return report, True
+    # the old key goes first: a decode stopped after its report.json must not pass under it
+    (out_dir / "decode_key.json").unlink(missing_ok=True)
+    report = evaluate_utterances(codec, entries, out_dir, max_seconds=max_seconds, temperature=temperature,
+                                 seed=seed, progress=progress, options=decoding[0], plots=0)
+    write_bytes_atomic(out_dir / "decode_key.json", (json.dumps(key, indent=1) + "\n").encode("utf-8"))
+    return report, False
+
+
+def average_over_seeds(reports: Sequence[dict], keys: Sequence[str]) -> dict:
+    """One report from the same files decoded under several sampling seeds: each file's scores averaged over
+    the seeds (finite values only), and their means.
+
+    The decoder samples, so a file's scores move from seed to seed; a small change judged under one seed can
+    pass the ship rule under it and fail under the next (2026-12-01: STOI +0.0061 +- 0.0061 under seed 0,
+    +0.0011 +- 0.0055 under seed 1, the same two models). Averaging first leaves the files' own spread in the
+    interval.
+
+    Args:
+        reports: eval reports ({"files": [{"id", score keys...}], ...}) of the same files.
+        keys: the scores to average (e.g. "stoi", "pesq_wb").
+
+    Returns:
+        {"files": [{"id", key: mean over seeds or None}], "mean": {key: mean over files or None}}.
+    """
+    by_id: dict[str, list[dict]] = {}
+    for report in reports:
+        for item in report["files"]:
+            by_id.setdefault(item["id"], []).append(item)
+    files = [{"id": name, **{key: finite_mean(item.get(key) for item in items) for key in keys}}
+             for name, items in by_id.items()]
+    return {"files": files, "mean": {key: finite_mean(item[key] for item in files) for key in keys}}
 
 
 def _summarise(model: SpeechVQ, results: list[FileResult], codes: torch.Tensor,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -17,9 +19,10 @@ from speechvq.audio import load_audio
 from speechvq.data.manifest import Utterance, read_manifest, write_manifest
 from tests.helpers import TOOLS, load_tool, voiced_signal
 
-def run_tool(name: str, *argv) -> subprocess.CompletedProcess:
+def run_tool(name: str, *argv, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    """Run tools/NAME.py with `argv`, the environment updated with `env`."""
     return subprocess.run([sys.executable, str(TOOLS / f"{name}.py"), *map(str, argv)], capture_output=True,
-                          text=True, cwd=TOOLS.parent)
+                          text=True, cwd=TOOLS.parent, env={**os.environ, **(env or {})})
 
 
 def copy_codec(compare_codecs):
@@ -319,28 +322,23 @@ def test_ship_check_decodes_both_models_on_the_same_files(tmp_path):
                      "--seeds", "0", "1", "--out", tmp_path / "seeds")
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("reusing") == 6
-
-
-def test_ship_check_reuses_a_decode_only_under_the_same_key(tmp_path):
-    from speechvq.data.manifest import Utterance
-
-    ship_check = load_tool("ship_check")
-    entries = [Utterance("u0", "/corpus/u0.wav", "a", 1.5), Utterance("u1", "/corpus/u1.wav", "b", 2.0)]
-    key = ship_check.decode_key("0123456789abcdef", entries, None, 0.6, 0)
-    assert ship_check.reusable_report(tmp_path, key) is None  # nothing there
-    (tmp_path / "report.json").write_text(json.dumps({"files": [], "mean": {"stoi": 0.5}}))
-    assert ship_check.reusable_report(tmp_path, key) is None  # a report without its key
-    (tmp_path / "decode_key.json").write_text(json.dumps(key))
-    assert ship_check.reusable_report(tmp_path, key) == {"files": [], "mean": {"stoi": 0.5}}
-    # any one setting changed names another decode
-    for changed in (ship_check.decode_key("fedcba9876543210", entries, None, 0.6, 0),
-                    ship_check.decode_key("0123456789abcdef", entries[:1], None, 0.6, 0),
-                    ship_check.decode_key("0123456789abcdef", entries, 3.0, 0.6, 0),
-                    ship_check.decode_key("0123456789abcdef", entries, None, 0.7, 0),
-                    ship_check.decode_key("0123456789abcdef", entries, None, 0.6, 1)):
-        assert ship_check.reusable_report(tmp_path, changed) is None
-    (tmp_path / "report.json").write_text("{truncated")
-    assert ship_check.reusable_report(tmp_path, key) is None
+    # every decode names the one engine the check resolved, and the check says which it was
+    decoding = json.loads((tmp_path / "seeds" / "ship_check.json").read_text())["decoding"]
+    assert decoding["engine"] in ("native", "numba", "torch") and decoding["cpu"]["machine"]
+    assert f"decoded with the {decoding['engine']} engine" in again.stdout
+    for key_file in (tmp_path / "seeds").rglob("decode_key.json"):
+        assert json.loads(key_file.read_text())["decoding"] == decoding
+    # another engine is another decode; one that cannot run here is one clear error, and nothing is written
+    again = run_tool("ship_check", tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
+                     "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--engine", "torch",
+                     "--precision", "full", "--out", tmp_path / "seeds")
+    assert again.returncode == 0, again.stderr
+    assert "reusing" not in again.stderr and "decoded with the torch engine at full" in again.stdout
+    result = run_tool("ship_check", tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
+                      "--manifest", tmp_path / "test.jsonl", "--engine", "triton", "--out", tmp_path / "triton",
+                      env={"TRITON_INTERPRET": "0"})  # the tests' interpreter would run it, slowly
+    assert result.returncode == 1 and result.stderr.strip().startswith("ship_check: the triton engine needs")
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "triton").exists()
 
 
 def test_ship_check_leaves_recordings_without_speech_out_of_the_verdict(tmp_path):
@@ -358,15 +356,3 @@ def test_ship_check_leaves_recordings_without_speech_out_of_the_verdict(tmp_path
     kept = ship_check.judged(report, {"silence"})
     assert [item["id"] for item in kept["files"]] == ["speech", "quiet"]
     assert kept["mean"]["stoi"] == pytest.approx(0.55, abs=1e-12) and kept["mean"]["pesq_wb"] is None
-
-
-def test_ship_check_averages_each_files_scores_over_seeds():
-    ship_check = load_tool("ship_check")
-    seed0 = {"files": [{"id": "a", "stoi": 0.5, "mcd_db": 4.0}, {"id": "b", "stoi": 0.7, "mcd_db": float("nan")}]}
-    seed1 = {"files": [{"id": "a", "stoi": 0.6, "mcd_db": 5.0}, {"id": "b", "stoi": 0.8, "mcd_db": 3.0}]}
-    merged = ship_check.average_over_seeds([seed0, seed1])
-    files = {f["id"]: f for f in merged["files"]}
-    assert files["a"]["stoi"] == pytest.approx(0.55, abs=1e-12) and files["b"]["stoi"] == pytest.approx(0.75, abs=1e-12)
-    assert files["b"]["mcd_db"] == 3.0  # the one finite value
-    assert files["a"]["pesq_wb"] is None and merged["mean"]["pesq_wb"] is None  # scored by neither
-    assert merged["mean"]["stoi"] == pytest.approx(0.65, abs=1e-12) and merged["mean"]["mcd_db"] == pytest.approx(3.75)

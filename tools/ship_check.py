@@ -14,9 +14,12 @@ as a short continuation's passed the rule under one seed and failed under the ne
 
 Prints one table per candidate and a verdict line each; writes ship_check.json, and each model's eval report
 under --out/NAME/seedS (NAME: `reference`, or a candidate's file stem and weights' fingerprint). A decode whose
-report is already there, made with the same weights, files, seconds, seed, temperature, speechvq and torch
-versions (its decode_key.json says), is read instead of decoded again: an interrupted check resumes, and a
-reference decoded once serves every later candidate given the same --out. Needs the `eval` extra (PESQ,
+report is already there, made with the same weights, files, seconds, seed, temperature, engine, CPU, speechvq
+and torch versions (its decode_key.json says), is read instead of decoded again: an interrupted check resumes,
+and a reference decoded once serves every later candidate given the same --out. The decoding engine is fixed
+once per check (`--engine auto`: the one this machine measures fastest, resolved once) and every model
+decodes with it: sampled audio follows the float arithmetic, so two engines, or two CPUs, draw different
+samples from the same weights and seed. Needs the `eval` extra (PESQ,
 STOI): the lent GPU machine has no PESQ, so this runs here after a lease. Exit status 0 when the checks ran
 (whatever the verdicts), 1 on an error.
 """
@@ -29,17 +32,17 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import torch
 from tqdm import tqdm
 
-from speechvq import __version__
 from speechvq.assets import default_model_path
 from speechvq.atomic import write_bytes_atomic
 from speechvq.audio import loudest_frame_dbfs, read_audio_file
 from speechvq.codec import Codec
 from speechvq.data.manifest import read_manifest, select_files
 from speechvq.errors import SpeechVQError
-from speechvq.evaluation import evaluate_utterances, paired_difference
+from speechvq.evaluation import average_over_seeds, evaluate_or_reuse, paired_difference, pinned_decoding
+from speechvq.generation import ENGINES, DecodeOptions
+from speechvq.generation.packed import PRECISIONS
 from speechvq.inference import DEFAULT_TEMPERATURE
 from speechvq.metrics import finite_mean, optional_metrics_available
 
@@ -87,17 +90,21 @@ def lossy_references(entries) -> int:
 
 
 def evaluate_model(path: str, entries, out_root: Path, name: Optional[str], max_seconds: Optional[float],
-                   temperature: float, seeds: list[int]) -> tuple[dict, Path]:
+                   temperature: float, seeds: list[int], engine: str,
+                   precision: str) -> tuple[dict, Path, tuple[DecodeOptions, dict]]:
     """`evaluate_utterances` of one model with a progress bar, once per sampling seed, in out_root/NAME (a
     candidate's NAME by default: its file's stem and the first 8 characters of its weights' fingerprint, so a
     folder shared by several checks keeps each model's decodes apart), each seed's in NAME/seedS. A seed's
     report already there under the same `decode_key` is read, not decoded again (a check under seed 0, then
-    one under seeds 0 and 1 into the same --out, decodes seed 0 once).
+    one under seeds 0 and 1 into the same --out, decodes seed 0 once: `evaluation.evaluate_or_reuse`). Every
+    seed decodes with `engine` at `precision`, resolved once (`evaluation.pinned_decoding`).
 
     Returns:
-        (the report, or with several seeds `average_over_seeds` of theirs; the model's folder).
+        (the report, or with several seeds `average_over_seeds` of theirs; the model's folder; the decoding
+        used: `pinned_decoding`'s answer).
     """
     codec = Codec.from_checkpoint(path, "cpu")
+    decoding = pinned_decoding(codec.model.decoder, engine, precision)
     out = out_root / (name or f"{Path(path).stem}-{codec.fingerprint[:8]}")
     rate = codec.model.sample_rate
     seconds = sum(min(e.duration_s, max_seconds or float("inf")) for e in entries)
@@ -105,42 +112,14 @@ def evaluate_model(path: str, entries, out_root: Path, name: Optional[str], max_
     with tqdm(total=int(seconds * rate) * len(seeds), desc=Path(path).name, unit="sample", unit_scale=True) as bar:
         for seed in seeds:
             folder = out / f"seed{seed}"
-            key = decode_key(codec.fingerprint, entries, max_seconds, temperature, seed)
-            report = reusable_report(folder, key)
-            if report is not None:
+            report, reused = evaluate_or_reuse(codec, entries, folder, decoding, max_seconds, temperature, seed,
+                                               progress=bar.update)
+            if reused:
                 bar.write(f"{Path(path).name}, seed {seed}: reusing {folder / 'report.json'}", file=sys.stderr)
                 bar.update(int(seconds * rate))
-            else:  # the old key goes first: a decode stopped after its report.json must not pass under it
-                (folder / "decode_key.json").unlink(missing_ok=True)
-                report = evaluate_utterances(codec, entries, folder, max_seconds=max_seconds,
-                                             temperature=temperature, seed=seed, progress=bar.update, plots=0)
-                write_bytes_atomic(folder / "decode_key.json", (json.dumps(key, indent=1) + "\n").encode("utf-8"))
             reports.append(report)
-    return (reports[0] if len(seeds) == 1 else average_over_seeds(reports)), out
-
-
-def decode_key(model_fingerprint: str, entries, max_seconds: Optional[float], temperature: float,
-               seed: int) -> dict:
-    """What fixes one model's decoded test split: its inference weights (`Codec.fingerprint`), the files (id,
-    path, duration in seconds), the seconds of each, the sampling temperature and seed, and the code versions.
-
-    Returns:
-        a JSON-able dict; equal dicts name decodes that can stand for each other.
-    """
-    return {"model": model_fingerprint, "files": [[e.id, e.path, e.duration_s] for e in entries],
-            "max_seconds": max_seconds, "temperature": temperature, "seed": seed,
-            "speechvq": __version__, "torch": torch.__version__}
-
-
-def reusable_report(folder: Path, key: dict) -> Optional[dict]:
-    """The eval report in `folder` when its decode_key.json equals `key` (compared as JSON), else None: a
-    missing, unreadable or different key, or a missing or unreadable report, means decode again."""
-    try:
-        stored = json.loads((folder / "decode_key.json").read_text())
-        report = json.loads((folder / "report.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return report if stored == json.loads(json.dumps(key)) else None
+    merged = reports[0] if len(seeds) == 1 else average_over_seeds(reports, [key for key, *_ in SCORES])
+    return merged, out, decoding
 
 
 def files_without_speech(entries) -> list[str]:
@@ -165,28 +144,6 @@ def judged(report: dict, excluded: set[str]) -> dict:
     return {"files": files, "mean": score_means(files)}
 
 
-def average_over_seeds(reports: list[dict]) -> dict:
-    """One report from the same files decoded under several sampling seeds: each file's scores averaged over
-    the seeds (finite values only), and their means.
-
-    The decoder samples, so a file's scores move from seed to seed; a small change judged under one seed can
-    pass the rule under it and fail under the next (2026-12-01: STOI +0.0061 +- 0.0061 under seed 0, +0.0011
-    +- 0.0055 under seed 1, the same two models). Averaging first leaves the files' own spread in the interval.
-
-    Args:
-        reports: eval reports ({"files": [{"id", score keys...}], ...}) of the same files.
-
-    Returns:
-        {"files": [{"id", score: mean over seeds}], "mean": {score: mean over files}}.
-    """
-    by_id: dict[str, list[dict]] = {}
-    for report in reports:
-        for item in report["files"]:
-            by_id.setdefault(item["id"], []).append(item)
-    files = [{"id": name, **score_means(items)} for name, items in by_id.items()]
-    return {"files": files, "mean": score_means(files)}
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("candidates", nargs="+", help="candidate models (.pt)")
@@ -201,6 +158,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="decode every file under each of these sampling seeds and judge each file's "
                              "scores averaged over them (instead of --seed; each seed costs one more decode)")
+    parser.add_argument("--engine", default="auto", choices=ENGINES,
+                        help="decoding engine of every model (auto: this machine's fastest, chosen once)")
+    parser.add_argument("--precision", default="reduced", choices=PRECISIONS,
+                        help="kernel precision (reduced: the fast engines' default, about 1e-3 in the logits)")
     parser.add_argument("--out", required=True, help="folder for each model's eval report and ship_check.json")
     args = parser.parse_args(argv)
 
@@ -221,18 +182,23 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"against them, not the original recordings", file=sys.stderr)
         excluded = set(files_without_speech(entries))
         reports = {"reference": evaluate_model(args.reference, entries, out, "reference", args.max_seconds,
-                                               args.temperature, seeds)}
-        for path in args.candidates:
-            reports[path] = evaluate_model(path, entries, out, None, args.max_seconds, args.temperature, seeds)
+                                               args.temperature, seeds, args.engine, args.precision)}
+        options, decoding = reports["reference"][2]
+        for path in args.candidates:  # with the reference's engine and kernels, not a choice of their own
+            reports[path] = evaluate_model(path, entries, out, None, args.max_seconds, args.temperature, seeds,
+                                           options.engine, options.precision)
     except SpeechVQError as err:
         print(f"ship_check: {err}", file=sys.stderr)
         return 1
-    reference, reference_folder = reports.pop("reference")
+    reference, reference_folder, _ = reports.pop("reference")
     reference = judged(reference, excluded)
     result = {"reference": args.reference, "reference_folder": str(reference_folder), "files": len(entries),
               "without_speech": sorted(excluded),
               "max_seconds": args.max_seconds, "temperature": args.temperature, "seed": seeds[0], "seeds": seeds,
+              "decoding": decoding,
               "reference_mean": {key: reference["mean"].get(key) for key, *_ in SCORES}, "candidates": []}
+    print(f"decoded with the {decoding['engine']} engine at {decoding['precision']}"
+          + (f", -march={decoding['march']}" if decoding["march"] else "") + f", {decoding['threads']} threads")
     print(f"{len(entries)} utterances{'' if args.max_seconds is None else f', first {args.max_seconds:g} s of each'}"
           f", temperature {args.temperature:g}, "
           + (f"seed {seeds[0]}" if len(seeds) == 1 else
@@ -249,7 +215,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                            for key, _, digits, _ in SCORES) + " |"
 
     print(row("reference", reference["mean"]))
-    for path, (report, folder) in reports.items():
+    for path, (report, folder, _) in reports.items():
         report = judged(report, excluded)
         paired = {key: paired_difference(reference["files"], report["files"], key) for key, *_ in SCORES}
         ships, reasons = ship_verdict(paired)

@@ -118,7 +118,10 @@ def _sources_digest() -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _cpu_description() -> dict:
+def cpu_description() -> dict:
+    """This CPU as a JSON-able dict {"model", "machine", "flags"}: its model name, architecture, and a 16-hex
+    digest of its instruction-set flags. Two machines with equal descriptions rank the engines alike and run
+    the same native build; float results (hence sampled audio) may differ between unequal ones."""
     from .native import _cpu_flags
 
     model = ""
@@ -137,7 +140,7 @@ def entry_key(decoder: WaveNet, threads: int, streams: int, precision: str, marc
     from .native import default_march
 
     c = decoder.config
-    return {"cpu": dict(_cpu_description()), "version": __version__, "sources": _sources_digest(),
+    return {"cpu": dict(cpu_description()), "version": __version__, "sources": _sources_digest(),
             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
             "decoder": {"layers": c.n_layers, "dilations": list(c.dilations), "residual": c.residual_channels,
                         "gate": c.gate_channels, "skip": c.skip_channels, "classes": decoder.classes,
@@ -228,5 +231,5 @@ def describe(ranking: list[Choice]) -> str:
     return " > ".join(f"{c.engine}/{c.precision}" for c in ranking)
 
 
-__all__ = ["CANDIDATES", "Choice", "cache_file", "candidates", "choose", "describe", "entry_key", "measure_rate",
-           "rank", "width"]
+__all__ = ["CANDIDATES", "Choice", "cache_file", "candidates", "choose", "cpu_description", "describe", "entry_key",
+           "measure_rate", "rank", "width"]
