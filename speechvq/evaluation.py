@@ -27,7 +27,7 @@ import torch
 
 from .atomic import write_bytes_atomic
 from .errors import SpeechVQError
-from .audio import load_audio, save_audio
+from .audio import load_audio, loudest_frame_dbfs, read_audio_file, save_audio
 from .data.manifest import Utterance
 from .codec import Codec
 from .generation import DecodeOptions
@@ -36,6 +36,11 @@ from .metrics import EVAL_EXTRA_HINT, dnsmos, finite_mean, intrusive_scores, opt
 from .models import SpeechVQ
 from .models.quantizer import code_perplexity
 from .version import __version__
+
+# A recording without a 20 ms frame above this holds no speech, and speech metrics on it are noise (the offline
+# corpus's test split has one, ivr_ru/ru_silence_2, peak -69 dBFS: its PESQ-WB moved from 1.07 to 4.06 between
+# two decodes of nearly the same models): comparisons decode and report such files but leave them out.
+SPEECH_FLOOR_DBFS = -50.0
 
 
 @dataclass
@@ -153,6 +158,17 @@ def paired_difference(reference: Sequence[dict], other: Sequence[dict], key: str
         return None
     return {"mean": float(deltas.mean()), "ci95": float(1.96 * deltas.std(ddof=1) / np.sqrt(len(deltas))),
             "files": int(len(deltas))}
+
+
+def files_without_speech(entries: Sequence[Utterance]) -> list[str]:
+    """Ids of the entries whose recording has no 20 ms frame above `SPEECH_FLOOR_DBFS` (read from the files, so
+    the choice depends on the utterances alone, never on a model's output)."""
+    silent = []
+    for entry in entries:
+        wav, rate = read_audio_file(entry.path)
+        if loudest_frame_dbfs(wav, max(1, rate // 50)) < SPEECH_FLOOR_DBFS:
+            silent.append(entry.id)
+    return silent
 
 
 def pinned_decoding(decoder: torch.nn.Module, engine: str = "auto",

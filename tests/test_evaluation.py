@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import soundfile
 
 from speechvq.data.manifest import Utterance
 from speechvq.errors import SpeechVQError
-from speechvq.evaluation import average_over_seeds, decode_key, pinned_decoding, reusable_report
+from speechvq.evaluation import (average_over_seeds, decode_key, files_without_speech, pinned_decoding,
+                                 reusable_report)
 from speechvq.generation import native
 from tests.helpers import tiny_codec
 
@@ -70,3 +73,13 @@ def test_each_files_scores_are_averaged_over_seeds():
     assert files["b"]["mcd_db"] == 3.0  # the one finite value
     assert files["a"]["pesq_wb"] is None and merged["mean"]["pesq_wb"] is None  # scored by neither
     assert merged["mean"]["stoi"] == pytest.approx(0.65, abs=1e-12) and merged["mean"]["mcd_db"] == pytest.approx(3.75)
+
+
+def test_recordings_without_a_loud_frame_hold_no_speech(tmp_path):
+    t = np.arange(16000) / 16000
+    soundfile.write(tmp_path / "speech.wav", 0.3 * np.sin(2 * np.pi * 200 * t), 16000)
+    soundfile.write(tmp_path / "silence.flac", 3e-4 * np.sin(2 * np.pi * 200 * t), 16000)  # peak -70 dBFS
+    soundfile.write(tmp_path / "quiet.wav", 0.01 * np.sin(2 * np.pi * 200 * t), 16000)  # -43 dBFS: speech level
+    entries = [Utterance(name, str(tmp_path / f"{name}.{ext}"), "a", 1.0)
+               for name, ext in (("speech", "wav"), ("silence", "flac"), ("quiet", "wav"))]
+    assert files_without_speech(entries) == ["silence"]

@@ -3,12 +3,17 @@
 
 Sampling needs no retraining, so it is the cheapest quality knob: a lower temperature (the LPCNet "sharpening"
 exponent 1 + b is a temperature of 1 / (1 + b)) trades the decoder's noise for a flatter, more buzzy output.
-Each setting is a full `speechvq eval` run (the real .svq codes, the default engine, chunk-parallel decoding,
-seed 0), scored with PESQ-WB, STOI, MCD and the non-intrusive DNSMOS (the `eval` extra); the inputs' own
-DNSMOS is printed as the ceiling.
+Each setting is a full `speechvq eval` run (the real .svq codes, chunk-parallel decoding), scored with PESQ-WB,
+STOI, MCD and the non-intrusive DNSMOS (the `eval` extra); the inputs' own DNSMOS is printed as the ceiling.
+Every setting decodes with one engine, resolved once (`--engine auto`: this machine's fastest), so settings
+differ in temperature alone. With `--seeds 0 1 ...` each file is decoded under every seed and its scores
+averaged over them before settings are paired (one seed's draw moves a file's scores as much as a small
+change of setting does). Recordings without speech (`evaluation.files_without_speech`) are decoded but left
+out of the means and differences. A setting's decode already under --out with the same model, files, seed
+and engine is read back, not redone: an interrupted sweep resumes.
 
     python tools/sampling_sweep.py --manifest data/manifests/test.jsonl --max-files 24 --max-seconds 4 \
-        --temperatures 1.0 0.9 0.8 0.7 --out exp/sweep
+        --temperatures 1.0 0.9 0.8 0.7 --seeds 0 1 --out exp/sweep
 """
 
 from __future__ import annotations
@@ -22,10 +27,14 @@ from tqdm import tqdm
 
 from speechvq.assets import resolve_model
 from speechvq.audio import load_audio
+from speechvq.atomic import write_bytes_atomic
 from speechvq.codec import Codec
 from speechvq.data.manifest import read_manifest, select_files
-from speechvq.evaluation import evaluate_utterances, paired_difference
-from speechvq.generation import DecodeOptions
+from speechvq.errors import SpeechVQError
+from speechvq.evaluation import (average_over_seeds, evaluate_or_reuse, files_without_speech, paired_difference,
+                                 pinned_decoding)
+from speechvq.generation import ENGINES
+from speechvq.generation.packed import PRECISIONS
 from speechvq.metrics import dnsmos, finite_mean, optional_metrics_available
 
 COLUMNS = [("pesq_wb", "PESQ-WB", 2), ("stoi", "STOI", 3), ("dnsmos_ovrl", "DNSMOS", 2), ("mcd_db", "MCD (dB)", 2),
@@ -41,7 +50,11 @@ def main() -> int:
                         help="with --max-files: N utterances spread evenly over the manifest (every speaker)")
     parser.add_argument("--max-seconds", type=float, default=4.0)
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.9, 0.8, 0.7])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="sampling seeds; each file's scores are averaged over them")
+    parser.add_argument("--engine", default="auto", choices=ENGINES,
+                        help="decoding engine of every setting (auto: this machine's fastest, chosen once)")
+    parser.add_argument("--precision", default="reduced", choices=PRECISIONS)
     parser.add_argument("--out", required=True, help="folder for each setting's eval report and sweep.json")
     args = parser.parse_args()
 
@@ -49,28 +62,49 @@ def main() -> int:
     if missing:
         print(f"sampling_sweep: {', '.join(missing)} missing: pip install 'speechvq[eval]'", file=sys.stderr)
         return 1
-    codec = Codec.from_checkpoint(resolve_model(args.model), "cpu")
-    entries = select_files(read_manifest(args.manifest), args.max_files, args.spread)
+    try:
+        codec = Codec.from_checkpoint(resolve_model(args.model), "cpu")
+        entries = select_files(read_manifest(args.manifest), args.max_files, args.spread)
+        if not entries:
+            raise SpeechVQError(f"{args.manifest}: no utterances")
+        options, decoding = pinned_decoding(codec.model.decoder, args.engine, args.precision)
+        excluded = set(files_without_speech(entries))
+    except SpeechVQError as err:
+        print(f"sampling_sweep: {err}", file=sys.stderr)
+        return 1
     out = Path(args.out)
     rate = codec.model.sample_rate
     inputs = [dnsmos(load_audio(e.path, rate)[0][: int(args.max_seconds * rate)], rate)["dnsmos_ovrl"]
-              for e in entries]
+              for e in entries if e.id not in excluded]
+    keys = [key for key, _, _ in COLUMNS]
     rows, per_file = [], []
+    seconds = sum(min(e.duration_s, args.max_seconds) for e in entries)
     for temperature in args.temperatures:
-        seconds = sum(min(e.duration_s, args.max_seconds) for e in entries)
-        with tqdm(total=int(seconds * rate), desc=f"T={temperature:g}", unit="sample", unit_scale=True) as bar:
-            report = evaluate_utterances(codec, entries, out / f"T{temperature:g}", max_seconds=args.max_seconds,
-                                         temperature=temperature, seed=args.seed, progress=bar.update,
-                                         options=DecodeOptions(), plots=0)
-        rows.append({"temperature": temperature, **{key: report["mean"][key] for key, _, _ in COLUMNS}})
-        per_file.append(report["files"])
-    result = {"model": str(resolve_model(args.model)), "files": len(entries), "max_seconds": args.max_seconds,
-              "seed": args.seed, "input_dnsmos_ovrl": finite_mean(inputs), "rows": rows,
+        reports = []
+        with tqdm(total=int(seconds * rate) * len(args.seeds), desc=f"T={temperature:g}", unit="sample",
+                  unit_scale=True) as bar:
+            for seed in args.seeds:
+                folder = out / f"T{temperature:g}" / f"seed{seed}"
+                report, reused = evaluate_or_reuse(codec, entries, folder, (options, decoding), args.max_seconds,
+                                                   temperature, seed, progress=bar.update)
+                if reused:
+                    bar.write(f"T={temperature:g}, seed {seed}: reusing {folder / 'report.json'}", file=sys.stderr)
+                    bar.update(int(seconds * rate))
+                reports.append({"files": [item for item in report["files"] if item["id"] not in excluded]})
+        merged = average_over_seeds(reports, keys)
+        rows.append({"temperature": temperature, **merged["mean"]})
+        per_file.append(merged["files"])
+    result = {"model": str(resolve_model(args.model)), "files": len(entries), "without_speech": sorted(excluded),
+              "max_seconds": args.max_seconds, "seeds": args.seeds, "decoding": decoding,
+              "input_dnsmos_ovrl": finite_mean(inputs), "rows": rows,
               "paired": paired_differences(args.temperatures, per_file)}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps(result, indent=1))
-    print(f"{len(entries)} utterances, first {args.max_seconds:g} s of each; inputs' DNSMOS "
-          f"{result['input_dnsmos_ovrl']:.2f}")
+    write_bytes_atomic(out / "sweep.json", (json.dumps(result, indent=1) + "\n").encode("utf-8"))
+    print(f"{len(entries) - len(excluded)} utterances with speech"
+          + (f" ({len(excluded)} without left out: {', '.join(sorted(excluded))})" if excluded else "")
+          + f", first {args.max_seconds:g} s of each, seeds {', '.join(map(str, args.seeds))}, "
+          f"{decoding['engine']} engine at {decoding['precision']}; inputs' DNSMOS "
+          + ("n/a" if result["input_dnsmos_ovrl"] is None else f"{result['input_dnsmos_ovrl']:.2f}"))
     print("| temperature | " + " | ".join(title for _, title, _ in COLUMNS) + " |")
     print("| --- " * (len(COLUMNS) + 1) + "|")
     for row in rows:

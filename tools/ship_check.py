@@ -36,11 +36,11 @@ from tqdm import tqdm
 
 from speechvq.assets import default_model_path
 from speechvq.atomic import write_bytes_atomic
-from speechvq.audio import loudest_frame_dbfs, read_audio_file
 from speechvq.codec import Codec
 from speechvq.data.manifest import read_manifest, select_files
 from speechvq.errors import SpeechVQError
-from speechvq.evaluation import average_over_seeds, evaluate_or_reuse, paired_difference, pinned_decoding
+from speechvq.evaluation import (SPEECH_FLOOR_DBFS, average_over_seeds, evaluate_or_reuse, files_without_speech,
+                                 paired_difference, pinned_decoding)
 from speechvq.generation import ENGINES, DecodeOptions
 from speechvq.generation.packed import PRECISIONS
 from speechvq.inference import DEFAULT_TEMPERATURE
@@ -49,10 +49,6 @@ from speechvq.metrics import finite_mean, optional_metrics_available
 # (report key, title, digits, +1 when higher is better / -1 when lower is / 0 reported only)
 SCORES = [("stoi", "STOI", 3, +1), ("pesq_wb", "PESQ-WB", 2, +1), ("mcd_db", "MCD (dB)", 2, -1),
           ("ffe", "FFE", 3, 0), ("si_sdr_db", "SI-SDR (dB)", 1, 0), ("dnsmos_ovrl", "DNSMOS", 2, 0)]
-# A reference recording without a 20 ms frame above this holds no speech, and speech metrics on it are noise
-# (the offline corpus's test split has one, ivr_ru/ru_silence_2, peak -69 dBFS: its PESQ-WB moved from 1.07 to
-# 4.06 between two decodes): such files are decoded and reported, but left out of the verdict.
-SPEECH_FLOOR_DBFS = -50.0
 
 
 def ship_verdict(paired: dict[str, Optional[dict]]) -> tuple[bool, list[str]]:
@@ -120,17 +116,6 @@ def evaluate_model(path: str, entries, out_root: Path, name: Optional[str], max_
             reports.append(report)
     merged = reports[0] if len(seeds) == 1 else average_over_seeds(reports, [key for key, *_ in SCORES])
     return merged, out, decoding
-
-
-def files_without_speech(entries) -> list[str]:
-    """Ids of the manifest entries whose recording has no 20 ms frame above `SPEECH_FLOOR_DBFS` (read from the
-    files, so the choice depends on the test split alone, never on a model's output)."""
-    silent = []
-    for entry in entries:
-        wav, rate = read_audio_file(entry.path)
-        if loudest_frame_dbfs(wav, max(1, rate // 50)) < SPEECH_FLOOR_DBFS:
-            silent.append(entry.id)
-    return silent
 
 
 def score_means(files: list[dict]) -> dict:
