@@ -41,6 +41,13 @@ from .version import __version__
 # corpus's test split has one, ivr_ru/ru_silence_2, peak -69 dBFS: its PESQ-WB moved from 1.07 to 4.06 between
 # two decodes of nearly the same models): comparisons decode and report such files but leave them out.
 SPEECH_FLOOR_DBFS = -50.0
+# Kernel precision of decodes meant to be compared or reproduced. At "full" every CPU engine draws the reference
+# engine's samples from the same seed (tests/generation: samples equal the reference for the same draws), so the
+# engine that auto's timing probe picks does not change the audio; at "reduced" the native engine's fp16 weights
+# do (2026-12-01, shipped model, an 18.6 s test file, seed 0: native fp32, torch and numba wrote identical
+# audio, native fp16 other audio; the AVX-512 and AVX2 builds identical audio at each precision). Costs about a
+# fifth more decode time than fp16 (that file, twice each on 2 threads: 6.8 and 7.5 s against 5.9 and 6.0 s).
+COMPARISON_PRECISION = "full"
 
 
 @dataclass

@@ -31,8 +31,8 @@ from speechvq.atomic import write_bytes_atomic
 from speechvq.codec import Codec
 from speechvq.data.manifest import read_manifest, select_files
 from speechvq.errors import SpeechVQError
-from speechvq.evaluation import (average_over_seeds, evaluate_or_reuse, files_without_speech, paired_difference,
-                                 pinned_decoding)
+from speechvq.evaluation import (COMPARISON_PRECISION, average_over_seeds, evaluate_or_reuse, files_without_speech,
+                                 paired_difference, pinned_decoding)
 from speechvq.generation import ENGINES
 from speechvq.generation.packed import PRECISIONS
 from speechvq.metrics import dnsmos, finite_mean, optional_metrics_available
@@ -54,7 +54,8 @@ def main() -> int:
                         help="sampling seeds; each file's scores are averaged over them")
     parser.add_argument("--engine", default="auto", choices=ENGINES,
                         help="decoding engine of every setting (auto: this machine's fastest, chosen once)")
-    parser.add_argument("--precision", default="reduced", choices=PRECISIONS)
+    parser.add_argument("--precision", default=COMPARISON_PRECISION, choices=PRECISIONS,
+                        help="kernel precision (default full: the same audio whichever engine auto picks)")
     parser.add_argument("--out", required=True, help="folder for each setting's eval report and sweep.json")
     args = parser.parse_args()
 

@@ -18,8 +18,9 @@ report is already there, made with the same weights, files, seconds, seed, tempe
 and torch versions (its decode_key.json says), is read instead of decoded again: an interrupted check resumes,
 and a reference decoded once serves every later candidate given the same --out. The decoding engine is fixed
 once per check (`--engine auto`: the one this machine measures fastest, resolved once) and every model
-decodes with it: sampled audio follows the float arithmetic, so two engines, or two CPUs, draw different
-samples from the same weights and seed. Needs the `eval` extra (PESQ,
+decodes with it, at full precision by default: sampled audio follows the float arithmetic, and at reduced
+precision the native engine's fp16 weights draw other samples from the same weights and seed than the
+float32 engines, which agree with each other (`evaluation.COMPARISON_PRECISION`). Needs the `eval` extra (PESQ,
 STOI): the lent GPU machine has no PESQ, so this runs here after a lease. Exit status 0 when the checks ran
 (whatever the verdicts), 1 on an error.
 """
@@ -39,8 +40,8 @@ from speechvq.atomic import write_bytes_atomic
 from speechvq.codec import Codec
 from speechvq.data.manifest import read_manifest, select_files
 from speechvq.errors import SpeechVQError
-from speechvq.evaluation import (SPEECH_FLOOR_DBFS, average_over_seeds, evaluate_or_reuse, files_without_speech,
-                                 paired_difference, pinned_decoding)
+from speechvq.evaluation import (COMPARISON_PRECISION, SPEECH_FLOOR_DBFS, average_over_seeds, evaluate_or_reuse,
+                                 files_without_speech, paired_difference, pinned_decoding)
 from speechvq.generation import ENGINES, DecodeOptions
 from speechvq.generation.packed import PRECISIONS
 from speechvq.inference import DEFAULT_TEMPERATURE
@@ -145,8 +146,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                              "scores averaged over them (instead of --seed; each seed costs one more decode)")
     parser.add_argument("--engine", default="auto", choices=ENGINES,
                         help="decoding engine of every model (auto: this machine's fastest, chosen once)")
-    parser.add_argument("--precision", default="reduced", choices=PRECISIONS,
-                        help="kernel precision (reduced: the fast engines' default, about 1e-3 in the logits)")
+    parser.add_argument("--precision", default=COMPARISON_PRECISION, choices=PRECISIONS,
+                        help="kernel precision (default full: the same audio whichever engine auto picks; "
+                             "reduced: faster, but fp16 weights draw other samples)")
     parser.add_argument("--out", required=True, help="folder for each model's eval report and ship_check.json")
     args = parser.parse_args(argv)
 
