@@ -36,9 +36,10 @@ ALLOWED = {
     "speechvq.similarity": {"speechvq.errors"},
     "speechvq.analysis": {"speechvq.errors"},
     "speechvq.assets": {"speechvq.errors"},
+    # errors and version: an engine that cannot run here, and the code version that a reusable decode's key names
     "speechvq.evaluation": {"speechvq.atomic", "speechvq.audio", "speechvq.codec", "speechvq.data",
-                            "speechvq.generation", "speechvq.inference", "speechvq.metrics", "speechvq.models",
-                            "speechvq.plots"},
+                            "speechvq.errors", "speechvq.generation", "speechvq.inference", "speechvq.metrics",
+                            "speechvq.models", "speechvq.plots", "speechvq.version"},
     "speechvq.entropy": set(),
     "speechvq.codec": {"speechvq.bitstream", "speechvq.checkpoint", "speechvq.entropy", "speechvq.errors",
                        "speechvq.inference", "speechvq.models", "speechvq.version"},
