@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -179,7 +180,7 @@ def files_without_speech(entries: Sequence[Utterance]) -> list[str]:
 
 
 def pinned_decoding(decoder: torch.nn.Module, engine: str = "auto",
-                    precision: str = "reduced") -> tuple[DecodeOptions, dict]:
+                    precision: str = COMPARISON_PRECISION) -> tuple[DecodeOptions, dict]:
     """One decoding engine for a series of comparable decodes: `engine` at `precision` ("full" or "reduced")
     resolved once for this (CPU) decoder, where "auto" is otherwise chosen again for each batch width, by timing.
     Sampled audio follows the float arithmetic: the same weights and seed draw other samples on another engine,
@@ -261,6 +262,33 @@ def evaluate_or_reuse(codec: Codec, entries: Sequence[Utterance], out_dir: str |
                                  seed=seed, progress=progress, options=decoding[0], plots=0)
     write_bytes_atomic(out_dir / "decode_key.json", (json.dumps(key, indent=1) + "\n").encode("utf-8"))
     return report, False
+
+
+def evaluate_seeds(codec: Codec, entries: Sequence[Utterance], out_dir: str | os.PathLike,
+                   decoding: tuple[DecodeOptions, dict], seeds: Sequence[int], max_seconds: Optional[float] = None,
+                   temperature: float = DEFAULT_TEMPERATURE, label: str = "decode") -> list[dict]:
+    """`evaluate_or_reuse` once per sampling seed, each into out_dir/seedS, under one progress bar (in samples;
+    a reused decode is reported on stderr as "LABEL, seed S: reusing PATH" and counted whole).
+
+    Returns:
+        the eval reports, in the order of `seeds`.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    rate = codec.model.sample_rate
+    samples = int(sum(min(e.duration_s, max_seconds or float("inf")) for e in entries) * rate)
+    reports = []
+    with tqdm(total=samples * len(seeds), desc=label, unit="sample", unit_scale=True) as bar:
+        for seed in seeds:
+            folder = out_dir / f"seed{seed}"
+            report, reused = evaluate_or_reuse(codec, entries, folder, decoding, max_seconds, temperature, seed,
+                                               progress=bar.update)
+            if reused:
+                bar.write(f"{label}, seed {seed}: reusing {folder / 'report.json'}", file=sys.stderr)
+                bar.update(samples)
+            reports.append(report)
+    return reports
 
 
 def average_over_seeds(reports: Sequence[dict], keys: Sequence[str]) -> dict:

@@ -23,15 +23,13 @@ import json
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from speechvq.assets import resolve_model
 from speechvq.audio import load_audio
 from speechvq.atomic import write_bytes_atomic
 from speechvq.codec import Codec
 from speechvq.data.manifest import read_manifest, select_files
 from speechvq.errors import SpeechVQError
-from speechvq.evaluation import (COMPARISON_PRECISION, average_over_seeds, evaluate_or_reuse, files_without_speech,
+from speechvq.evaluation import (COMPARISON_PRECISION, average_over_seeds, evaluate_seeds, files_without_speech,
                                  paired_difference, pinned_decoding)
 from speechvq.generation import ENGINES
 from speechvq.generation.packed import PRECISIONS
@@ -79,20 +77,11 @@ def main() -> int:
               for e in entries if e.id not in excluded]
     keys = [key for key, _, _ in COLUMNS]
     rows, per_file = [], []
-    seconds = sum(min(e.duration_s, args.max_seconds) for e in entries)
     for temperature in args.temperatures:
-        reports = []
-        with tqdm(total=int(seconds * rate) * len(args.seeds), desc=f"T={temperature:g}", unit="sample",
-                  unit_scale=True) as bar:
-            for seed in args.seeds:
-                folder = out / f"T{temperature:g}" / f"seed{seed}"
-                report, reused = evaluate_or_reuse(codec, entries, folder, (options, decoding), args.max_seconds,
-                                                   temperature, seed, progress=bar.update)
-                if reused:
-                    bar.write(f"T={temperature:g}, seed {seed}: reusing {folder / 'report.json'}", file=sys.stderr)
-                    bar.update(int(seconds * rate))
-                reports.append({"files": [item for item in report["files"] if item["id"] not in excluded]})
-        merged = average_over_seeds(reports, keys)
+        reports = evaluate_seeds(codec, entries, out / f"T{temperature:g}", (options, decoding), args.seeds,
+                                 args.max_seconds, temperature, f"T={temperature:g}")
+        merged = average_over_seeds([{"files": [item for item in report["files"] if item["id"] not in excluded]}
+                                     for report in reports], keys)
         rows.append({"temperature": temperature, **merged["mean"]})
         per_file.append(merged["files"])
     result = {"model": str(resolve_model(args.model)), "files": len(entries), "without_speech": sorted(excluded),

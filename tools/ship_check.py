@@ -33,14 +33,12 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from tqdm import tqdm
-
 from speechvq.assets import default_model_path
 from speechvq.atomic import write_bytes_atomic
 from speechvq.codec import Codec
 from speechvq.data.manifest import read_manifest, select_files
 from speechvq.errors import SpeechVQError
-from speechvq.evaluation import (COMPARISON_PRECISION, SPEECH_FLOOR_DBFS, average_over_seeds, evaluate_or_reuse,
+from speechvq.evaluation import (COMPARISON_PRECISION, SPEECH_FLOOR_DBFS, average_over_seeds, evaluate_seeds,
                                  files_without_speech, paired_difference, pinned_decoding)
 from speechvq.generation import ENGINES, DecodeOptions
 from speechvq.generation.packed import PRECISIONS
@@ -93,7 +91,7 @@ def evaluate_model(path: str, entries, out_root: Path, name: Optional[str], max_
     candidate's NAME by default: its file's stem and the first 8 characters of its weights' fingerprint, so a
     folder shared by several checks keeps each model's decodes apart), each seed's in NAME/seedS. A seed's
     report already there under the same `decode_key` is read, not decoded again (a check under seed 0, then
-    one under seeds 0 and 1 into the same --out, decodes seed 0 once: `evaluation.evaluate_or_reuse`). Every
+    one under seeds 0 and 1 into the same --out, decodes seed 0 once: `evaluation.evaluate_seeds`). Every
     seed decodes with `engine` at `precision`, resolved once (`evaluation.pinned_decoding`).
 
     Returns:
@@ -103,18 +101,7 @@ def evaluate_model(path: str, entries, out_root: Path, name: Optional[str], max_
     codec = Codec.from_checkpoint(path, "cpu")
     decoding = pinned_decoding(codec.model.decoder, engine, precision)
     out = out_root / (name or f"{Path(path).stem}-{codec.fingerprint[:8]}")
-    rate = codec.model.sample_rate
-    seconds = sum(min(e.duration_s, max_seconds or float("inf")) for e in entries)
-    reports = []
-    with tqdm(total=int(seconds * rate) * len(seeds), desc=Path(path).name, unit="sample", unit_scale=True) as bar:
-        for seed in seeds:
-            folder = out / f"seed{seed}"
-            report, reused = evaluate_or_reuse(codec, entries, folder, decoding, max_seconds, temperature, seed,
-                                               progress=bar.update)
-            if reused:
-                bar.write(f"{Path(path).name}, seed {seed}: reusing {folder / 'report.json'}", file=sys.stderr)
-                bar.update(int(seconds * rate))
-            reports.append(report)
+    reports = evaluate_seeds(codec, entries, out, decoding, seeds, max_seconds, temperature, Path(path).name)
     merged = reports[0] if len(seeds) == 1 else average_over_seeds(reports, [key for key, *_ in SCORES])
     return merged, out, decoding
 
