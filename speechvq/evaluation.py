@@ -46,8 +46,8 @@ SPEECH_FLOOR_DBFS = -50.0
 # engine's samples from the same seed (tests/generation: samples equal the reference for the same draws), so the
 # engine that auto's timing probe picks does not change the audio; at "reduced" the native engine's fp16 weights
 # do (2026-12-01, shipped model, an 18.6 s test file, seed 0: native fp32, torch and numba wrote identical
-# audio, native fp16 other audio; the AVX-512 and AVX2 builds identical audio at each precision). Costs about a
-# fifth more decode time than fp16 (that file, twice each on 2 threads: 6.8 and 7.5 s against 5.9 and 6.0 s).
+# audio, native fp16 other audio; the AVX-512 and AVX2 builds identical audio at each precision). Costs nearly
+# twice the decode time of fp16 (the 119-file test split under two seeds, 2 threads: 13 min 20 s against 7 min 19 s).
 COMPARISON_PRECISION = "full"
 
 
