@@ -36,6 +36,7 @@ from .inference import DEFAULT_TEMPERATURE, bitrates, decode_codes, timed_call
 from .metrics import EVAL_EXTRA_HINT, dnsmos, finite_mean, intrusive_scores, optional_metrics_available
 from .models import SpeechVQ
 from .models.quantizer import code_perplexity
+from .postfilter import DEFAULT_POSTFILTER_GAIN
 from .version import __version__
 
 # A recording without a 20 ms frame above this holds no speech, and speech metrics on it are noise (the offline
@@ -179,18 +180,20 @@ def files_without_speech(entries: Sequence[Utterance]) -> list[str]:
     return silent
 
 
-def pinned_decoding(decoder: torch.nn.Module, engine: str = "auto",
-                    precision: str = COMPARISON_PRECISION) -> tuple[DecodeOptions, dict]:
+def pinned_decoding(decoder: torch.nn.Module, engine: str = "auto", precision: str = COMPARISON_PRECISION,
+                    postfilter: float = DEFAULT_POSTFILTER_GAIN) -> tuple[DecodeOptions, dict]:
     """One decoding engine for a series of comparable decodes: `engine` at `precision` ("full" or "reduced")
     resolved once for this (CPU) decoder, where "auto" is otherwise chosen again for each batch width, by timing.
     Sampled audio follows the float arithmetic: the same weights and seed draw other samples on another engine,
     precision, build or CPU (2026-12-01: one model's test split scored STOI 0.6274 on one machine, 0.6262 on
-    another), so decodes meant to be compared, or reused, name all of these.
+    another), so decodes meant to be compared, or reused, name all of these. `postfilter` is the pitch
+    post-filter's gain (applied only to codes with a pitch stream), named in the description too.
 
     Returns:
         (DecodeOptions naming the resolved engine and the general precision that selects its kernels; a JSON-able
         description for `decode_key`: engine, its own precision name ("fp16" for native at "reduced"), the native
-        build's -march (None for other engines), this CPU (`planner.cpu_description`) and the thread count).
+        build's -march (None for other engines), this CPU (`planner.cpu_description`), the thread count and
+        the post-filter gain).
 
     Raises:
         SpeechVQError: the engine cannot run this decoder here (the message says why).
@@ -210,8 +213,12 @@ def pinned_decoding(decoder: torch.nn.Module, engine: str = "auto",
                     if own == choice.precision), choice.precision)
     description = {"engine": choice.engine, "precision": choice.precision,
                    "march": default_march() if choice.engine == "native" else None,
-                   "cpu": cpu_description(), "threads": threads}
-    return DecodeOptions(engine=choice.engine, precision=general, threads=threads), description
+                   "cpu": cpu_description(), "threads": threads, "postfilter": postfilter}
+    try:
+        options = DecodeOptions(engine=choice.engine, precision=general, threads=threads, postfilter=postfilter)
+    except ValueError as error:
+        raise SpeechVQError(str(error)) from None
+    return options, description
 
 
 def decode_key(model_fingerprint: str, entries: Sequence[Utterance], max_seconds: Optional[float],

@@ -26,7 +26,8 @@ from .entropy import entropy_bits
 from .errors import SpeechVQError
 from .generation import DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
 from .models import SpeechVQ
-from .pitch import mean_voiced_bin, shift_symbols
+from .pitch import mean_voiced_bin, shift_symbols, symbol_f0_hz
+from .postfilter import pitch_postfilter
 
 
 @dataclass
@@ -247,7 +248,8 @@ def decode_codes(model: SpeechVQ, encoded: Encoded, speaker: Union[str, Voice, N
         temperature: sampling temperature (0: argmax; default `config.DEFAULT_TEMPERATURE`, chosen by measurement).
         seed: seed of the sampling generator (None: nondeterministic).
         progress: called with samples generated since the last call (warm-up samples of chunks included).
-        options: engine and chunking (default: the compiled engine when available, chunk-parallel).
+        options: engine, chunking and post-filter (default: the compiled engine when available, chunk-parallel,
+            the pitch post-filter where the codes carry a pitch stream).
 
     Returns:
         float32 `[T]` with T = encoded.n_samples.
@@ -284,10 +286,11 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
     options = options or DecodeOptions()
     device = model_device(model)
     engine = engine or build_engine(model, options)
-    requests = []
+    requests, pitches = [], []
     for item, request in zip(encoded, speakers):
         voice = resolve_voice(model, item, request)
         pitch = voice_pitch(model, item, voice)
+        pitches.append(pitch)
         latents = model.local_conditioning(item.codes.view(1, -1).to(device),
                                            None if pitch is None else pitch.view(1, -1).to(device))[0]
         vector = voice.vector
@@ -300,8 +303,14 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
     with torch.no_grad():
         waveforms = decode_requests(engine, requests, options, model.sample_rate, temperature, generator,
                                     first_input=None, progress=progress)
-    return [(model.waveform_from_classes(wav.cpu()) / item.gain).clamp(-1.0, 1.0)
-            for wav, item in zip(waveforms, encoded)]
+    outputs = []
+    for wav, item, pitch in zip(waveforms, encoded, pitches):
+        wav = model.waveform_from_classes(wav.cpu())
+        if pitch is not None and options.postfilter > 0:  # the symbols decoded with: a conversion's moved ones
+            wav = pitch_postfilter(wav, symbol_f0_hz(pitch.cpu(), model.config.pitch), model.pitch_hop,
+                                   model.sample_rate, options.postfilter)
+        outputs.append((wav / item.gain).clamp(-1.0, 1.0))
+    return outputs
 
 
 def voice_pitch(model: SpeechVQ, encoded: Encoded, voice: Voice) -> Optional[Tensor]:

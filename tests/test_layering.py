@@ -20,6 +20,7 @@ ALLOWED = {
     # the models' inputs and outputs are mu-law classes, whose definition lives in audio
     # pitch: the tracker behind the pitch stream, part of the model's encoder side (torch only, no weights)
     "speechvq.pitch": {"speechvq.config"},
+    "speechvq.postfilter": set(),  # the pitch post-filter: torch arithmetic on decoded waveforms
     "speechvq.models": {"speechvq.config", "speechvq.audio", "speechvq.pitch"},
     "speechvq.checkpoint": {"speechvq.atomic", "speechvq.config", "speechvq.errors", "speechvq.models",
                             "speechvq.version"},
@@ -27,10 +28,12 @@ ALLOWED = {
     "speechvq.train": {"speechvq.atomic", "speechvq.audio", "speechvq.checkpoint", "speechvq.config",
                        "speechvq.data", "speechvq.errors", "speechvq.models", "speechvq.version"},
     # atomic and version: the engine planner's cache file (written atomically, keyed by the package version)
-    "speechvq.generation": {"speechvq.atomic", "speechvq.audio", "speechvq.models", "speechvq.version"},
+    # postfilter: DecodeOptions names the post-filter's default gain
+    "speechvq.generation": {"speechvq.atomic", "speechvq.audio", "speechvq.models", "speechvq.postfilter",
+                            "speechvq.version"},
     "speechvq.inference": {"speechvq.atomic", "speechvq.audio", "speechvq.bitstream", "speechvq.checkpoint",
                            "speechvq.config", "speechvq.entropy", "speechvq.errors", "speechvq.generation",
-                           "speechvq.models", "speechvq.pitch", "speechvq.version"},
+                           "speechvq.models", "speechvq.pitch", "speechvq.postfilter", "speechvq.version"},
     "speechvq.metrics": {"speechvq.audio", "speechvq.errors", "speechvq.pitch"},
     "speechvq.plots": {"speechvq.atomic", "speechvq.audio"},
     "speechvq.similarity": {"speechvq.errors"},
@@ -39,7 +42,7 @@ ALLOWED = {
     # errors and version: an engine that cannot run here, and the code version that a reusable decode's key names
     "speechvq.evaluation": {"speechvq.atomic", "speechvq.audio", "speechvq.codec", "speechvq.data",
                             "speechvq.errors", "speechvq.generation", "speechvq.inference", "speechvq.metrics",
-                            "speechvq.models", "speechvq.plots", "speechvq.version"},
+                            "speechvq.models", "speechvq.plots", "speechvq.postfilter", "speechvq.version"},
     "speechvq.entropy": set(),
     "speechvq.codec": {"speechvq.bitstream", "speechvq.checkpoint", "speechvq.entropy", "speechvq.errors",
                        "speechvq.inference", "speechvq.models", "speechvq.version"},

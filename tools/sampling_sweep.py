@@ -34,6 +34,7 @@ from speechvq.evaluation import (COMPARISON_PRECISION, average_over_seeds, evalu
 from speechvq.generation import ENGINES
 from speechvq.generation.packed import PRECISIONS
 from speechvq.metrics import dnsmos, finite_mean, optional_metrics_available
+from speechvq.postfilter import DEFAULT_POSTFILTER_GAIN
 
 COLUMNS = [("pesq_wb", "PESQ-WB", 2), ("stoi", "STOI", 3), ("dnsmos_ovrl", "DNSMOS", 2), ("mcd_db", "MCD (dB)", 2),
            ("ffe", "FFE", 3), ("si_sdr_db", "SI-SDR (dB)", 1)]
@@ -54,6 +55,8 @@ def main() -> int:
                         help="decoding engine of every setting (auto: this machine's fastest, chosen once)")
     parser.add_argument("--precision", default=COMPARISON_PRECISION, choices=PRECISIONS,
                         help="kernel precision (default full: the same audio whichever engine auto picks)")
+    parser.add_argument("--postfilter", type=float, default=DEFAULT_POSTFILTER_GAIN, metavar="GAIN",
+                        help="pitch post-filter gain where the model has a pitch stream (0: off)")
     parser.add_argument("--out", required=True, help="folder for each setting's eval report and sweep.json")
     args = parser.parse_args()
 
@@ -66,7 +69,8 @@ def main() -> int:
         entries = select_files(read_manifest(args.manifest), args.max_files, args.spread)
         if not entries:
             raise SpeechVQError(f"{args.manifest}: no utterances")
-        options, decoding = pinned_decoding(codec.model.decoder, args.engine, args.precision)
+        options, decoding = pinned_decoding(codec.model.decoder, args.engine, args.precision,
+                                            args.postfilter)
         excluded = set(files_without_speech(entries))
     except SpeechVQError as err:
         print(f"sampling_sweep: {err}", file=sys.stderr)

@@ -25,6 +25,7 @@ from typing import Callable, Optional, Sequence
 
 from ..config import DEFAULT_TEMPERATURE, load_config, preset_names
 from ..errors import SpeechVQError
+from ..postfilter import DEFAULT_POSTFILTER_GAIN
 from ..version import __version__
 from ..web import DEFAULT_MAX_SECONDS, DEFAULT_MAX_UPLOAD_MB
 from .codec_commands import run_code_stats, run_decode, run_encode, run_export, run_info
@@ -282,6 +283,9 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                         help="each chunk's warm-up plus cross-fade before its own start")
     parser.add_argument("--crossfade-s", type=float, default=0.064, help="cross-fade at each join")
     parser.add_argument("--threads", type=int, default=None, help="threads of the native and numba engines")
+    parser.add_argument("--postfilter", type=float, default=DEFAULT_POSTFILTER_GAIN, metavar="GAIN",
+                        help="pitch post-filter gain in [0, 1) where the codes carry a pitch stream (0: off; "
+                             "the default was chosen by measurement, see README)")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
