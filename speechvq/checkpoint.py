@@ -179,6 +179,8 @@ class InitReport:
         rows: speaker rows (table or named voices) carried over by name.
         kept: keys the model keeps as built (absent from the source, or of another shape).
         history: the source's own history plus itself, for the new run's record.
+        untrained: copied keys whose source values are all zero: a layer added at zero that has not trained
+            yet (e.g. the pitch vectors `tools/add_pitch_stream.py` gives a trained model), new in all but name.
     """
 
     source_step: int
@@ -186,6 +188,7 @@ class InitReport:
     rows: int
     kept: list[str]
     history: list[dict]
+    untrained: list[str] = field(default_factory=list)
 
 
 _SPEAKER_ROW_KEYS = ("speaker_embedding.weight", "voice_vectors", "voice_updates", "voice_pitch",
@@ -212,7 +215,7 @@ def init_from_checkpoint(model: SpeechVQ, path: str | os.PathLike) -> InitReport
         raise SpeechVQError(f"--init {path}: its codes ({mine.sample_rate} Hz, hop {mine.hop_length}, "
                             f"K = {mine.quantizer.codebook_size}) do not match this config's")
     state = model.state_dict()
-    copied, kept = [], []
+    copied, kept, untrained = [], [], []
     for key, value in state.items():
         other = source.model_state.get(key)
         if key in _SPEAKER_ROW_KEYS:
@@ -220,6 +223,8 @@ def init_from_checkpoint(model: SpeechVQ, path: str | os.PathLike) -> InitReport
         if other is not None and other.shape == value.shape:
             state[key] = other.to(value.dtype)
             copied.append(key)
+            if other.numel() and other.is_floating_point() and not bool(other.any()):
+                untrained.append(key)
         else:
             kept.append(key)
     rows = 0
@@ -244,7 +249,7 @@ def init_from_checkpoint(model: SpeechVQ, path: str | os.PathLike) -> InitReport
     record = {"step": source.step, "samples_seen": run.get("samples_seen", source.extra.get("samples_seen")),
               "source": Path(path).name}
     history = list(run.get("history", source.extra.get("history", []))) + [record]
-    return InitReport(source.step, copied, rows, kept, history)
+    return InitReport(source.step, copied, rows, kept, history, untrained)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> SpeechVQ:

@@ -398,3 +398,50 @@ def test_ship_check_leaves_recordings_without_speech_out_of_the_verdict():
     kept = ship_check.judged(report, {"silence"})
     assert [item["id"] for item in kept["files"]] == ["speech", "quiet"]
     assert kept["mean"]["stoi"] == pytest.approx(0.55, abs=1e-12) and kept["mean"]["pesq_wb"] is None
+
+
+def test_add_pitch_stream_keeps_the_decoder_and_measures_each_voice(corpus, capsys):
+    import torch
+
+    from speechvq.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
+    from speechvq.config import load_config
+    from speechvq.generation import DecodeOptions
+    from speechvq.inference import decode_codes, encode_waveform
+    from speechvq.models import SpeechVQ
+
+    tool = load_tool("add_pitch_stream")
+    config = load_config("tiny")
+    torch.manual_seed(0)
+    plain = SpeechVQ(config.model, speakers=["spk0", "spk1", "elsewhere"]).eval()
+    save_checkpoint(corpus / "plain.pt", plain, config, step=3, extra={"history": [{"step": 1, "source": "x.pt"}]})
+    manifest = corpus / "manifests" / "train.jsonl"
+    assert tool.main([str(corpus / "plain.pt"), "--manifest", str(manifest), "--out", str(corpus / "pitch.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "spk0: mean pitch symbol" in out and "elsewhere: mean pitch symbol 0.0 over 0 utterances" in out
+    written = load_checkpoint(corpus / "pitch.pt")
+    pitched = written.build_model()
+    assert pitched.has_pitch and written.config.model.pitch.bits == 6 and written.code_statistics is None
+    assert not pitched.pitch_embedding.weight.any()
+    assert written.extra["history"][-1]["source"] == "plain.pt" and written.step == 3
+    # spk0 speaks at 100-128 Hz, spk1 at 160-188 Hz (tests.helpers.make_folder_corpus): each its own mean
+    entries = read_manifest(manifest)
+    counts = [sum(e.speaker == name for e in entries) for name in ("spk0", "spk1")]
+    assert pitched.voice_pitch_updates.tolist() == counts + [0]
+    assert 0 < pitched.voice_pitch_bin(0) < pitched.voice_pitch_bin(1) and pitched.voice_pitch_bin(2) is None
+    # the same input gives the same codes and, without the post-filter, the same samples
+    wav = load_audio(entries[0].path, 16000)[0]
+    options = DecodeOptions(engine="torch", postfilter=0.0)
+    encoded = [encode_waveform(model, wav, speaker="spk1") for model in (plain, pitched)]
+    assert torch.equal(encoded[0].codes, encoded[1].codes) and encoded[1].pitch is not None
+    torch.testing.assert_close(decode_codes(pitched, encoded[1], seed=2, options=options),
+                               decode_codes(plain, encoded[0], seed=2, options=options), rtol=0, atol=0)
+    # continuing from it, the zero vectors count as new weights (train.new_weights_lr_scale applies to them)
+    fresh = SpeechVQ(written.config.model, speakers=["spk0", "spk1", "elsewhere"])
+    assert "pitch_embedding.weight" in init_from_checkpoint(fresh, corpus / "pitch.pt").untrained
+    # a second time: one line, exit 1, nothing overwritten
+    before = (corpus / "pitch.pt").read_bytes()
+    assert tool.main([str(corpus / "pitch.pt"), "--manifest", str(manifest), "--out", str(corpus / "again.pt")]) == 1
+    assert tool.main([str(corpus / "plain.pt"), "--manifest", str(manifest), "--out", str(corpus / "pitch.pt")]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert "already has a pitch stream" in errors[0] and "exists" in errors[1] and len(errors) == 2
+    assert (corpus / "pitch.pt").read_bytes() == before and not (corpus / "again.pt").exists()

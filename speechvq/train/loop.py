@@ -132,7 +132,8 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
     if resuming:
         new_weights = RunState.from_dict(last.extra["run"]).new_weights
     elif report is not None and cfg.train.new_weights_lr_scale != 1.0:
-        new_weights = [name for name, p in model.named_parameters() if p.requires_grad and name in report.kept]
+        fresh = set(report.kept) | set(report.untrained)
+        new_weights = [name for name, p in model.named_parameters() if p.requires_grad and name in fresh]
     else:
         new_weights = []
     optimizer = torch.optim.Adam(_parameter_groups(model, new_weights, cfg.train), lr=cfg.train.lr,
@@ -356,8 +357,8 @@ def _last_checkpoint(cfg: Config, exp_dir: Path, context: DistributedContext,
 
 def _parameter_groups(model: SpeechVQ, new_weights: list[str], train_cfg: TrainConfig) -> list[dict]:
     """Adam's parameter groups: the trainable parameters at train.lr, and those named in `new_weights` (what
-    --init's source lacked) in a second group at train.lr x train.new_weights_lr_scale. The schedule's factor
-    multiplies each group's own rate."""
+    --init's source lacked, or held at zero, untrained) in a second group at train.lr x
+    train.new_weights_lr_scale. The schedule's factor multiplies each group's own rate."""
     new = set(new_weights)
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for name, p in trainable if name not in new]}]

@@ -29,7 +29,7 @@ class RunState:
         fitted_max_steps: the step count a `--max-minutes` run fitted its schedule to (0: not fitted).
         history: the runs this one continues (`--init`), oldest first: each {"step", "samples_seen", "source"}.
         new_weights: names of the parameters that learn at `train.new_weights_lr_scale` x lr (those `--init`'s
-            source lacked); kept so that a resumed run builds the same optimizer groups.
+            source lacked or held all at zero); kept so that a resumed run builds the same optimizer groups.
     """
 
     step: int = 0
