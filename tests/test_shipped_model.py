@@ -39,7 +39,7 @@ def test_encode_and_decode_default_to_the_shipped_model(tmp_path, capsys):
     assert main(["encode", str(source)]) == 0
     assert main(["info", str(tmp_path / "a.svq"), "--json"]) == 0
     header = json.loads(capsys.readouterr().out)
-    assert header["coding"] == "markov1" and header["nominal_bps"] == 2250.0
+    assert header["coding"] == "markov1" and header["nominal_bps"] == 2250.0 + 375.0  # codes, and the pitch stream
     assert main(["decode", str(tmp_path / "a.svq"), "--speaker", "june"]) == 0
     assert soundfile.info(tmp_path / "a.decoded.wav").frames == 1600
 
@@ -65,7 +65,7 @@ def test_demo_writes_everything_and_reports(tmp_path, capsys):
         assert (out / name).is_file(), name
     assert soundfile.info(out / "decoded.wav").frames == soundfile.info(out / "original.wav").frames == 9600
     printed = capsys.readouterr().out
-    assert "bitrate: nominal 2250 bit/s" in printed and "real-time factor: encode" in printed
+    assert "bitrate: nominal 2625 bit/s" in printed and "real-time factor: encode" in printed
     assert "june" in printed.split("speaker similarity")[1]  # the similarity table has the conversion's row
     assert main(["demo", "--out", str(out), "--voices", "nobody"]) == 1
     assert "unknown speaker 'nobody'" in capsys.readouterr().err

@@ -71,7 +71,7 @@ def test_compare_cli_runs_speechvq_and_names_missing_programs(tmp_path, monkeypa
     if shutil.which("lpcnet_enc") is None:
         assert "skipped lpcnet" in result.stderr
     saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
-    assert saved["codecs"]["speechvq"]["nominal_bps"] == 2250.0
+    assert saved["codecs"]["speechvq"]["nominal_bps"] == 2250.0 + 375.0  # the shipped model's codes and pitch stream
     assert run_tool("compare_codecs", "--inputs", source, "--codecs", "mp3").returncode == 1
 
 
