@@ -32,10 +32,21 @@ _LOUDNESS_LIMIT = 4.0  # at most x4 in power (+6 dB) where the comb took nearly 
 
 
 def _smooth(values: Tensor, half_width: int) -> Tensor:
-    """`values` float64 `[T]` averaged under a Hann window of 2 half_width + 1 samples (zero beyond the ends)."""
+    """`values` float64 `[T]` averaged under a Hann window of 2 half_width + 1 samples (zero beyond the ends).
+
+    By FFT: a direct convolution with the 513-sample window took about 0.3 s per 10 s of audio, per call.
+    """
     window = torch.hann_window(2 * half_width + 3, periodic=False, dtype=values.dtype)[1:-1]
     window = window / window.sum()
-    return F.conv1d(values.view(1, 1, -1), window.view(1, 1, -1), padding=half_width).view(-1)
+    n, width = values.numel(), window.numel()
+    size = 1 << (n + width - 1).bit_length()
+    full = torch.fft.irfft(torch.fft.rfft(values, size) * torch.fft.rfft(window, size), size)
+    return full[half_width:half_width + n]
+
+
+def _near(mask: Tensor, reach: int) -> Tensor:
+    """bool `[T]`: within `reach` samples of a True in `mask` (bool `[T]`)."""
+    return F.max_pool1d(mask.double().view(1, 1, -1), 2 * reach + 1, stride=1, padding=reach).view(-1) > 0
 
 
 def _shifted(x: Tensor, lag: Tensor) -> tuple[Tensor, Tensor]:
@@ -87,7 +98,9 @@ def pitch_postfilter(wav: Tensor, f0_hz: Tensor, frame_samples: int, sample_rate
     x = wav.detach().double().cpu().flatten()
     per_sample = f0.repeat_interleave(frame_samples)[:n]
     voiced = per_sample > 0
-    weight = _smooth(torch.where(voiced, gain, 0.0).double(), frame_samples)
+    # the fade: the voiced gain smoothed over two frames; exactly zero beyond its reach (FFT rounding is not)
+    weight = torch.where(_near(voiced, frame_samples), _smooth(torch.where(voiced, gain, 0.0).double(), frame_samples),
+                         torch.zeros(n, dtype=torch.float64)).clamp(min=0.0)
     # the period of every sample: a voiced sample's own, held through the unvoiced stretch after it (where the
     # weight fades to zero) and taken from the first voiced sample before it
     index = torch.cummax(torch.where(voiced, torch.arange(n), torch.zeros(n, dtype=torch.long)), 0).values
@@ -104,5 +117,6 @@ def pitch_postfilter(wav: Tensor, f0_hz: Tensor, frame_samples: int, sample_rate
     y = total / norm
     # keep each stretch's loudness (two frames' window): the comb removed the energy between harmonics
     ratio = _smooth(x.square(), frame_samples) / _smooth(y.square(), frame_samples).clamp(min=1e-12)
-    y = y * ratio.clamp(max=_LOUDNESS_LIMIT).sqrt()
+    changed = _near(weight > 0, frame_samples)  # elsewhere y is x, and stays x
+    y = torch.where(changed, y * ratio.clamp(min=0.0, max=_LOUDNESS_LIMIT).sqrt(), x)
     return y.float()
