@@ -302,8 +302,9 @@ class TrainConfig:
     # The same update, other rounding; false restores the path the shipped model was trained on.
     fused_optimizer: bool = True
     # With --init: the parameters the source lacks (kept as built, e.g. a new pitch stream's vectors, which start
-    # at zero), or holds all at zero (added at zero and not trained yet), learn at lr x this. At a continuation's low rate a zero-initialised tensor hardly moves: the pitch
-    # vectors of a CPU continuation at 1e-4 reached an RMS of 0.003 in 750 steps, beside code vectors of 0.6.
+    # at zero), or holds all at zero (added at zero and not trained yet), learn at lr x this. At a continuation's
+    # low rate a zero-initialised tensor hardly moves: the pitch vectors of a CPU continuation at 1e-4 reached an
+    # RMS of 0.003 in 750 steps, beside code vectors of 0.6.
     new_weights_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:

@@ -26,10 +26,9 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from speechvq.atomic import atomic_path
 from speechvq.audio import load_audio, normalize_level
-from speechvq.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, init_from_checkpoint, load_checkpoint
-from speechvq.config import Config, ConfigError
+from speechvq.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
+from speechvq.config import ConfigError
 from speechvq.data.manifest import read_manifest
 from speechvq.errors import SpeechVQError
 from speechvq.models import SpeechVQ
@@ -74,9 +73,8 @@ def add_pitch_stream(source: str, manifest: str, target: str, bits: int) -> dict
     if config.model.pitch.bits:
         raise SpeechVQError(f"{source} already has a pitch stream ({config.model.pitch.bits} bits)")
     try:
-        pitch = dataclasses.replace(config.model.pitch, bits=bits)
-        config = Config.from_dict({**config.to_dict(), "model": {**config.to_dict()["model"],
-                                                                 "pitch": dataclasses.asdict(pitch)}})
+        pitch = dataclasses.replace(config.model.pitch, bits=bits)  # checked as any config value is
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, pitch=pitch))
     except ConfigError as err:
         raise SpeechVQError(str(err)) from None
     model = SpeechVQ(config.model, speakers=checkpoint.speakers).eval()
@@ -93,21 +91,8 @@ def add_pitch_stream(source: str, manifest: str, target: str, bits: int) -> dict
     history = list(checkpoint.extra.get("history", []))
     history.append({"step": checkpoint.step, "samples_seen": None, "source": Path(source).name,
                     "change": f"pitch stream added ({bits} bits, vectors at zero)"})
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "speechvq_version": checkpoint.speechvq_version,
-        "config": config.to_dict(),
-        "speakers": list(checkpoint.speakers),
-        "step": checkpoint.step,
-        "model": {key: value.detach().cpu() for key, value in model.state_dict().items()},
-        "optimizer": None,
-        "scheduler": None,
-        "extra": {**checkpoint.extra, "history": history},
-        "code_statistics": None,
-    }
-    with atomic_path(target) as tmp:
-        torch.save(payload, tmp)
+    # a new file in the exported form: weights, config, step and record, no training state or code statistics
+    save_checkpoint(target, model, config, step=checkpoint.step, extra={**checkpoint.extra, "history": history})
     load_checkpoint(target).build_model()  # what was written loads as a model
     return {"speakers": {name: (float(means[row]), int(utterances[row])) for row, name in enumerate(model.speakers)}
             if model.n_speakers else {}}
