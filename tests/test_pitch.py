@@ -194,6 +194,22 @@ def test_training_keeps_each_voices_mean_pitch():
     assert model.voice_pitch_bin(0) < model.voice_pitch_bin(1)
 
 
+def test_voice_pitch_is_the_mean_over_every_batch_not_a_running_one():
+    # a continuation must not drift from the means measured before it (tools/add_pitch_stream.py): every
+    # batch counts as much as each of the utterances already folded in
+    _, model = _models()
+    model.train()
+    model.voice_pitch.copy_(torch.tensor([30.0, 30.0]))
+    model.voice_pitch_updates.copy_(torch.tensor([3, 0]))
+    tones = [harmonic_tone(f0, 0.25) for f0 in (100.0, 120.0, 140.0)]
+    bins = [mean_voiced_bin(model.encode_pitch(w.view(1, 1, -1))) for w in tones]
+    for tone in tones:
+        model(tone.view(1, 1, -1), torch.tensor([0]))
+    assert model.voice_pitch_updates.tolist() == [6, 0]
+    assert model.voice_pitch[0].item() == pytest.approx((3 * 30.0 + sum(bins)) / 6, abs=1e-4)
+    assert model.voice_pitch[1].item() == 30.0  # a voice missing from every batch keeps its mean
+
+
 def test_conversion_moves_the_pitch_to_the_target_voice():
     _, model = _models()
     model.voice_pitch.copy_(torch.tensor([20.0, 40.0]))

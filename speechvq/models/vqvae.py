@@ -271,7 +271,7 @@ class SpeechVQ(nn.Module):
         return local + vectors.repeat_interleave(self.config.pitch.frame_codes, dim=-1)[..., :frames]
 
     def voice_pitch_bin(self, row: int) -> Optional[float]:
-        """A named voice's mean log-F0 bin (running mean over its training crops), or None when the model
+        """A named voice's mean log-F0 bin (mean over the batches it trained in), or None when the model
         has no pitch stream or has not seen that voice speak voiced."""
         if not self.has_pitch or not self.n_speakers or int(self.voice_pitch_updates[row]) == 0:
             return None
@@ -279,15 +279,22 @@ class SpeechVQ(nn.Module):
 
     @torch.no_grad()
     def _update_voice_pitch(self, rows: Tensor, pitch: Tensor) -> None:
-        """Fold a batch's mean voiced bin per speaker into each voice's running mean (tensor operations only)."""
+        """Fold a batch's mean voiced bin per speaker into each voice's mean over every batch it has been in
+        (tensor operations only).
+
+        A cumulative mean, not the voice vectors' running one: a speaker's mean pitch does not change during
+        training, and a running mean over the last ~100 short crops wandered by up to 2.2 bins (a semitone)
+        from the whole-corpus means that `tools/add_pitch_stream.py` measured, in a 52 M-sample CPU
+        continuation (2026-12-02). `voice_pitch_updates` counts the batches (or measured utterances) folded in.
+        """
         voiced = (pitch > 0).float()
         counts = torch.zeros_like(self.voice_pitch).index_add_(0, rows, voiced.sum(1))
         sums = torch.zeros_like(self.voice_pitch).index_add_(0, rows, (pitch.float() * voiced).sum(1))
         present = counts > 0
         batch_mean = sums / counts.clamp(min=1)
-        first = present & (self.voice_pitch_updates == 0)
-        blended = VOICE_DECAY * self.voice_pitch + (1 - VOICE_DECAY) * batch_mean
-        self.voice_pitch.copy_(torch.where(first, batch_mean, torch.where(present, blended, self.voice_pitch)))
+        weight = 1.0 / (self.voice_pitch_updates + 1).to(self.voice_pitch.dtype)
+        blended = self.voice_pitch + weight * (batch_mean - self.voice_pitch)
+        self.voice_pitch.copy_(torch.where(present, blended, self.voice_pitch))
         self.voice_pitch_updates.add_(present.long())
 
     @torch.no_grad()
