@@ -61,8 +61,10 @@ lr=1e-4
 # worker loader, eager, unfused Adam, batch 32; tells the fast path from the warm restart) and pitch (the pitch
 # stream's vectors at 10 x lr, as at 1e-4 they hardly move: an RMS of 0.003 after 750 CPU steps). Since
 # 2026-12-02 the shipped model and conf/default.yaml have the stream (a log-F0 + voicing symbol every 4 codes,
-# its vectors at zero, used by the pitch post-filter), so every run keeps it; model.pitch.bits=6 in the pitch run
-# adds it where the init lacks it (the smoke's tiny model). Waiting for a later lease: "lowlr:train.lr=5e-5",
+# used by the pitch post-filter), so every run keeps it; model.pitch.bits=6 in the pitch run adds it where the
+# init lacks it (the smoke's tiny model). Since the later 2026-12-02 CPU session the shipped vectors are trained
+# (mean norm about 0.2), so --init no longer reports them as untrained and, from the shipped model, the pitch run
+# is the base run again: swap it for a waiting ablation below at the next lease. Waiting for a later lease: "lowlr:train.lr=5e-5",
 # "preemph:model.pre_emphasis=0.85" (LPCNet's targets), "jitter:model.code_jitter=0.12" and
 # "ema:model.quantizer.ema=true,train.freeze_encoder=false" (the EMA codebook moves only if the encoder side trains).
 main_changes=train.freeze_encoder=true
