@@ -64,7 +64,8 @@ lr=1e-4
 # used by the pitch post-filter), so every run keeps it; model.pitch.bits=6 in the pitch run adds it where the
 # init lacks it (the smoke's tiny model). Since the later 2026-12-02 CPU session the shipped vectors are trained
 # (mean norm about 0.2), so --init no longer reports them as untrained and, from the shipped model, the pitch run
-# is the base run again: swap it for a waiting ablation below at the next lease. Waiting for a later lease: "lowlr:train.lr=5e-5",
+# is the base run again: swap it for a waiting ablation below at the next lease. Waiting for a later lease:
+# "lowlr:train.lr=5e-5",
 # "preemph:model.pre_emphasis=0.85" (LPCNet's targets), "jitter:model.code_jitter=0.12" and
 # "ema:model.quantizer.ema=true,train.freeze_encoder=false" (the EMA codebook moves only if the encoder side trains).
 main_changes=train.freeze_encoder=true
