@@ -68,7 +68,8 @@ class Checkpoint:
 
 def save_checkpoint(path: str | os.PathLike, model: SpeechVQ, config: Config, step: int = 0,
                     optimizer: Optional[torch.optim.Optimizer] = None, scheduler: Any = None,
-                    extra: Optional[dict[str, Any]] = None) -> None:
+                    extra: Optional[dict[str, Any]] = None,
+                    code_statistics: Optional[dict[str, Any]] = None) -> None:
     """Write a checkpoint atomically.
 
     Args:
@@ -78,6 +79,8 @@ def save_checkpoint(path: str | os.PathLike, model: SpeechVQ, config: Config, st
         step: training steps taken.
         optimizer, scheduler: saved by their state_dict when given.
         extra: plain data (dicts, lists, numbers, strings, tensors) for resuming.
+        code_statistics: `CodeStatistics.to_state()` as tensors, when the model's codes are those they
+            were measured on (e.g. carried from `--init` while the encoder is frozen); None: not measured.
     """
     if config.model != model.config:
         raise ValueError("config.model differs from the config the model was built with")
@@ -92,6 +95,7 @@ def save_checkpoint(path: str | os.PathLike, model: SpeechVQ, config: Config, st
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "extra": dict(extra or {}),
+        "code_statistics": code_statistics,
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -181,6 +185,9 @@ class InitReport:
         history: the source's own history plus itself, for the new run's record.
         untrained: copied keys whose source values are all zero: a layer added at zero that has not trained
             yet (e.g. the pitch vectors `tools/add_pitch_stream.py` gives a trained model), new in all but name.
+        code_statistics: the source's code statistics when its codes and pitch symbols are this model's
+            (`_same_codes`), else None. They stay valid only while the encoder side does not train
+            (`train.freeze_encoder`); a run that trains it must measure its own.
     """
 
     source_step: int
@@ -189,6 +196,23 @@ class InitReport:
     kept: list[str]
     history: list[dict]
     untrained: list[str] = field(default_factory=list)
+    code_statistics: Optional[dict[str, Any]] = None
+
+
+# What turns a waveform into codes and pitch symbols: the encoder side's weights, and these config fields.
+_ENCODER_SIDE_PREFIXES = ("encoder.", "quantizer.", "speaker_encoder.")
+
+
+def _same_codes(source: Checkpoint, model: SpeechVQ, copied: list[str]) -> bool:
+    """Whether `model` (just initialised from `source`) turns any waveform into the source's codes and
+    pitch symbols: the same code-side config (the pitch section includes whether there is a pitch stream)
+    and every encoder-side tensor copied from the source."""
+    mine, theirs = source.config.model, model.config
+    if (mine.sample_rate, mine.level_dbfs, mine.encoder, mine.quantizer.codebook_size, mine.pitch) != \
+            (theirs.sample_rate, theirs.level_dbfs, theirs.encoder, theirs.quantizer.codebook_size, theirs.pitch):
+        return False
+    done = set(copied)
+    return all(key in done for key in model.state_dict() if key.startswith(_ENCODER_SIDE_PREFIXES))
 
 
 _SPEAKER_ROW_KEYS = ("speaker_embedding.weight", "voice_vectors", "voice_updates", "voice_pitch",
@@ -249,7 +273,8 @@ def init_from_checkpoint(model: SpeechVQ, path: str | os.PathLike) -> InitReport
     record = {"step": source.step, "samples_seen": run.get("samples_seen", source.extra.get("samples_seen")),
               "source": Path(path).name}
     history = list(run.get("history", source.extra.get("history", []))) + [record]
-    return InitReport(source.step, copied, rows, kept, history, untrained)
+    statistics = source.code_statistics if _same_codes(source, model, copied) else None
+    return InitReport(source.step, copied, rows, kept, history, untrained, statistics)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> SpeechVQ:

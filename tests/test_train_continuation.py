@@ -203,6 +203,32 @@ def test_freeze_encoder_trains_the_decoder_only_and_keeps_every_code(corpus):
     assert torch.equal(first.eval().encode(wav), frozen.eval().encode(wav))
 
 
+def test_a_frozen_encoder_keeps_inits_code_statistics_through_resume_and_export(corpus):
+    from speechvq.codec import Codec, measure_code_statistics, save_code_statistics
+    from tests.helpers import voiced_signal
+
+    train(small_config(corpus, "train.max_steps=2"), corpus / "first", device="cpu", show_progress=False)
+    export_checkpoint(corpus / "first" / "last.pt", corpus / "first.pt")
+    source = load_checkpoint(corpus / "first.pt").build_model()
+    save_code_statistics(corpus / "first.pt",
+                         measure_code_statistics(Codec(source), [voiced_signal(1600, seed=s) for s in range(3)]))
+    measured = load_checkpoint(corpus / "first.pt").code_statistics
+    frozen = small_config(corpus, "train.max_steps=4", "train.freeze_encoder=true", "train.valid_every=2")
+    train(frozen, corpus / "frozen", device="cpu", init=corpus / "first.pt", stop_at_step=2, show_progress=False)
+    train(frozen, corpus / "frozen", device="cpu", init=corpus / "first.pt", show_progress=False)  # resumed
+    for path in ("last.pt", "best.pt"):
+        carried = load_checkpoint(corpus / "frozen" / path).code_statistics
+        assert torch.equal(carried["unigram"], measured["unigram"]) and carried["utterances"] == 3
+        assert torch.equal(carried["bigram"], measured["bigram"])
+    export_checkpoint(corpus / "frozen" / "last.pt", corpus / "frozen.pt")
+    assert Codec.from_checkpoint(corpus / "frozen.pt").statistics.utterances == 3  # its files are entropy-coded
+    # an encoder that trains, or a pitch stream the source's statistics did not count: new codes, none carried
+    for name, options in (("trained", ()), ("pitch", ("train.freeze_encoder=true", "model.pitch.bits=6"))):
+        train(small_config(corpus, "train.max_steps=2", *options), corpus / name, device="cpu",
+              init=corpus / "first.pt", show_progress=False)
+        assert load_checkpoint(corpus / name / "last.pt").code_statistics is None
+
+
 class FakeClock:
     """time.monotonic for the loop: every reading advances by `tick` seconds."""
 

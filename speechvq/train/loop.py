@@ -129,6 +129,12 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
                                 "a trained checkpoint or model")
         model.freeze_encoder()
     report = init_from_checkpoint(model, init) if init is not None and not resuming else None
+    # A frozen encoder side keeps --init's codes, so its code statistics (entropy coding) stay true and
+    # every checkpoint of the run carries them; an encoder that trains makes new codes, to be measured anew.
+    if resuming:
+        code_statistics = last.code_statistics
+    else:
+        code_statistics = report.code_statistics if report is not None and cfg.train.freeze_encoder else None
     if resuming:
         new_weights = RunState.from_dict(last.extra["run"]).new_weights
     elif report is not None and cfg.train.new_weights_lr_scale != 1.0:
@@ -153,6 +159,8 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
         logger.message(f"initialised from {init} (step {report.source_step}): {len(report.copied)} tensors copied, "
                        f"{report.rows} speaker rows by name, {len(report.kept)} kept as built"
                        + (f" ({', '.join(report.kept[:6])})" if report.kept else ""))
+        if code_statistics is not None:
+            logger.message("the encoder side is frozen with --init's codes: its code statistics are kept")
         if new_weights:
             logger.message(f"{', '.join(new_weights)} learn at {cfg.train.new_weights_lr_scale:g} x lr "
                            f"(train.new_weights_lr_scale)")
@@ -237,9 +245,9 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
             if at_valid:
                 with clock.validation():
                     _validate_and_keep_best(model, valid_set, cfg, context, state, optimizer, scheduler, exp_dir,
-                                            logger)
+                                            logger, code_statistics)
             if at_checkpoint:
-                _save(exp_dir / "last.pt", model, cfg, state, optimizer, scheduler, context)
+                _save(exp_dir / "last.pt", model, cfg, state, optimizer, scheduler, context, code_statistics)
                 saved_step = state.step
             if any_rank(context, stop.requested):
                 stopped = "interrupted"
@@ -247,8 +255,9 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
     if state.step != saved_step:
         sums.take(state.step, saved_step)
         if state.step % cfg.train.valid_every != 0:
-            _validate_and_keep_best(model, valid_set, cfg, context, state, optimizer, scheduler, exp_dir, logger)
-        _save(exp_dir / "last.pt", model, cfg, state, optimizer, scheduler, context)
+            _validate_and_keep_best(model, valid_set, cfg, context, state, optimizer, scheduler, exp_dir, logger,
+                                    code_statistics)
+        _save(exp_dir / "last.pt", model, cfg, state, optimizer, scheduler, context, code_statistics)
     logger.message(f"{stopped} at step {state.step}; best valid NLL {state.best_valid_nll:.4f}; "
                    f"{state.samples_seen / 1e6:.1f} M samples seen; {state.skipped_items} unreadable item(s) skipped")
     logger.close()
@@ -444,14 +453,15 @@ def evaluate(model: SpeechVQ, dataset: SegmentDataset, device: torch.device, bat
 
 
 def _validate_and_keep_best(model: SpeechVQ, valid_set: SegmentDataset, cfg: Config, context: DistributedContext,
-                            state: RunState, optimizer, scheduler, exp_dir: Path, logger: TrainingLogger) -> None:
+                            state: RunState, optimizer, scheduler, exp_dir: Path, logger: TrainingLogger,
+                            code_statistics: Optional[dict]) -> None:
     if context.is_main:
         metrics = evaluate(model, valid_set, context.device, cfg.data.batch_size)
         logger.validation(state.step, metrics, cfg.model.sample_rate, _resynthesis_sample(model, valid_set, cfg))
         if metrics["nll"] < state.best_valid_nll:
             state.best_valid_nll = metrics["nll"]
             save_checkpoint(exp_dir / "best.pt", model, cfg, state.step, optimizer, scheduler,
-                            extra={"run": state.to_dict(), "rng": capture_rng()})
+                            extra={"run": state.to_dict(), "rng": capture_rng()}, code_statistics=code_statistics)
     barrier(context)
     best = torch.tensor([state.best_valid_nll], device=context.device)
     if context.world_size > 1:  # every rank carries the same best score into its checkpoint state
@@ -479,8 +489,8 @@ def _resynthesis_sample(model: SpeechVQ, valid_set: SegmentDataset, cfg: Config)
 
 
 def _save(path: Path, model: SpeechVQ, cfg: Config, state: RunState, optimizer, scheduler,
-          context: DistributedContext) -> None:
+          context: DistributedContext, code_statistics: Optional[dict]) -> None:
     if context.is_main:
         save_checkpoint(path, model, cfg, state.step, optimizer, scheduler,
-                        extra={"run": state.to_dict(), "rng": capture_rng()})
+                        extra={"run": state.to_dict(), "rng": capture_rng()}, code_statistics=code_statistics)
     barrier(context)
