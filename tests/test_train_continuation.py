@@ -357,9 +357,14 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
     main_run = load_checkpoint(out / "main.pt")
     assert main_run.extra["history"][-1]["source"] == "previous.pt" and main_run.code_statistics is not None
     # the main run continues the decoder only: the encoder and codebook it started from are unchanged
-    previous = load_checkpoint(recipe / "exp" / "gpu_session_smoke" / "previous.pt").model_state
+    previous_checkpoint = load_checkpoint(recipe / "exp" / "gpu_session_smoke" / "previous.pt")
+    previous = previous_checkpoint.model_state
     frozen = [k for k in previous if k.startswith("encoder.") or k == "quantizer.codebook"]
     assert frozen and all(torch.equal(previous[k], main_run.model_state[k]) for k in frozen)
+    # so its init's code statistics still hold and were kept; the whole-model control run measured its own
+    assert "main: the encoder side was frozen" in result.stderr and "control: the encoder side" not in result.stderr
+    assert torch.equal(main_run.code_statistics["bigram"], previous_checkpoint.code_statistics["bigram"])
+    assert load_checkpoint(out / "control.pt").code_statistics is not None
     assert "decoder only" in summary and "whole model" in summary
 
     # the lease's second call, on the machine the first left: the main model continues alone (no probe, ablations,

@@ -24,7 +24,8 @@
 #   3  training, all runs at once: `speechvq train --init INIT --max-minutes MINUTES` with the training set
 #      held on the device (data.loader=device) and the compiled step (train.compile=true)
 #   4  export each run's best.pt, measure its code statistics (entropy coding) on --stats_files utterances
-#      (all runs at once)
+#      (all runs at once); a run whose encoder side stayed frozen keeps its init's instead (the same codes,
+#      and the shipped model's were counted on 3,000 files, ten times --stats_files)
 #   5  decoded (not teacher-forced) scores of the init model and every run on --eval_files test utterances
 #      (their first --eval_seconds), then WORK/summary.md (tools/session_summary.py); beside stages 4 and 5,
 #      the tests marked gpu (pytest -m gpu)
@@ -161,6 +162,9 @@ elif $smoke; then
   speechvq train -c "$conf" --set "${set_args[@]}" train.max_steps=10 --exp "$work/exp/previous" \
     --device cpu > "$work/logs/previous.log" 2>&1
   speechvq export "$work/exp/previous/best.pt" "$work/previous.pt" --force
+  # with code statistics, as the shipped model has them: a frozen-encoder run keeps them, the others measure
+  speechvq code-stats --model "$work/previous.pt" --manifest "$manifests/train.jsonl" --max-files "$stats_files" \
+    --spread --device cpu > "$work/logs/stats_previous.log" 2>&1
   init=$work/previous.pt
 fi
 
@@ -210,6 +214,11 @@ pids=()
 for spec in "${runs[@]}"; do
   name=${spec%%:*}
   speechvq export "$work/exp/$name/best.pt" "$work/models/$name.pt" --force > /dev/null
+  if speechvq info --model "$work/models/$name.pt" --json | grep -q '"code_statistics": true'; then
+    log "$name: the encoder side was frozen, so its init's code statistics still hold (kept, not measured)"
+    cp "$work/models/$name.pt" "$out/$name.pt"
+    continue
+  fi
   (speechvq code-stats --model "$work/models/$name.pt" --manifest "$manifests/train.jsonl" \
      --max-files "$stats_files" --spread --device "$device" > "$work/logs/stats_$name.log" 2>&1
    cp "$work/models/$name.pt" "$out/$name.pt") &
