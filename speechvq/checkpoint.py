@@ -207,9 +207,10 @@ def _same_codes(source: Checkpoint, model: SpeechVQ, copied: list[str]) -> bool:
     """Whether `model` (just initialised from `source`) turns any waveform into the source's codes and
     pitch symbols: the same code-side config (the pitch section includes whether there is a pitch stream)
     and every encoder-side tensor copied from the source."""
-    mine, theirs = source.config.model, model.config
-    if (mine.sample_rate, mine.level_dbfs, mine.encoder, mine.quantizer.codebook_size, mine.pitch) != \
-            (theirs.sample_rate, theirs.level_dbfs, theirs.encoder, theirs.quantizer.codebook_size, theirs.pitch):
+    def code_side(cfg):
+        return cfg.sample_rate, cfg.level_dbfs, cfg.encoder, cfg.quantizer.codebook_size, cfg.pitch
+
+    if code_side(source.config.model) != code_side(model.config):
         return False
     done = set(copied)
     return all(key in done for key in model.state_dict() if key.startswith(_ENCODER_SIDE_PREFIXES))
