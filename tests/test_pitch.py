@@ -210,7 +210,17 @@ def test_voice_pitch_is_the_mean_over_every_batch_not_a_running_one():
     assert model.voice_pitch[1].item() == 30.0  # a voice missing from every batch keeps its mean
 
 
-def test_conversion_moves_the_pitch_to_the_target_voice():
+def test_held_voice_pitch_means_stay_while_the_others_update():
+    _, model = _models()
+    model.train()
+    model.voice_pitch.copy_(torch.tensor([30.0, 30.0]))
+    model.voice_pitch_updates.copy_(torch.tensor([3, 3]))
+    model.hold_voice_pitch(["a"])
+    tone = harmonic_tone(120.0, 0.25).view(1, 1, -1)
+    model(torch.cat([tone, tone]), torch.tensor([0, 1]))
+    assert model.voice_pitch[0].item() == 30.0 and model.voice_pitch_updates[0].item() == 3
+    assert model.voice_pitch[1].item() != 30.0 and model.voice_pitch_updates[1].item() == 4
+    assert "voice_pitch_held" not in model.state_dict()  # the run decides, not the checkpoint
     _, model = _models()
     model.voice_pitch.copy_(torch.tensor([20.0, 40.0]))
     model.voice_pitch_updates.fill_(1)

@@ -229,6 +229,24 @@ def test_a_frozen_encoder_keeps_inits_code_statistics_through_resume_and_export(
         assert load_checkpoint(corpus / name / "last.pt").code_statistics is None
 
 
+def test_a_continuation_keeps_the_voice_pitch_means_its_init_brings_through_resume(corpus):
+    pitch = "model.pitch.bits=6"
+    train(small_config(corpus, "train.max_steps=2", pitch), corpus / "first", device="cpu", show_progress=False)
+    export_checkpoint(corpus / "first" / "last.pt", corpus / "first.pt")
+    measured = load_checkpoint(corpus / "first.pt").model_state
+    assert int((measured["voice_pitch_updates"] > 0).sum()) >= 1  # the first run measured some voices
+    cfg = small_config(corpus, "train.max_steps=4", pitch)
+    train(cfg, corpus / "second", device="cpu", init=corpus / "first.pt", stop_at_step=2, show_progress=False)
+    train(cfg, corpus / "second", device="cpu", init=corpus / "first.pt", show_progress=False)  # resumed
+    last = load_checkpoint(corpus / "second" / "last.pt")
+    assert last.step == 4
+    held = measured["voice_pitch_updates"] > 0
+    assert torch.equal(last.model_state["voice_pitch"][held], measured["voice_pitch"][held])
+    assert torch.equal(last.model_state["voice_pitch_updates"][held], measured["voice_pitch_updates"][held])
+    speakers = json.loads(Path(cfg.data.speakers).read_text())["speakers"]
+    assert last.extra["run"]["held_voice_pitch"] == [name for name, h in zip(speakers, held.tolist()) if h]
+
+
 class FakeClock:
     """time.monotonic for the loop: every reading advances by `tick` seconds."""
 

@@ -107,6 +107,9 @@ class SpeechVQ(nn.Module):
             if n_speakers:  # each named voice's mean log-F0 bin, for moving a source's pitch in conversion
                 self.register_buffer("voice_pitch", torch.zeros(n_speakers))
                 self.register_buffer("voice_pitch_updates", torch.zeros(n_speakers, dtype=torch.long))
+                # voices whose mean training leaves as it is (`hold_voice_pitch`); not saved: the run decides
+                self.register_buffer("voice_pitch_held", torch.zeros(n_speakers, dtype=torch.bool),
+                                     persistent=False)
         self.decoder = WaveNet(config.decoder, classes=config.mu_law_classes, hop_length=config.hop_length,
                                local_channels=config.encoder.latent_dim,
                                global_channels=config.speaker_dim if mode != "none" else 0)
@@ -277,6 +280,19 @@ class SpeechVQ(nn.Module):
             return None
         return float(self.voice_pitch[row])
 
+    def hold_voice_pitch(self, names: list[str]) -> None:
+        """Keep these named voices' mean pitch bins as they are while training (the others still update).
+
+        For a continuation whose means were measured on whole utterances (`tools/add_pitch_stream.py`,
+        frame-weighted, what conversion compares a source with): training folds in per-batch means of short
+        crops instead, and a 110.8 M-sample CPU continuation (2026-12-02) moved them by 0.42 bins on average,
+        up to 1.47, towards that other estimate.
+        """
+        if not self.has_pitch or not self.n_speakers:
+            return
+        held = set(names)
+        self.voice_pitch_held.copy_(torch.tensor([name in held for name in self.speakers], dtype=torch.bool))
+
     @torch.no_grad()
     def _update_voice_pitch(self, rows: Tensor, pitch: Tensor) -> None:
         """Fold a batch's mean voiced bin per speaker into each voice's mean over every batch it has been in
@@ -290,7 +306,7 @@ class SpeechVQ(nn.Module):
         voiced = (pitch > 0).float()
         counts = torch.zeros_like(self.voice_pitch).index_add_(0, rows, voiced.sum(1))
         sums = torch.zeros_like(self.voice_pitch).index_add_(0, rows, (pitch.float() * voiced).sum(1))
-        present = counts > 0
+        present = (counts > 0) & ~self.voice_pitch_held
         batch_mean = sums / counts.clamp(min=1)
         weight = 1.0 / (self.voice_pitch_updates + 1).to(self.voice_pitch.dtype)
         blended = self.voice_pitch + weight * (batch_mean - self.voice_pitch)

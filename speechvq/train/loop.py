@@ -156,14 +156,20 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
         logger.message(f"resuming {exp_dir / 'last.pt'}: --init {init} is not applied again")
     elif report is not None:
         state.history, state.new_weights = report.history, new_weights
+        if model.has_pitch and model.n_speakers:  # means --init brings are measured ones: training keeps them
+            state.held_voice_pitch = [name for row, name in enumerate(model.speakers)
+                                      if int(model.voice_pitch_updates[row]) > 0]
         logger.message(f"initialised from {init} (step {report.source_step}): {len(report.copied)} tensors copied, "
                        f"{report.rows} speaker rows by name, {len(report.kept)} kept as built"
                        + (f" ({', '.join(report.kept[:6])})" if report.kept else ""))
         if code_statistics is not None:
             logger.message("the encoder side is frozen with --init's codes: its code statistics are kept")
+        if state.held_voice_pitch:
+            logger.message(f"the mean pitch of {len(state.held_voice_pitch)} voice(s) comes from --init and is kept")
         if new_weights:
             logger.message(f"{', '.join(new_weights)} learn at {cfg.train.new_weights_lr_scale:g} x lr "
                            f"(train.new_weights_lr_scale)")
+    model.hold_voice_pitch(state.held_voice_pitch)
     cache = AudioCache(cfg.data.cache_dir, cfg.model.sample_rate, cfg.model.level_dbfs)
     segment = int(round(cfg.data.segment_s * cfg.model.sample_rate))
     if cfg.train.compile:

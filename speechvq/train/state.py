@@ -30,6 +30,8 @@ class RunState:
         history: the runs this one continues (`--init`), oldest first: each {"step", "samples_seen", "source"}.
         new_weights: names of the parameters that learn at `train.new_weights_lr_scale` x lr (those `--init`'s
             source lacked or held all at zero); kept so that a resumed run builds the same optimizer groups.
+        held_voice_pitch: the voices whose mean pitch bin came from `--init` already measured, which the run
+            leaves as it is (`SpeechVQ.hold_voice_pitch`); kept so that a resumed run holds the same ones.
     """
 
     step: int = 0
@@ -40,6 +42,7 @@ class RunState:
     fitted_max_steps: int = 0
     history: list = field(default_factory=list)
     new_weights: list = field(default_factory=list)
+    held_voice_pitch: list = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
