@@ -221,6 +221,9 @@ def test_held_voice_pitch_means_stay_while_the_others_update():
     assert model.voice_pitch[0].item() == 30.0 and model.voice_pitch_updates[0].item() == 3
     assert model.voice_pitch[1].item() != 30.0 and model.voice_pitch_updates[1].item() == 4
     assert "voice_pitch_held" not in model.state_dict()  # the run decides, not the checkpoint
+
+
+def test_conversion_moves_the_pitch_to_the_target_voice():
     _, model = _models()
     model.voice_pitch.copy_(torch.tensor([20.0, 40.0]))
     model.voice_pitch_updates.fill_(1)
