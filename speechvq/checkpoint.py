@@ -199,10 +199,6 @@ class InitReport:
     code_statistics: Optional[dict[str, Any]] = None
 
 
-# What turns a waveform into codes and pitch symbols: the encoder side's weights, and these config fields.
-_ENCODER_SIDE_PREFIXES = ("encoder.", "quantizer.", "speaker_encoder.")
-
-
 def _same_codes(source: Checkpoint, model: SpeechVQ, copied: list[str]) -> bool:
     """Whether `model` (just initialised from `source`) turns any waveform into the source's codes and
     pitch symbols: the same code-side config (the pitch section includes whether there is a pitch stream)
@@ -213,7 +209,7 @@ def _same_codes(source: Checkpoint, model: SpeechVQ, copied: list[str]) -> bool:
     if code_side(source.config.model) != code_side(model.config):
         return False
     done = set(copied)
-    return all(key in done for key in model.state_dict() if key.startswith(_ENCODER_SIDE_PREFIXES))
+    return all(key in done for key in model.encoder_side_keys())
 
 
 _SPEAKER_ROW_KEYS = ("speaker_embedding.weight", "voice_vectors", "voice_updates", "voice_pitch",

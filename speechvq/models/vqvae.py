@@ -131,6 +131,12 @@ class SpeechVQ(nn.Module):
     def _encoder_side(self) -> list[nn.Module]:
         return [m for m in (self.encoder, self.quantizer, self.speaker_encoder) if m is not None]
 
+    def encoder_side_keys(self) -> list[str]:
+        """The state_dict keys of the encoder side (`freeze_encoder`'s modules): what, with the code-side
+        config, decides the codes of an input."""
+        names = {id(module): name for name, module in self.named_children()}
+        return [f"{names[id(module)]}.{key}" for module in self._encoder_side() for key in module.state_dict()]
+
     def train(self, mode: bool = True) -> "SpeechVQ":
         """nn.Module.train, except that a frozen encoder side (`freeze_encoder`) stays in eval mode."""
         super().train(mode)
