@@ -306,11 +306,6 @@ class TrainConfig:
     # low rate a zero-initialised tensor hardly moves: the pitch vectors of a CPU continuation at 1e-4 reached an
     # RMS of 0.003 in 750 steps, beside code vectors of 0.6.
     new_weights_lr_scale: float = 1.0
-    # Score only the samples whose whole receptive field lies inside the crop (validation too). The decoder
-    # starts every crop from silence, so its first `model.decoder.receptive_field` samples are predicted from a
-    # past that is partly made-up silence: decoding meets that only in a file's first 0.128 s (the paper
-    # decoder), training at 0.256 s crops in half of every crop. Needs crops longer than the receptive field.
-    skip_cold_start: bool = False
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "train.lr", "must be positive")

@@ -4,7 +4,6 @@ step, code jitter and the session script's CPU smoke run."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import subprocess
@@ -339,17 +338,6 @@ def test_compiled_training_matches_eager_and_refuses_partial_frames(corpus):
     with pytest.raises(SpeechVQError, match="whole code frames"):
         train(small_config(corpus, "train.compile=true", "data.segment_s=0.05"), corpus / "c", device="cpu",
               show_progress=False)
-
-
-def test_skip_cold_start_trains_and_refuses_crops_within_the_receptive_field(corpus):
-    cfg = small_config(corpus, "train.skip_cold_start=true", "train.max_steps=4",
-                       "data.segment_s=0.048")
-    train(cfg, corpus / "warm", device="cpu", show_progress=False)
-    rows = [json.loads(line) for line in (corpus / "warm" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["kind"] for r in rows].count("valid") == 1 and all(math.isfinite(r["nll"]) for r in rows)
-    with pytest.raises(SpeechVQError, match="receptive field"):  # tiny: 15 samples, crops of 8
-        train(small_config(corpus, "train.skip_cold_start=true", "data.segment_s=0.0005"), corpus / "c",
-              device="cpu", show_progress=False)
 
 
 @pytest.mark.slow

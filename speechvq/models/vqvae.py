@@ -115,7 +115,6 @@ class SpeechVQ(nn.Module):
                                global_channels=config.speaker_dim if mode != "none" else 0)
         self._compiled_nll: Optional[Callable] = None
         self.encoder_frozen = False
-        self.unscored_samples = 0  # leading samples of each crop the NLL leaves out (`score_from`)
 
     def freeze_encoder(self) -> None:
         """Keep the encoder side as it is from now on: train the decoder side only (`train.freeze_encoder`).
@@ -480,17 +479,7 @@ class SpeechVQ(nn.Module):
         # The decoder sees the previous sample: shift right, starting from silence.
         inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(self.classes))
         logits = self.decoder(inputs, local=local, speaker=vector)
-        skip = self.unscored_samples
-        return F.cross_entropy(logits[..., skip:].float(), targets[:, skip:])
-
-    def score_from(self, first_sample: int) -> None:
-        """Make `forward`'s NLL (training and validation alike) the mean over samples `first_sample`, ... of
-        each crop only. `self.decoder.receptive_field` leaves out exactly the samples whose receptive field
-        reaches the silence the decoder's input starts from (`train.skip_cold_start`); 0 scores every sample.
-        A setting of this run, not of the weights: checkpoints neither store nor need it."""
-        if first_sample < 0:
-            raise ValueError(f"first_sample must be >= 0, got {first_sample}")
-        self.unscored_samples = int(first_sample)
+        return F.cross_entropy(logits.float(), targets)
 
     def compile_training(self, enabled: bool = True) -> None:
         """Run `teacher_forced_nll` through torch.compile in training passes (evaluation stays eager).

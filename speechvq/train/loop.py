@@ -172,15 +172,6 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
     model.hold_voice_pitch(state.held_voice_pitch)
     cache = AudioCache(cfg.data.cache_dir, cfg.model.sample_rate, cfg.model.level_dbfs)
     segment = int(round(cfg.data.segment_s * cfg.model.sample_rate))
-    if cfg.train.skip_cold_start:
-        warm_up = model.decoder.receptive_field
-        if segment <= warm_up:
-            raise SpeechVQError(f"train.skip_cold_start needs crops longer than the decoder's receptive field: "
-                                f"data.segment_s = {cfg.data.segment_s} s is {segment} samples, not more than "
-                                f"{warm_up}")
-        model.score_from(warm_up)
-        logger.message(f"scoring each crop from sample {warm_up} on ({segment - warm_up} of {segment}; "
-                       f"train.skip_cold_start)")
     if cfg.train.compile:
         if segment % cfg.model.hop_length:
             # A partial last frame takes another path through the decoder's conditioning, whose compiled

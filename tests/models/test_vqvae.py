@@ -80,30 +80,6 @@ def test_decoder_targets_are_the_mu_law_of_the_input(tiny_config):
     torch.testing.assert_close(out.nll, torch.nn.functional.cross_entropy(logits, targets))
 
 
-def test_skip_cold_start_scores_only_samples_that_never_see_the_starting_silence(tiny_config):
-    # score_from(receptive_field) leaves out exactly the samples whose logits depend on the silence the
-    # decoder's input starts from: the first scored one does not, the last unscored one does.
-    torch.manual_seed(0)
-    model = SpeechVQ(tiny_config.model).eval()
-    warm_up = model.decoder.receptive_field
-    wav = 0.3 * torch.randn(1, 1, warm_up + 160)
-    with torch.no_grad():
-        local = model.quantizer(model.encoder(wav)).z_q
-        targets = mu_law_encode(wav[:, 0])
-        inputs = torch.cat([torch.full((1, 1), 128), targets[:, :-1]], dim=1)
-        other_start = inputs.clone()
-        other_start[:, 0] = 3
-        logits = model.decoder(inputs, local=local)
-        moved = (model.decoder(other_start, local=local) - logits).abs().amax(dim=1)[0]
-        assert moved[warm_up - 1] > 0 and moved[warm_up:].max() == 0  # faint at the edge: 2e-7 here
-        model.score_from(warm_up)
-        out = model(wav)
-    torch.testing.assert_close(out.nll, torch.nn.functional.cross_entropy(logits[..., warm_up:],
-                                                                          targets[:, warm_up:]))
-    with pytest.raises(ValueError, match="first_sample"):
-        model.score_from(-1)
-
-
 def test_tiny_model_overfits_one_utterance(tiny_config):
     model = SpeechVQ(tiny_config.model, speakers=["a"]).train()
     wav, _ = normalize_level(voiced_signal(2000), tiny_config.model.level_dbfs)
