@@ -8,6 +8,13 @@ The paper's claim (section 4.3) is that the discrete codes keep the content and 
                      count how many frames that mapping labels correctly, next to always guessing the most
                      frequent phone (the paper: 49.3% with 128 codes vs 7.2% chance)
 
+And what the decoder takes from its own past:
+
+    history_costs    the teacher-forced NLL of the same samples with their real past and with the past before
+                     a point replaced by silence; the difference, against how much real past a sample kept,
+                     says how far back the decoder looks (a voiced sample that used the previous pitch period
+                     would cost more without the last 2.5-20 ms)
+
 Phone labels come as CTM lines (`utterance channel start duration phone`) or Praat TextGrids (long text format,
 as the Montreal Forced Aligner writes them), read by `read_ctm` / `read_textgrid`.
 """
@@ -24,6 +31,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+import torch.nn.functional as F
+
+from .audio import mu_law_silence
 from .errors import SpeechVQError
 
 Interval = tuple[float, float, str]  # start (s), end (s), label
@@ -178,3 +188,57 @@ def speaker_probe(train: Sequence[tuple[np.ndarray, int]], test: Sequence[tuple[
                        frame_chance=max(test_counts.values()) / frames,
                        utterance_chance=max(utterance_counts.values()) / len(test),
                        train_frames=len(x_train), test_frames=frames)
+
+
+def history_context(decoder_config, hop_length: int) -> tuple[int, int]:
+    """Samples of real past and of future that `history_costs` keeps around each scored span, both whole
+    frames: the decoder's receptive field plus the frame conditioning's reach (its convolutions' half-widths),
+    so that within the span neither the crop's start nor its end changes anything."""
+    reach = decoder_config.cond_layers * (decoder_config.cond_kernel_size // 2) + 1
+    lead = hop_length * (-(-decoder_config.receptive_field // hop_length) + reach)
+    return lead, hop_length * reach
+
+
+@torch.no_grad()
+def history_costs(model, level_wav: torch.Tensor, local: torch.Tensor, vector: torch.Tensor | None,
+                  starts: Sequence[int], span: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced NLL of samples s, ..., s + span - 1 for each s in `starts`, once with their real past
+    and once with every input before s replaced by silence, as a training crop starting at s sees it.
+
+    Sample s + k keeps k samples of real past in the second pass; past the decoder's receptive field the two
+    agree exactly. The code frames are the utterance's own in both passes (the frame conditioning of the whole
+    utterance, cut with `history_context`'s margins), so the difference is the decoder's past alone.
+
+    Args:
+        model: a `SpeechVQ` in eval mode (CPU or GPU).
+        level_wav: float `[T]` at the model's rate and level, in [-1, 1].
+        local: float `[latent_dim, F]` the utterance's frame conditioning (`SpeechVQ.local_conditioning`).
+        vector: float `[speaker_dim]` the voice, or None for a model without one.
+        starts: multiples of `model.hop_length`, each with `history_context`'s lead before it and span plus
+            its tail (rounded up to whole frames) inside the utterance.
+        span: samples scored from each start (default: the receptive field).
+
+    Returns:
+        (with the real past, from silence): float32 `[len(starts), span]` each, nats per sample.
+
+    Raises:
+        ValueError: a start off the frame grid or too near either end of the utterance.
+    """
+    hop, span = model.hop_length, span or model.decoder.receptive_field
+    lead, tail = history_context(model.config.decoder, hop)
+    length = lead + hop * -(-(span + tail) // hop)
+    for s in starts:
+        if s % hop or s < lead or s - lead + length > level_wav.numel():
+            raise ValueError(f"start {s} must be a multiple of {hop} in [{lead}, {level_wav.numel() - length + lead}]")
+    silence = mu_law_silence(model.classes)
+    targets = model.mu_law_targets(level_wav.view(1, -1))[0]
+    inputs = F.pad(targets[:-1], (1, 0), value=silence)
+    real = torch.stack([inputs[s - lead:s - lead + length] for s in starts])
+    cut = real.clone()
+    cut[:, :lead + 1] = silence  # input s is sample s - 1: the first the crop no longer sees
+    frames = torch.stack([local[:, (s - lead) // hop:(s - lead + length) // hop] for s in starts])
+    scored = torch.stack([targets[s - lead:s - lead + length] for s in starts]).repeat(2, 1)
+    speaker = None if vector is None else vector.view(1, -1).expand(2 * len(starts), -1)
+    logits = model.decoder(torch.cat([real, cut]), local=frames.repeat(2, 1, 1), speaker=speaker)
+    nll = F.cross_entropy(logits.float(), scored, reduction="none")[:, lead:lead + span]
+    return nll[:len(starts)], nll[len(starts):]

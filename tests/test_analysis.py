@@ -107,3 +107,39 @@ def test_speaker_probe_finds_a_speaker_signal_and_not_a_missing_one():
     assert strong.frame_chance == pytest.approx(1 / 3) and strong.test_frames == 360
     weak = speaker_probe(*utterances(False), n_speakers=3, steps=200)
     assert weak.frame_accuracy < 0.5
+
+
+def test_history_costs_real_past_is_the_whole_utterance_and_the_cut_reaches_one_receptive_field():
+    import torch
+    import torch.nn.functional as F
+
+    from speechvq.analysis import history_context, history_costs
+    from speechvq.audio import mu_law_silence
+    from speechvq.config import load_config
+    from speechvq.models import SpeechVQ
+
+    torch.manual_seed(0)
+    model = SpeechVQ(load_config("tiny", ["model.pitch.bits=6"]).model, speakers=["a", "b"]).eval()
+    rf, hop = model.decoder.receptive_field, model.hop_length
+    wav = (0.3 * torch.randn(4000)).clamp(-1, 1)
+    with torch.no_grad():
+        codes = model.quantizer(model.encoder(wav.view(1, 1, -1))).codes
+        local = model.local_conditioning(codes, model.encode_pitch(wav.view(1, 1, -1)))
+        vector = model.speaker_vectors(torch.tensor([1]))
+        targets = model.mu_law_targets(wav.view(1, -1))
+        inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(model.classes))
+        whole = F.cross_entropy(model.decoder(inputs, local=local, speaker=vector), targets, reduction="none")[0]
+    lead, _ = history_context(model.config.decoder, hop)
+    starts = [lead, lead + 5 * hop, lead + 30 * hop]
+    span = rf + 40
+    real, cut = history_costs(model, wav, local[0], vector[0], starts, span=span)
+    assert real.shape == cut.shape == (3, span)
+    # the crops' margins leave the scored samples as the whole utterance scores them
+    torch.testing.assert_close(real, torch.stack([whole[s:s + span] for s in starts]), rtol=0, atol=2e-5)
+    # past the receptive field the cut is out of reach; right after it, it costs
+    torch.testing.assert_close(cut[:, rf:], real[:, rf:], rtol=0, atol=2e-5)
+    assert (cut[:, :4] - real[:, :4]).abs().amax() > 1e-3
+    with pytest.raises(ValueError, match="multiple of"):
+        history_costs(model, wav, local[0], vector[0], [lead + 1])
+    with pytest.raises(ValueError, match="multiple of"):
+        history_costs(model, wav, local[0], vector[0], [lead - hop])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -181,6 +182,34 @@ def test_probe_codes_reports_both_probes_and_purity(tmp_path):
         probe = report[f"speaker_probe_{name}"]
         assert probe["utterance_accuracy"] == 1.0 and probe["frame_accuracy"] > probe["frame_chance"], (name, probe)
     assert 0 < report["phone_purity"]["purity"] <= 1 and report["phone_purity"]["phones"] == 2
+
+
+def test_history_use_tables_every_band_and_refuses_files_too_short(tmp_path):
+    import torch
+
+    from speechvq.checkpoint import save_checkpoint
+    from speechvq.config import load_config
+    from speechvq.models import SpeechVQ
+
+    torch.manual_seed(0)
+    config = load_config("tiny", ["model.pitch.bits=6"])
+    save_checkpoint(tmp_path / "tiny.pt", SpeechVQ(config.model, speakers=["allison", "june"]).eval(), config)
+    manifest = shipped_voices_manifest(tmp_path)
+    result = run_tool("history_use", "--manifest", manifest, "--model", tmp_path / "tiny.pt", "--positions", "3",
+                      "--out", tmp_path / "history.json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "history.json").read_text())
+    assert report["files"] == 4 and report["receptive_field"] == 15  # carlo, outside the table, gets a voice too
+    for name in ("voiced", "unvoiced"):
+        bands = [row["past_samples"] for row in report[name]]
+        assert bands == [[0, 15]]  # tiny: one band, up to its 15-sample reach
+    voiced = report["voiced"][0]
+    assert voiced["files"] >= 1 and voiced["samples"] > 0 and math.isfinite(voiced["cost_nats"])
+    assert "0-15" in result.stdout.replace(" ", "")
+    soundfile.write(tmp_path / "short.wav", np.zeros(40, dtype=np.float32), 16000)
+    write_manifest(tmp_path / "short.jsonl", [Utterance("s", str(tmp_path / "short.wav"), "allison", 40 / 16000)])
+    result = run_tool("history_use", "--manifest", tmp_path / "short.jsonl", "--model", tmp_path / "tiny.pt")
+    assert result.returncode == 1 and result.stderr.splitlines()[-1].startswith("history_use: no file")
 
 
 def test_gpu_generation_benchmark_runs_on_the_cpu():
