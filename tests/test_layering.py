@@ -37,7 +37,7 @@ ALLOWED = {
     "speechvq.metrics": {"speechvq.audio", "speechvq.errors", "speechvq.pitch"},
     "speechvq.plots": {"speechvq.atomic", "speechvq.audio"},
     "speechvq.similarity": {"speechvq.errors"},
-    "speechvq.analysis": {"speechvq.errors"},
+    "speechvq.analysis": {"speechvq.audio", "speechvq.errors"},  # audio: the mu-law silence a crop starts from
     "speechvq.assets": {"speechvq.errors"},
     # errors and version: an engine that cannot run here, and the code version that a reusable decode's key names
     "speechvq.evaluation": {"speechvq.atomic", "speechvq.audio", "speechvq.codec", "speechvq.data",
