@@ -30,7 +30,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-
 import torch.nn.functional as F
 
 from .audio import mu_law_silence
@@ -193,7 +192,14 @@ def speaker_probe(train: Sequence[tuple[np.ndarray, int]], test: Sequence[tuple[
 def history_context(decoder_config, hop_length: int) -> tuple[int, int]:
     """Samples of real past and of future that `history_costs` keeps around each scored span, both whole
     frames: the decoder's receptive field plus the frame conditioning's reach (its convolutions' half-widths),
-    so that within the span neither the crop's start nor its end changes anything."""
+    so that within the span neither the crop's start nor its end changes anything.
+
+    Args:
+        decoder_config: the model's `DecoderConfig`; hop_length: samples per code frame.
+
+    Returns:
+        (lead, tail) in samples, multiples of hop_length: 2,240 and 192 for the paper model.
+    """
     reach = decoder_config.cond_layers * (decoder_config.cond_kernel_size // 2) + 1
     lead = hop_length * (-(-decoder_config.receptive_field // hop_length) + reach)
     return lead, hop_length * reach
