@@ -162,11 +162,18 @@ def paired_difference(reference: Sequence[dict], other: Sequence[dict], key: str
     first = {item["id"]: item.get(key) for item in reference}
     deltas = np.array([item[key] - first[item["id"]] for item in other
                        if first.get(item["id"]) is not None and item.get(key) is not None], dtype=np.float64)
-    deltas = deltas[np.isfinite(deltas)]
-    if len(deltas) < 2:
+    return mean_interval(deltas)
+
+
+def mean_interval(values: Sequence[float]) -> Optional[dict]:
+    """The mean of per-file values and its 95% interval half-width (1.96 standard errors), non-finite values
+    left out: {"mean", "ci95", "files"}, or None with fewer than two finite values."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
         return None
-    return {"mean": float(deltas.mean()), "ci95": float(1.96 * deltas.std(ddof=1) / np.sqrt(len(deltas))),
-            "files": int(len(deltas))}
+    return {"mean": float(values.mean()), "ci95": float(1.96 * values.std(ddof=1) / np.sqrt(len(values))),
+            "files": int(len(values))}
 
 
 def files_without_speech(entries: Sequence[Utterance]) -> list[str]:

@@ -32,6 +32,7 @@ from speechvq.audio import load_audio, normalize_level
 from speechvq.checkpoint import load_model
 from speechvq.data.manifest import read_manifest
 from speechvq.errors import SpeechVQError
+from speechvq.evaluation import mean_interval
 from speechvq.inference import encode_waveform, resolve_voice
 from speechvq.pitch import voiced_f0
 
@@ -92,10 +93,10 @@ def summarise(per_file: list[dict], edges: list[int]) -> dict:
         rows = []
         for band in range(len(edges) - 1):
             values = [f[name][band] for f in per_file if f[name][band][2] > 0]
-            costs = np.array([v[0] for v in values])
+            interval = mean_interval([v[0] for v in values])  # None with a single file
             rows.append({"past_samples": [edges[band], edges[band + 1]],
-                         "cost_nats": float(costs.mean()) if len(costs) else None,
-                         "cost_ci95": float(1.96 * costs.std(ddof=1) / math.sqrt(len(costs))) if len(costs) > 1 else None,
+                         "cost_nats": float(np.mean([v[0] for v in values])) if values else None,
+                         "cost_ci95": interval["ci95"] if interval else None,
                          "nll_nats": float(np.mean([v[1] for v in values])) if values else None,
                          "files": len(values), "samples": int(sum(v[2] for v in values))})
         summary[name] = rows
