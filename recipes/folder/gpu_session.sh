@@ -260,9 +260,13 @@ cp "$work/summary.md" "$out/"
 # A device call returns at most 64 MiB from $OUT (8 files): five models of 12 MiB leave about 4 for the logs. The
 # big manifests are left out (the split is rebuilt from the corpus for ship_check), and the spectrogram plots too
 # when the files would not fit under --out_limit_mib.
+# The archive is written beside the work directory and then moved: --out lies inside it by default, and GNU tar
+# stops with "file changed as we read it" (exit 1) when it reads the archive it is still writing (CI on 2026-12-02).
 pack_logs() {
-  tar -czf "$out/logs.tar.gz" --exclude=cache --exclude=corpus --exclude='*.pt' --exclude='*.wav' \
-    --exclude=manifests/all.jsonl --exclude=manifests/train.jsonl "$@" -C "$work" .
+  local partial="$work.logs.tar.gz.partial"
+  tar -czf "$partial" --exclude=cache --exclude=corpus --exclude='*.pt' --exclude='*.wav' \
+    --exclude=manifests/all.jsonl --exclude=manifests/train.jsonl --exclude="./${out#"$work"/}" "$@" -C "$work" . &&
+    mv "$partial" "$out/logs.tar.gz"
 }
 pack_logs
 if [ "$(du -cb "$out"/* | tail -n 1 | cut -f1)" -gt $((out_limit_mib * 1024 * 1024)) ]; then
