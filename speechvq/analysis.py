@@ -189,30 +189,33 @@ def speaker_probe(train: Sequence[tuple[np.ndarray, int]], test: Sequence[tuple[
                        train_frames=len(x_train), test_frames=frames)
 
 
-def history_context(decoder_config, hop_length: int) -> tuple[int, int]:
+def history_context(decoder_config, hop_length: int, lag_reach: int = 0) -> tuple[int, int]:
     """Samples of real past and of future that `history_costs` keeps around each scored span, both whole
-    frames: the decoder's receptive field plus the frame conditioning's reach (its convolutions' half-widths),
-    so that within the span neither the crop's start nor its end changes anything.
+    frames: the decoder's receptive field (and its pitch-lag taps' reach beyond it) plus the frame
+    conditioning's reach (its convolutions' half-widths), so that within the span neither the crop's start nor
+    its end changes anything.
 
     Args:
         decoder_config: the model's `DecoderConfig`; hop_length: samples per code frame.
+        lag_reach: samples the pitch-lag taps read back beyond the receptive field (`SpeechVQ.lag_reach`).
 
     Returns:
         (lead, tail) in samples, multiples of hop_length: 2,240 and 192 for the paper model.
     """
     reach = decoder_config.cond_layers * (decoder_config.cond_kernel_size // 2) + 1
-    lead = hop_length * (-(-decoder_config.receptive_field // hop_length) + reach)
+    lead = hop_length * (-(-(decoder_config.receptive_field + lag_reach) // hop_length) + reach)
     return lead, hop_length * reach
 
 
 @torch.no_grad()
 def history_costs(model, level_wav: torch.Tensor, local: torch.Tensor, vector: torch.Tensor | None,
-                  starts: Sequence[int], span: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  starts: Sequence[int], span: int | None = None,
+                  period: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher-forced NLL of samples s, ..., s + span - 1 for each s in `starts`, once with their real past
     and once with every input before s replaced by silence, as a training crop starting at s sees it.
 
-    Sample s + k keeps k samples of real past in the second pass; past the decoder's receptive field the two
-    agree exactly. The code frames are the utterance's own in both passes (the frame conditioning of the whole
+    Sample s + k keeps k samples of real past in the second pass; past the decoder's receptive field (plus the
+    longest pitch period and n // 2 with the pitch-lag input) the two agree exactly. The code frames are the utterance's own in both passes (the frame conditioning of the whole
     utterance, cut with `history_context`'s margins), so the difference is the decoder's past alone.
 
     Args:
@@ -223,6 +226,8 @@ def history_costs(model, level_wav: torch.Tensor, local: torch.Tensor, vector: t
         starts: multiples of `model.hop_length`, each with `history_context`'s lead before it and span plus
             its tail (rounded up to whole frames) inside the utterance.
         span: samples scored from each start (default: the receptive field).
+        period: int64 `[F]` the frames' pitch-lag periods (`SpeechVQ.lag_periods`) for a decoder with the
+            pitch-lag input, else None; in the cut pass its taps read the silence that replaced the past.
 
     Returns:
         (with the real past, from silence): float32 `[len(starts), span]` each, nats per sample.
@@ -231,7 +236,7 @@ def history_costs(model, level_wav: torch.Tensor, local: torch.Tensor, vector: t
         ValueError: a start off the frame grid or too near either end of the utterance.
     """
     hop, span = model.hop_length, span or model.decoder.receptive_field
-    lead, tail = history_context(model.config.decoder, hop)
+    lead, tail = history_context(model.config.decoder, hop, model.lag_reach)
     length = lead + hop * -(-(span + tail) // hop)
     for s in starts:
         if s % hop or s < lead or s - lead + length > level_wav.numel():
@@ -245,6 +250,8 @@ def history_costs(model, level_wav: torch.Tensor, local: torch.Tensor, vector: t
     frames = torch.stack([local[:, (s - lead) // hop:(s - lead + length) // hop] for s in starts])
     scored = torch.stack([targets[s - lead:s - lead + length] for s in starts]).repeat(2, 1)
     speaker = None if vector is None else vector.view(1, -1).expand(2 * len(starts), -1)
-    logits = model.decoder(torch.cat([real, cut]), local=frames.repeat(2, 1, 1), speaker=speaker)
+    periods = None if period is None else torch.stack(
+        [period[(s - lead) // hop:(s - lead + length) // hop] for s in starts]).repeat(2, 1)
+    logits = model.decoder(torch.cat([real, cut]), local=frames.repeat(2, 1, 1), speaker=speaker, period=periods)
     nll = F.cross_entropy(logits.float(), scored, reduction="none")[:, lead:lead + span]
     return nll[:len(starts)], nll[len(starts):]

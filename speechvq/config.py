@@ -116,6 +116,13 @@ class DecoderConfig:
     cond_channels: int = 128
     cond_layers: int = 2
     cond_kernel_size: int = 3  # frame-rate convolution over the codes (non-causal: codes are known ahead)
+    # The pitch-lag input (CELP's long-term predictor as an input): at every sample of a voiced pitch frame the
+    # decoder also reads the classes one transmitted pitch period T back, x[t - T + j] for j = -(n // 2) .. n // 2,
+    # each tap with its own embedding (zero at the start, so a continuation starts as its init). 0 = off (the
+    # paper). The shipped decoder predicts from about its last millisecond (tools/history_use.py) and never found
+    # the period by itself; given it, it used it within 2,000 CPU steps (docs/default_model/sessions/2026-12-02-cpu-4).
+    # Needs the pitch stream (model.pitch.bits > 0), which says T.
+    pitch_lag_taps: int = 0
 
     def __post_init__(self) -> None:
         _require(self.n_layers >= 1, "model.decoder.n_layers", "must be positive")
@@ -128,6 +135,8 @@ class DecoderConfig:
         _require(self.cond_layers >= 0, "model.decoder.cond_layers", "must be >= 0")
         _require(self.cond_kernel_size >= 1 and self.cond_kernel_size % 2 == 1,
                  "model.decoder.cond_kernel_size", "must be a positive odd number (centred convolution)")
+        _require(self.pitch_lag_taps == 0 or (self.pitch_lag_taps > 0 and self.pitch_lag_taps % 2 == 1),
+                 "model.decoder.pitch_lag_taps", "must be 0 (off) or a positive odd number (taps centred on T)")
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -218,6 +227,12 @@ class ModelConfig:
         _require(self.level_dbfs is None or self.level_dbfs < 0, "model.level_dbfs", "must be negative (dBFS) or null")
         _require(not self.pitch.enabled or self.pitch.fmax_hz < self.sample_rate / 4, "model.pitch.fmax_hz",
                  "must lie below a quarter of the sample rate")
+        _require(not self.decoder.pitch_lag_taps or self.pitch.enabled, "model.decoder.pitch_lag_taps",
+                 "needs the pitch stream (model.pitch.bits > 0), which gives the period")
+        # the latest tap must be a sample already generated: T - n // 2 >= 1 for the shortest period
+        _require(not self.decoder.pitch_lag_taps or
+                 round(self.sample_rate / self.pitch.fmax_hz) > self.decoder.pitch_lag_taps // 2,
+                 "model.decoder.pitch_lag_taps", "must be below twice the shortest pitch period in samples")
 
     @property
     def hop_length(self) -> int:

@@ -150,17 +150,20 @@ def closest_voice(model: SpeechVQ, level_wav: Tensor, codes: Tensor, pitch: Opti
     if model.speaker_mode != "table":
         raise SpeechVQError("only a model with a speaker table chooses among its rows")
     rows = list(range(model.n_speakers))
-    local = model.local_conditioning(codes.view(1, -1), None if pitch is None else pitch.view(1, -1))  # (1, D, F)
+    pitch_row = None if pitch is None else pitch.view(1, -1)
+    local = model.local_conditioning(codes.view(1, -1), pitch_row)  # (1, D, F)
+    period = model.lag_periods(pitch_row, local.shape[-1])
     if len(rows) > finalists:
-        screened = _row_nll(model, level_wav, local, rows, screen_seconds)
+        screened = _row_nll(model, level_wav, local, period, rows, screen_seconds)
         rows = sorted(rows, key=lambda row: screened[row])[:finalists]
-    scores = _row_nll(model, level_wav, local, rows, max_seconds)
+    scores = _row_nll(model, level_wav, local, period, rows, max_seconds)
     return {model.speakers[row]: scores[row] for row in sorted(rows, key=lambda row: scores[row])}
 
 
-def _row_nll(model: SpeechVQ, level_wav: Tensor, local: Tensor, rows: list[int], seconds: float) -> dict[int, float]:
+def _row_nll(model: SpeechVQ, level_wav: Tensor, local: Tensor, period: Optional[Tensor], rows: list[int],
+             seconds: float) -> dict[int, float]:
     """Teacher-forced NLL (nats per sample) under each table row, on the loudest `seconds` of the input, given
-    its local conditioning `[1, D, F]`."""
+    its local conditioning `[1, D, F]` (and pitch-lag periods `[1, F]` or None)."""
     hop, n_frames = model.hop_length, local.shape[-1]
     frames = max(1, min(n_frames, int(seconds * model.sample_rate) // hop))
     padded = F.pad(level_wav, (0, n_frames * hop - level_wav.numel()))  # F * hop samples
@@ -170,11 +173,13 @@ def _row_nll(model: SpeechVQ, level_wav: Tensor, local: Tensor, rows: list[int],
     targets = model.mu_law_targets(excerpt).view(1, -1)
     inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(model.classes))
     local = local[..., start:start + frames]
+    period = None if period is None else period[..., start:start + frames]
     scores = {}
     for first in range(0, len(rows), 4):  # four voices per pass: bounded memory
         group = torch.tensor(rows[first:first + 4], device=level_wav.device)
         logits = model.decoder(inputs.expand(len(group), -1), local=local.expand(len(group), -1, -1),
-                               speaker=model.speaker_vectors(group))
+                               speaker=model.speaker_vectors(group),
+                               period=None if period is None else period.expand(len(group), -1))
         nll = F.cross_entropy(logits.float(), targets.expand(len(group), -1), reduction="none").mean(dim=1)
         scores.update({row: float(value) for row, value in zip(group.tolist(), nll)})
     return scores
@@ -291,10 +296,12 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
         voice = resolve_voice(model, item, request)
         pitch = voice_pitch(model, item, voice)
         pitches.append(pitch)
-        latents = model.local_conditioning(item.codes.view(1, -1).to(device),
-                                           None if pitch is None else pitch.view(1, -1).to(device))[0]
+        pitch_row = None if pitch is None else pitch.view(1, -1).to(device)
+        latents = model.local_conditioning(item.codes.view(1, -1).to(device), pitch_row)[0]
+        period = model.lag_periods(pitch_row, latents.shape[-1])
         vector = voice.vector
-        requests.append(DecodeRequest(latents.detach(), None if vector is None else vector.detach(), item.n_samples))
+        requests.append(DecodeRequest(latents.detach(), None if vector is None else vector.detach(), item.n_samples,
+                                      None if period is None else period[0]))
     generator = torch.Generator(device="cpu")
     if seed is None:
         generator.seed()

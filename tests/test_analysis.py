@@ -109,7 +109,8 @@ def test_speaker_probe_finds_a_speaker_signal_and_not_a_missing_one():
     assert weak.frame_accuracy < 0.5
 
 
-def test_history_costs_real_past_is_the_whole_utterance_and_the_cut_reaches_one_receptive_field():
+@pytest.mark.parametrize("lag_taps", [0, 5])
+def test_history_costs_real_past_is_the_whole_utterance_and_the_cut_reaches_one_receptive_field(lag_taps):
     import torch
     import torch.nn.functional as F
 
@@ -119,8 +120,11 @@ def test_history_costs_real_past_is_the_whole_utterance_and_the_cut_reaches_one_
     from speechvq.models import SpeechVQ
 
     torch.manual_seed(0)
-    model = SpeechVQ(load_config("tiny", ["model.pitch.bits=6"]).model, speakers=["a", "b"]).eval()
+    model = SpeechVQ(load_config("tiny", ["model.pitch.bits=6", f"model.decoder.pitch_lag_taps={lag_taps}"]).model,
+                     speakers=["a", "b"]).eval()
     rf, hop = model.decoder.receptive_field, model.hop_length
+    if lag_taps:  # trained taps, and a period everywhere (the noise below has none to track)
+        torch.nn.init.normal_(model.decoder.lag_embedding.weight, std=0.5)
     wav = (0.3 * torch.randn(4000)).clamp(-1, 1)
     with torch.no_grad():
         codes = model.quantizer(model.encoder(wav.view(1, 1, -1))).codes
@@ -128,16 +132,21 @@ def test_history_costs_real_past_is_the_whole_utterance_and_the_cut_reaches_one_
         vector = model.speaker_vectors(torch.tensor([1]))
         targets = model.mu_law_targets(wav.view(1, -1))
         inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(model.classes))
-        whole = F.cross_entropy(model.decoder(inputs, local=local, speaker=vector), targets, reduction="none")[0]
-    lead, _ = history_context(model.config.decoder, hop)
+        period = torch.full((1, local.shape[-1]), 70) if lag_taps else None
+        whole = F.cross_entropy(model.decoder(inputs, local=local, speaker=vector, period=period), targets,
+                                reduction="none")[0]
+    lead, _ = history_context(model.config.decoder, hop, model.lag_reach)
+    assert model.lag_reach == (269 if lag_taps else 0)  # 16 kHz / 60 Hz + 2
     starts = [lead, lead + 5 * hop, lead + 30 * hop]
-    span = rf + 40
-    real, cut = history_costs(model, wav, local[0], vector[0], starts, span=span)
+    reach = rf + (70 + 2 if lag_taps else 0)  # the lag taps read up to T + 2 before the receptive field's start
+    span = reach + 40
+    real, cut = history_costs(model, wav, local[0], vector[0], starts, span=span,
+                              period=None if period is None else period[0])
     assert real.shape == cut.shape == (3, span)
     # the crops' margins leave the scored samples as the whole utterance scores them
     torch.testing.assert_close(real, torch.stack([whole[s:s + span] for s in starts]), rtol=0, atol=2e-5)
     # past the receptive field the cut is out of reach; right after it, it costs
-    torch.testing.assert_close(cut[:, rf:], real[:, rf:], rtol=0, atol=2e-5)
+    torch.testing.assert_close(cut[:, reach:], real[:, reach:], rtol=0, atol=2e-5)
     assert (cut[:, :4] - real[:, :4]).abs().amax() > 1e-3
     with pytest.raises(ValueError, match="multiple of"):
         history_costs(model, wav, local[0], vector[0], [lead + 1])

@@ -19,6 +19,7 @@ from speechvq.codec import Codec, measure_code_statistics, save_code_statistics
 from speechvq.config import ConfigError, PitchConfig, load_config
 from speechvq.errors import SpeechVQError
 from speechvq.audio import mu_law_silence
+from speechvq.generation import DecodeOptions
 from speechvq.inference import Encoded, Voice, decode_codes, resolve_voice, voice_pitch
 from speechvq.models import SpeechVQ
 from speechvq.pitch import mean_voiced_bin, pitch_symbols, shift_symbols, symbol_f0_hz, track_pitch
@@ -235,6 +236,92 @@ def test_conversion_moves_the_pitch_to_the_target_voice():
     assert converted.pitch_bin == 40.0
     assert voice_pitch(model, encoded, converted).tolist() == [0, 38, 42]  # mean 20 -> 40, unvoiced kept
     assert resolve_voice(model, encoded, "a").pitch_bin is None and resolve_voice(model, encoded).pitch_bin is None
+
+
+# ----------------------------------------------------------------------------- the pitch-lag input
+
+
+def _lag_models():
+    """A tiny pitch-stream model and its twin with the pitch-lag input, same weights (the lag taps at zero)."""
+    _, pitched = _models()
+    torch.nn.init.normal_(pitched.pitch_embedding.weight, std=0.5)
+    config = dataclasses.replace(pitched.config,
+                                 decoder=dataclasses.replace(pitched.config.decoder, pitch_lag_taps=5))
+    lagged = SpeechVQ(config, speakers=["a", "b"]).eval()
+    missing, unexpected = lagged.load_state_dict(pitched.state_dict(), strict=False)
+    assert missing == ["decoder.lag_embedding.weight"] and not unexpected
+    return pitched, lagged
+
+
+def test_a_new_pitch_lag_input_changes_nothing_at_first(tmp_path):
+    pitched, lagged = _lag_models()
+    wav = voiced_signal(3000, seed=1).view(1, 1, -1)
+    speaker = torch.tensor([1])
+    with torch.no_grad():
+        assert torch.equal(pitched(wav, speaker).nll, lagged(wav, speaker).nll)
+    path = tmp_path / "pitched.pt"
+    save_checkpoint(path, pitched, dataclasses.replace(load_config("tiny"), model=pitched.config), step=3)
+    fresh = SpeechVQ(lagged.config, speakers=["a", "b"]).eval()
+    report = init_from_checkpoint(fresh, path)
+    assert "decoder.lag_embedding.weight" in report.kept
+    assert not fresh.decoder.lag_embedding.weight.any()
+
+
+def test_the_training_pass_reads_one_period_back():
+    _, model = _lag_models()
+    torch.nn.init.normal_(model.decoder.lag_embedding.weight, std=0.5)
+    wav = voiced_signal(3000, f0_hz=125.0, seed=2).view(1, 1, -1)
+    speaker = torch.tensor([0])
+    with torch.no_grad():
+        out = model(wav, speaker)
+        pitch = model.encode_pitch(wav)
+        local = model.local_conditioning(out.codes, pitch)
+        period = model.lag_periods(pitch, local.shape[-1])
+        # each code frame's period is its symbol's bin centre in whole samples (about 125 Hz: 128 at 16 kHz)
+        f0 = symbol_f0_hz(pitch, model.config.pitch).repeat_interleave(4, dim=1)[:, :local.shape[-1]]
+        assert torch.equal(period, torch.where(f0 > 0, (16000 / f0).round(), 0).long())
+        assert (period > 0).float().mean() > 0.5 and ((period == 0) | ((period - 128).abs() <= 10)).all()
+        vector = model.speaker_vectors(speaker)
+        expected = model.teacher_forced_nll(wav, local, vector, period)
+        without = model.teacher_forced_nll(wav, local, vector, torch.zeros_like(period))
+    torch.testing.assert_close(out.nll, expected, rtol=0, atol=1e-6)
+    assert abs(float(out.nll - without)) > 1e-4
+    model.train()
+    model(wav, speaker).loss.backward()
+    grad = model.decoder.lag_embedding.weight.grad.view(5, model.classes, -1)
+    assert (grad.abs().sum(dim=(1, 2)) > 0).all()  # every tap learns from the first step
+
+
+def test_greedy_decoding_equals_the_teacher_forced_argmax_with_the_pitch_lag():
+    _, model = _lag_models()
+    torch.nn.init.normal_(model.decoder.lag_embedding.weight, std=0.5)
+    codes = torch.randint(0, 16, (1, 12), generator=torch.Generator().manual_seed(3))
+    pitch = torch.tensor([[0, 17, 40]])
+    speaker = torch.tensor([1])
+    n = 12 * model.hop_length - 10
+    wav = model.decode(codes, speaker, n, temperature=0.0, pitch=pitch)
+    targets = model.mu_law_targets(wav[:, 0])
+    local = model.local_conditioning(codes, pitch)
+    with torch.no_grad():
+        inputs = torch.nn.functional.pad(targets[:, :-1], (1, 0), value=mu_law_silence(model.classes))
+        logits = model.decoder(inputs, local, model.speaker_vectors(speaker), period=model.lag_periods(pitch, 12))
+    assert torch.equal(logits.argmax(1), targets)
+    # and the fast CPU engines decode what the reference decodes
+    encoded = Encoded(codes=codes[0], n_samples=n, gain=1.0, pitch=pitch[0])
+    decoded = {engine: decode_codes(model, encoded, "b", temperature=1.0, seed=4,
+                                    options=DecodeOptions(engine=engine, mode="sequential", postfilter=0.0))
+               for engine in ("reference", "native", "numba", "torch")}
+    for engine in ("native", "numba", "torch"):
+        assert torch.equal(decoded[engine], decoded["reference"]), engine
+
+
+def test_the_pitch_lag_needs_the_pitch_stream_and_odd_taps():
+    for bad in (["model.decoder.pitch_lag_taps=5"], ["model.pitch.bits=6", "model.decoder.pitch_lag_taps=4"],
+                ["model.pitch.bits=6", "model.decoder.pitch_lag_taps=-1"],
+                ["model.pitch.bits=6", "model.decoder.pitch_lag_taps=81"]):
+        with pytest.raises(ConfigError, match="pitch_lag_taps"):
+            load_config("tiny", bad)
+    assert load_config("tiny", ["model.pitch.bits=6", "model.decoder.pitch_lag_taps=5"]).model.decoder.pitch_lag_taps == 5
 
 
 # ----------------------------------------------------------------------------- code files

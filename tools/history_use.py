@@ -49,7 +49,7 @@ def band_edges(receptive_field: int) -> list[int]:
 
 def shortest_file(model) -> int:
     """Samples a file needs for one cut point: the real past before it, one receptive field scored, the tail."""
-    lead, tail = history_context(model.config.decoder, model.hop_length)
+    lead, tail = history_context(model.config.decoder, model.hop_length, model.lag_reach)
     return lead + model.hop_length * -(-(model.decoder.receptive_field + tail) // model.hop_length)
 
 
@@ -58,7 +58,7 @@ def file_costs(model, path: str, speaker: str | None, positions: int, edges: lis
     {"voiced": [[cost, nll, samples] per band], "unvoiced": ...}; None for a file too short to score."""
     rate, hop, rf = model.sample_rate, model.hop_length, model.decoder.receptive_field
     wav = load_audio(path, rate)[0]
-    lead, _ = history_context(model.config.decoder, hop)
+    lead, _ = history_context(model.config.decoder, hop, model.lag_reach)
     room = wav.numel() - shortest_file(model)
     if room < 0:
         return None
@@ -68,7 +68,9 @@ def file_costs(model, path: str, speaker: str | None, positions: int, edges: lis
     local = model.local_conditioning(encoded.codes.view(1, -1), pitch)[0]
     vector = resolve_voice(model, encoded).vector
     level_wav = normalize_level(wav, model.config.level_dbfs)[0].clamp(-1.0, 1.0)
-    real, cut = history_costs(model, level_wav, local, vector, starts)
+    period = model.lag_periods(pitch, local.shape[-1])
+    real, cut = history_costs(model, level_wav, local, vector, starts,
+                              period=None if period is None else period[0])
     pitch_config = model.config.pitch
     pitch_hop = pitch_config.frame_codes * hop
     voiced = voiced_f0(level_wav, rate, pitch_hop, pitch_config)[1].repeat_interleave(pitch_hop)

@@ -75,11 +75,13 @@ class DecodeOptions:
 
 @dataclass(frozen=True)
 class DecodeRequest:
-    """One utterance to decode: quantized latents float `[D, F]`, speaker vector `[S]` or None, length T."""
+    """One utterance to decode: quantized latents float `[D, F]`, speaker vector `[S]` or None, length T, and
+    for a decoder with the pitch-lag input the period of each frame, int64 `[F]` (`SpeechVQ.lag_periods`)."""
 
     latents: Tensor
     speaker: Optional[Tensor]
     n_samples: int
+    period: Optional[Tensor] = None
 
 
 @dataclass(frozen=True)
@@ -134,10 +136,14 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
         length = max(c.stop - c.start for c in group)
         conditioning = torch.stack([_chunk_conditioning(decoder, requests[c.request], c, length, margin)
                                     for c in group])
+        # a chunk starts with nothing generated before it: its lag taps read silence until a period in
+        period = None if not decoder.lag_taps else torch.stack([_chunk_periods(requests[c.request], c, length)
+                                                               for c in group])
         kept = sum(min(requests[c.request].n_samples, c.stop * hop) - c.own_start * hop for c in group)
         reporter = None if progress is None else _OutputProgress(progress, kept, length * hop)
         classes, _ = engine.generate(length * hop, temperature=temperature, first_input=first_input,
-                                     generator=generator, progress=reporter, conditioning=conditioning)
+                                     generator=generator, progress=reporter, conditioning=conditioning,
+                                     period=period)
         if reporter is not None:
             reporter.finish()
         waveforms = mu_law_decode(classes, decoder.classes)
@@ -181,6 +187,14 @@ def _chunk_conditioning(decoder, request: DecodeRequest, chunk: Chunk, length: i
     if cond.shape[0] < length:
         cond = torch.cat([cond, cond[-1:].expand(length - cond.shape[0], -1, -1)])
     return cond
+
+
+def _chunk_periods(request: DecodeRequest, chunk: Chunk, length: int) -> Tensor:
+    """The chunk's pitch periods int64 `[length]`, padded with 0 (unvoiced) past the utterance's end."""
+    if request.period is None:
+        raise ValueError("this decoder reads the pitch-lag input: each request needs its frames' periods")
+    period = request.period[chunk.start:chunk.stop].long().cpu()
+    return torch.nn.functional.pad(period, (0, length - period.shape[0]))
 
 
 def _assemble(chunks: list[Chunk], pieces: dict[Chunk, Tensor], n_samples: int, hop: int, crossfade: int) -> Tensor:

@@ -77,7 +77,7 @@ def choose_engine(name: str, decoder: WaveNet, threads: Optional[int] = None, pr
     auto: on the CPU the engine measured fastest here for this decoder, thread count and batch width, among
     native (the C loop; with half-precision weights too when `precision` is "reduced"), numba and fused torch
     (`planner`: timed once per machine and cached); on CUDA triton, else graph; the reference where the fast
-    engines do not apply. native, numba and torch need a CPU decoder; graph runs anywhere (CUDA graphs on CUDA,
+    engines do not apply (on CUDA, a decoder with the pitch-lag input). native, numba and torch need a CPU decoder; graph runs anywhere (CUDA graphs on CUDA,
     eagerly elsewhere), and so does triton (compiled on CUDA, Triton's interpreter elsewhere: for tests).
 
     Args:
@@ -94,7 +94,9 @@ def choose_engine(name: str, decoder: WaveNet, threads: Optional[int] = None, pr
     device_type = decoder.input_embedding.weight.device.type
     if name == "auto":
         if device_type == "cuda":
-            if can_pack(decoder) and triton_available():
+            if decoder.lag_taps:  # the device engines do not carry the pitch-lag input
+                name = "reference"
+            elif can_pack(decoder) and triton_available():
                 name = "triton"
             else:
                 name = "graph" if graph_supported(decoder) else "reference"
@@ -105,6 +107,9 @@ def choose_engine(name: str, decoder: WaveNet, threads: Optional[int] = None, pr
             general = precision if precision in PRECISIONS else "full"
             return choose(decoder, threads, streams or 4 * threads, general, march, progress=_log.info)
         return Choice(name, kernel_precision(name, precision))
+    if name in ("graph", "triton") and decoder.lag_taps:
+        raise ValueError(f"the {name} engine does not carry the pitch-lag input (model.decoder.pitch_lag_taps) yet: "
+                         "use a CPU engine (native, numba, torch) or the reference")
     if name == "graph" and not graph_supported(decoder):
         raise ValueError("the graph engine needs kernel size 2 and dilations whose common multiple with the hop "
                          "is at most 4096")
@@ -214,14 +219,16 @@ class GenerationEngine:
     def generate(self, n_samples: int, local: Optional[Tensor] = None, speaker: Optional[Tensor] = None,
                  batch_size: Optional[int] = None, temperature: float = 1.0, first_input: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, progress: Optional[Callable[[int], None]] = None,
-                 teacher: Optional[Tensor] = None, conditioning: Optional[Tensor] = None
-                 ) -> tuple[Tensor, Optional[Tensor]]:
+                 teacher: Optional[Tensor] = None, conditioning: Optional[Tensor] = None,
+                 period: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
         """Generate `n_samples` classes per stream (see `WaveNet.generate` for the arguments).
 
         Args:
             conditioning: float `[B, F, L, G]` per-layer conditioning instead of local and speaker.
             teacher: int64 `[B, T]` inputs to feed instead of the generated samples (tests: the logits
                 then equal the teacher-forced pass); None to generate.
+            period: int `[B, F]` pitch periods per frame, for a decoder with the pitch-lag input (CPU engines
+                and the reference only).
 
         Returns:
             (int64 `[B, T]` classes, float32 `[B, classes, T]` logits when `teacher` is given, else None).
@@ -231,7 +238,8 @@ class GenerationEngine:
             if teacher is not None:
                 raise ValueError("the reference engine generates; use WaveNet.forward for teacher forcing")
             return decoder.generate(n_samples, local, speaker, batch_size, temperature, first_input, generator,
-                                    progress, conditioning), None
+                                    progress, conditioning, period), None
+        decoder._check_period(period)
         hop, classes = decoder.hop_length, decoder.classes
         n_frames = -(-n_samples // hop)
         batch, conditions = decoder.conditioning_stream(n_samples, local, speaker, batch_size, conditioning)
@@ -263,8 +271,20 @@ class GenerationEngine:
                 else _EMPTY3
             step_teacher = _EMPTY_TEACHER if teacher is None else teacher[:, t0:t1].cpu().numpy().astype(np.int64)
             block_logits = _EMPTY3 if logits is None else logits[t0:t1]
-            runner.run(t1 - t0, t0, hop, first, frames, noise, float(temperature), ring, previous, out[:, t0:t1],
-                       block_logits, step_teacher)
+            if period is None:
+                runner.run(t1 - t0, t0, hop, first, frames, noise, float(temperature), ring, previous, out[:, t0:t1],
+                           block_logits, step_teacher, _EMPTY3)
+            else:  # in pieces whose lag taps all read samples generated before the piece (`lag_pieces`)
+                sample_period = decoder.sample_periods(period[:, first:last], t1 - t0)
+                # what the taps read: the samples generated so far, or with a teacher, the samples it feeds
+                history = out if teacher is None else teacher[:, 1:].cpu().numpy()
+                for s0, s1 in lag_pieces(sample_period, t0, decoder.lag_taps // 2):
+                    extra = lag_extra(decoder, history, sample_period[:, s0 - t0:s1 - t0], s0, s1)
+                    piece = slice(s0 - t0, s1 - t0)
+                    runner.run(s1 - s0, s0, hop, first, frames, noise[piece] if noise.size else noise,
+                               float(temperature), ring, previous, out[:, s0:s1],
+                               block_logits[piece] if block_logits.size else block_logits,
+                               step_teacher[:, piece] if step_teacher.size else step_teacher, extra)
             if progress is not None:
                 progress(t1 - t0)
         classes_out = torch.from_numpy(out)
@@ -383,7 +403,7 @@ class NumbaRunner:
 
     def run(self, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
             temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits: np.ndarray,
-            teacher: np.ndarray) -> None:
+            teacher: np.ndarray, input_extra: np.ndarray) -> None:
         """Advance every stream by `n_steps` samples (arguments as for `native.NativeRunner.run`)."""
         import numba
 
@@ -396,7 +416,7 @@ class NumbaRunner:
         run_parallel(threads, n_steps, t0, hop, frame0, packed.dilations, packed.offsets, packed.w_taps,
                      packed.w_res, packed.b_res, self.transposed["w_skip"], packed.b_skip, self.transposed["w_hidden"],
                      packed.b_hidden, self.transposed["w_logits"], packed.b_logits, packed.embedding, frames, noise,
-                     temperature, ring, previous, block_out, logits, teacher)
+                     temperature, ring, previous, block_out, logits, teacher, input_extra)
         out[:, :] = block_out
 
 
@@ -416,10 +436,45 @@ class TorchRunner:
 
     def run(self, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
             temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits: np.ndarray,
-            teacher: np.ndarray) -> None:
+            teacher: np.ndarray, input_extra: np.ndarray) -> None:
         """Advance every stream by `n_steps` samples (arguments as for `native.NativeRunner.run`)."""
         run_block_torch(self.weights, n_steps, t0, hop, frame0, frames, noise, temperature, ring, previous, out,
-                        logits, teacher)
+                        logits, teacher, input_extra)
+
+
+def lag_pieces(sample_period: Tensor, t0: int, latest_tap: int) -> list[tuple[int, int]]:
+    """Cut a block of steps into pieces [s0, s1) in which every pitch-lag tap reads a sample from before s0,
+    so that a piece's lag input is known when it starts (periods up to latest_tap read nothing: `lag_classes`).
+
+    Args:
+        sample_period: int `[B, N]`, the period of each step t0 .. t0 + N - 1 (0: unvoiced).
+        t0: the block's first step; latest_tap: the largest tap offset j (n // 2).
+
+    Returns:
+        the pieces in order, as absolute steps, covering [t0, t0 + N).
+    """
+    n_steps = sample_period.shape[1]
+    times = torch.arange(t0, t0 + n_steps)
+    # the latest sample each step reads (over the streams; -1 where nothing is read)
+    reads = torch.where(sample_period > latest_tap, times - sample_period.long() + latest_tap,
+                        torch.full_like(times, -1))
+    latest = reads.amax(dim=0).tolist()
+    pieces, start = [], t0
+    for step, read in enumerate(latest):
+        t = t0 + step
+        if read >= start and t > start:  # t reads a sample of its own piece: it starts the next one
+            pieces.append((start, t))
+            start = t
+    pieces.append((start, t0 + n_steps))
+    return pieces
+
+
+def lag_extra(decoder: WaveNet, history: np.ndarray, sample_period: Tensor, s0: int, s1: int) -> np.ndarray:
+    """The pitch-lag input of steps [s0, s1): float32 `[s1 - s0, B, R]`, read from `history` int64 `[B, >= s0]`
+    (history[:, k] = x[k]) with the periods `[B, s1 - s0]` of those steps."""
+    past = torch.from_numpy(np.ascontiguousarray(history[:, :s0]))
+    lagged = decoder.lag_classes(past, sample_period, torch.arange(s0, s1))
+    return decoder.lag_input(lagged).transpose(0, 1).contiguous().float().numpy()
 
 
 def _block_noise(generator: Optional[torch.Generator], hop: int, batch: int, classes: int, n_frames: int,
@@ -466,7 +521,7 @@ def torch_layout(packed: PackedWaveNet) -> dict:
 
 def run_block_torch(w: dict, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
                     temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits_out: np.ndarray,
-                    teacher: np.ndarray) -> None:
+                    teacher: np.ndarray, input_extra: np.ndarray = _EMPTY3) -> None:
     """The packed step in eager PyTorch, for machines without numba: preallocated buffers, in-place ops,
     six calls per layer (the compiled loop does several times better)."""
     with torch.inference_mode():
@@ -498,6 +553,8 @@ def run_block_torch(w: dict, n_steps: int, t0: int, hop: int, frame0: int, frame
             tokens = torch.from_numpy(teacher[:, step]) if teacher.shape[0] else prev_t
             x = xs[0]
             torch.index_select(w["embedding"], 0, tokens, out=x)
+            if input_extra.shape[0]:  # the pitch-lag input
+                x.add_(torch.from_numpy(input_extra[step]))
             for layer in range(n_layers):
                 slot = slots[layer][t % dilations[layer]]
                 torch.addmm(frame_views[layer], x, w_cur[layer], out=h)

@@ -83,7 +83,7 @@ def accumulate_transposed(a, wt, c):
 @njit(fastmath=True, cache=True)
 def run_block(lo, hi, n_steps, t0, hop, frame0, dilations, offsets, w_taps, w_res, b_res, w_skip_t, b_skip,
               w_hidden_t, b_hidden, w_logits_t, b_logits, embedding, frames, noise, temperature, ring, previous,
-              out, logits_out, teacher):
+              out, logits_out, teacher, input_extra):
     n_layers, residual, gate2x = w_taps.shape
     gate = gate2x // 2
     half = gate // 2
@@ -108,6 +108,8 @@ def run_block(lo, hi, n_steps, t0, hop, frame0, dilations, offsets, w_taps, w_re
         for b in range(batch):
             token = teacher[lo + b, step] if teacher.shape[0] > 0 else tokens[b]
             x[b, :] = embedding[token]
+            if input_extra.shape[0] > 0:  # the pitch-lag input
+                x[b, :] += input_extra[step, lo + b]
         for layer in range(n_layers):
             slot = offsets[layer] + t % dilations[layer]
             taps[:, :] = 0.0
@@ -162,7 +164,7 @@ def run_block(lo, hi, n_steps, t0, hop, frame0, dilations, offsets, w_taps, w_re
 @njit(parallel=True, cache=True)
 def run_parallel(n_threads, n_steps, t0, hop, frame0, dilations, offsets, w_taps, w_res, b_res, w_skip_t, b_skip,
                  w_hidden_t, b_hidden, w_logits_t, b_logits, embedding, frames, noise, temperature, ring, previous,
-                 out, logits_out, teacher):
+                 out, logits_out, teacher, input_extra):
     batch = previous.shape[0]
     per = (batch + n_threads - 1) // n_threads
     for k in prange(n_threads):
@@ -171,4 +173,4 @@ def run_parallel(n_threads, n_steps, t0, hop, frame0, dilations, offsets, w_taps
         if lo < hi:
             run_block(lo, hi, n_steps, t0, hop, frame0, dilations, offsets, w_taps, w_res, b_res, w_skip_t,
                       b_skip, w_hidden_t, b_hidden, w_logits_t, b_logits, embedding, frames, noise, temperature,
-                      ring, previous, out, logits_out, teacher)
+                      ring, previous, out, logits_out, teacher, input_extra)

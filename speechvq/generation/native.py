@@ -216,13 +216,15 @@ class NativeRunner:
 
     def run(self, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
             temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits: np.ndarray,
-            teacher: np.ndarray) -> None:
+            teacher: np.ndarray, input_extra: np.ndarray) -> None:
         """Advance every stream by `n_steps` samples (arguments as for `kernel.run_block`; `ring` from `ring`).
 
         Args:
             frames: float32 `[F, B, L, G]` frame vectors (unpadded; F = 1: the same for every step).
             noise: float32 `[n_steps, B, Q]`, or empty for argmax; teacher: int64 `[B, n_steps]` or empty.
             out: int64 `[B, n_steps]` (written); logits: float32 `[n_steps, B, Q]` or empty (written).
+            input_extra: float32 `[n_steps, B, R]` added to each step's input embedding (the pitch-lag
+                input), or empty.
         """
         w = self.weights
         batch = previous.shape[0]
@@ -231,6 +233,10 @@ class NativeRunner:
         noise_arg = np.ascontiguousarray(noise, np.float32) if temperature > 0 and noise.size else None
         teacher_arg = np.ascontiguousarray(teacher, np.int64) if teacher.size else None
         logits_arg = np.empty((n_steps, batch, w.true_classes), np.float32) if logits.size else None
+        extra_arg = None
+        if input_extra.size:  # padded to the C side's residual width (the padding rows of every weight are 0)
+            extra_arg = np.zeros((n_steps, batch, w.residual), np.float32)
+            extra_arg[..., :input_extra.shape[2]] = input_extra
         per = -(-batch // self.threads)
         slices = [(lo, min(batch, lo + per)) for lo in range(0, batch, per)]
         scratch_size = w.residual * 2 + 4 * w.half + w.n_layers * w.half + 2 * w.skip + w.classes
@@ -247,7 +253,8 @@ class NativeRunner:
                 _pointer(w.b_res), _pointer(w.w_skip), _pointer(w.b_skip), _pointer(w.w_hidden),
                 _pointer(w.b_hidden), _pointer(w.w_logits), _pointer(w.b_logits), _pointer(frames),
                 _pointer(noise_arg), ctypes.c_float(temperature), _pointer(ring), _pointer(previous),
-                _pointer(out_block), _pointer(logits_arg), _pointer(teacher_arg), _pointer(scratch))
+                _pointer(out_block), _pointer(logits_arg), _pointer(teacher_arg), _pointer(extra_arg),
+                _pointer(scratch))
 
         if self._pool is None or len(slices) == 1:
             for bounds in slices:

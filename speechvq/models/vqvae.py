@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ..audio import de_emphasis, mu_law_decode, mu_law_encode, mu_law_silence, pre_emphasis
 from ..config import ModelConfig
-from ..pitch import encode_pitch
+from ..pitch import encode_pitch, symbol_f0_hz
 from .encoder import Encoder
 from .quantizer import VectorQuantizer
 from .speaker import UtteranceSpeakerEncoder
@@ -279,6 +279,31 @@ class SpeechVQ(nn.Module):
         vectors = self.pitch_embedding(pitch).transpose(1, 2).to(local.dtype)  # (B, D, P)
         return local + vectors.repeat_interleave(self.config.pitch.frame_codes, dim=-1)[..., :frames]
 
+    @property
+    def lag_reach(self) -> int:
+        """Samples the pitch-lag taps read back beyond the decoder's receptive field: the longest period of
+        the pitch stream plus n // 2 (0 without the pitch-lag input)."""
+        if not self.decoder.lag_taps:
+            return 0
+        return round(self.sample_rate / self.config.pitch.fmin_hz) + self.decoder.lag_taps // 2
+
+    def lag_periods(self, pitch: Optional[Tensor], n_frames: int) -> Optional[Tensor]:
+        """The pitch-lag input's period of each code frame: round(sample_rate / F0) of its pitch symbol's bin
+        centre, 0 where unvoiced; None for a decoder without the pitch-lag input.
+
+        Args:
+            pitch: int64 `[B, P]` pitch symbols (`encode_pitch`), P >= ceil(n_frames / frame_codes).
+            n_frames: code frames F.
+
+        Returns:
+            int64 `[B, F]` periods in samples, or None.
+        """
+        if not self.decoder.lag_taps:
+            return None
+        f0 = symbol_f0_hz(pitch, self.config.pitch)
+        period = torch.where(f0 > 0, torch.round(self.sample_rate / f0.clamp(min=1.0)), torch.zeros_like(f0)).long()
+        return period.repeat_interleave(self.config.pitch.frame_codes, dim=-1)[..., :n_frames]
+
     def voice_pitch_bin(self, row: int) -> Optional[float]:
         """A named voice's mean log-F0 bin (mean over the batches it trained in), or None when the model
         has no pitch stream or has not seen that voice speak voiced."""
@@ -402,7 +427,7 @@ class SpeechVQ(nn.Module):
         classes = self.decoder.generate(n_samples, local=self.local_conditioning(codes, pitch),
                                         speaker=vector, temperature=temperature,
                                         first_input=mu_law_silence(self.classes), generator=generator,
-                                        progress=progress)
+                                        progress=progress, period=self.lag_periods(pitch, codes.shape[1]))
         return self.waveform_from_classes(mu_law_decode(classes, self.classes)).unsqueeze(1)
 
     def mu_law_targets(self, wav: Tensor) -> Tensor:
@@ -459,18 +484,20 @@ class SpeechVQ(nn.Module):
         if pitch is not None and self.training and speaker is not None and self.n_speakers:
             self._update_voice_pitch(speaker, pitch)
         local = self.add_pitch(local, pitch, check_range=False)
+        period = self.lag_periods(pitch, local.shape[-1])
         nll_fn = self._compiled_nll if (self._compiled_nll is not None and self.training) else self.teacher_forced_nll
-        nll = nll_fn(wav, local, vector)
+        nll = nll_fn(wav, local, vector, period)
         return VQVAEOutput(loss=nll + vq.loss, nll=nll, vq_loss=vq.loss, codebook_loss=vq.codebook_loss,
                            commitment_loss=vq.commitment_loss, perplexity=vq.perplexity,
                            used_codes=vq.used_codes, restarts=vq.restarts, codes=vq.codes)
 
-    def teacher_forced_nll(self, wav: Tensor, local: Tensor, vector: Optional[Tensor]) -> Tensor:
+    def teacher_forced_nll(self, wav: Tensor, local: Tensor, vector: Optional[Tensor],
+                           period: Optional[Tensor] = None) -> Tensor:
         """Mean NLL (nats per sample) of the mu-law targets of `wav` given the previous samples.
 
         Args:
             wav: float32 `[B, 1, T]`; local: float `[B, D, F]` code vectors; vector: float `[B, speaker_dim]`
-                or None.
+                or None; period: int64 `[B, F]` (`lag_periods`) for a decoder with the pitch-lag input.
 
         Returns:
             a 0-dim float32 tensor.
@@ -478,7 +505,7 @@ class SpeechVQ(nn.Module):
         targets = self.mu_law_targets(wav[:, 0])  # (B, T)
         # The decoder sees the previous sample: shift right, starting from silence.
         inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(self.classes))
-        logits = self.decoder(inputs, local=local, speaker=vector)
+        logits = self.decoder(inputs, local=local, speaker=vector, period=period)
         return F.cross_entropy(logits.float(), targets)
 
     def compile_training(self, enabled: bool = True) -> None:

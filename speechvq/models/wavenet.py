@@ -13,6 +13,11 @@ the result (1x1, no bias) once per frame; a frame's projection is repeated for i
 (nearest-neighbour upsampling), so projecting per frame and then repeating is exactly the same as repeating
 and then projecting per sample, and the incremental path never projects per sample.
 
+The pitch-lag input (`DecoderConfig.pitch_lag_taps` > 0): the input at sample t also carries, added to the input
+embedding, one embedding per tap j of the class x[t - T + j], T the pitch period of t's frame (`period`, in
+samples; 0 where unvoiced), so the decoder reads the previous pitch period without needing a receptive field
+that spans it. Before the first sample and where T = 0 those classes are silence (`lag_silence`).
+
 Incremental generation keeps, per layer, a ring buffer of the last (k - 1) * dilation inputs of that layer
 (the "Fast WaveNet" queues, Paine et al. 2016), so each new sample costs one pass through the layers.
 """
@@ -209,6 +214,11 @@ class WaveNet(nn.Module):
         self.cond_net = ConditionNetwork(local_channels, config) if local_channels else None
         cond_out = self.cond_net.out_channels if self.cond_net is not None else 0
         self.input_embedding = nn.Embedding(classes, config.residual_channels)  # == 1x1 conv of a one-hot input
+        # tap j's embedding of class c is row (j + lag_taps // 2) * classes + c; zero: no effect at the start
+        self.lag_taps = config.pitch_lag_taps
+        self.lag_embedding = nn.Embedding(self.lag_taps * classes, config.residual_channels) if self.lag_taps else None
+        if self.lag_embedding is not None:
+            nn.init.zeros_(self.lag_embedding.weight)
         self.layers = nn.ModuleList(ResidualLayer(config, d, cond_out, global_channels) for d in config.dilations)
         self.post_hidden = nn.Conv1d(config.skip_channels, config.skip_channels, 1)
         self.post_logits = nn.Conv1d(config.skip_channels, classes, 1)
@@ -243,22 +253,78 @@ class WaveNet(nn.Module):
         if (speaker is not None) != bool(self.global_channels):
             raise ValueError(f"this decoder expects {'a' if self.global_channels else 'no'} speaker vector")
 
+    # ------------------------------------------------------------------ pitch-lag input
+
+    @property
+    def lag_silence(self) -> int:
+        """The class the lag taps read before the first sample and in unvoiced frames (mu-law silence)."""
+        return self.classes // 2
+
+    def lag_classes(self, history: Tensor, period: Tensor, times: Tensor) -> Tensor:
+        """The classes the lag taps read: x[t - T + j] for j = -(n // 2) .. n // 2.
+
+        Args:
+            history: int64 `[B, H]`, history[:, k] = x[k], the samples so far (H >= every t - T + j read).
+            period: int `[B, N]`, T of each time in samples (0: unvoiced).
+            times: int64 `[N]`, the times t.
+
+        Returns:
+            int64 `[B, N, n]`: the classes, `lag_silence` where t - T + j < 0 or T <= n // 2 (0: unvoiced; a
+            shorter period would read the sample being predicted).
+        """
+        offsets = torch.arange(-(self.lag_taps // 2), self.lag_taps // 2 + 1, device=history.device)
+        period = period.long()
+        index = times.view(1, -1, 1) - period.unsqueeze(-1) + offsets  # (B, N, n)
+        # a period of at most n // 2 would read the sample being predicted (or later ones): read as unvoiced
+        valid = (period.unsqueeze(-1) > self.lag_taps // 2) & (index >= 0)
+        gathered = history.gather(1, index.clamp(min=0, max=max(history.shape[1] - 1, 0)).flatten(1)
+                                  ).view_as(index) if history.shape[1] else torch.zeros_like(index)
+        return torch.where(valid, gathered, torch.full_like(index, self.lag_silence))
+
+    def lag_input(self, lagged: Tensor) -> Tensor:
+        """What the lag taps add to the input embedding: float `[..., R]` for classes int64 `[..., n]`
+        (`lag_classes`)."""
+        rows = lagged + torch.arange(self.lag_taps, device=lagged.device) * self.classes
+        return self.lag_embedding(rows).sum(-2)
+
+    def sample_periods(self, period: Tensor, n_samples: int) -> Tensor:
+        """Per-frame periods int `[B, F]` repeated to samples: `[B, n_samples]` (F * hop_length >= n_samples)."""
+        if period.shape[-1] * self.hop_length < n_samples:
+            raise ValueError(f"{period.shape[-1]} frames of pitch periods cannot cover {n_samples} samples")
+        return period.repeat_interleave(self.hop_length, dim=-1)[..., :n_samples]
+
+    def _check_period(self, period: Optional[Tensor]) -> None:
+        if (period is not None) != bool(self.lag_taps):
+            raise ValueError("this decoder " + ("reads the pitch-lag input: pass the pitch periods" if self.lag_taps
+                                                else "has no pitch-lag input; pass period=None"))
+
     # ------------------------------------------------------------------ teacher forcing
 
-    def forward(self, inputs: Tensor, local: Optional[Tensor] = None, speaker: Optional[Tensor] = None) -> Tensor:
+    def forward(self, inputs: Tensor, local: Optional[Tensor] = None, speaker: Optional[Tensor] = None,
+                period: Optional[Tensor] = None) -> Tensor:
         """Teacher-forced logits for every position in one parallel pass.
 
         Args:
             inputs: int64 `[B, T]` mu-law classes; inputs[:, t] is the sample before the one predicted at t.
             local: float `[B, local_channels, F]` with F >= ceil(T / hop_length), or None.
             speaker: float `[B, global_channels]`, or None.
+            period: int `[B, F]` pitch period of each frame in samples (0: unvoiced), for a decoder with the
+                pitch-lag input; None otherwise.
 
         Returns:
             float `[B, classes, T]`: logits[:, :, t] depends on inputs[:, :t + 1] only (causal) and on
             the conditioning of frame t // hop_length.
         """
+        self._check_period(period)
         per_layer = self.frame_conditioning(local, speaker) or [None] * len(self.layers)
-        x = self.input_embedding(inputs).transpose(1, 2)  # (B, R, T)
+        x = self.input_embedding(inputs)
+        if period is not None:
+            n_samples = inputs.shape[1]
+            times = torch.arange(n_samples, device=inputs.device)
+            # x[k] = inputs[:, k + 1]: the samples before each position
+            lagged = self.lag_classes(inputs[:, 1:], self.sample_periods(period, n_samples), times)
+            x = x + self.lag_input(lagged)
+        x = x.transpose(1, 2)  # (B, R, T)
         skips = 0
         for layer, cond in zip(self.layers, per_layer):
             x, skip = layer(x, cond, self.hop_length)
@@ -282,7 +348,8 @@ class WaveNet(nn.Module):
                    for layer in self.layers]
         return WaveNetState(buffers=buffers, position=0)
 
-    def step(self, previous: Tensor, cond: Optional[Tensor], state: WaveNetState) -> tuple[Tensor, WaveNetState]:
+    def step(self, previous: Tensor, cond: Optional[Tensor], state: WaveNetState,
+             lagged: Optional[Tensor] = None) -> tuple[Tensor, WaveNetState]:
         """Logits of the next sample given the previous one: `forward` computed for one time step.
 
         Args:
@@ -290,11 +357,15 @@ class WaveNet(nn.Module):
             cond: float `[B, L, G]`, the conditioning of that time step (one frame of
                 `layer_conditioning`), or None for an unconditioned model.
             state: ring buffers and position; the buffers are updated in place.
+            lagged: int64 `[B, n]`, the pitch-lag taps' classes at that time (`lag_classes`), for a decoder
+                with the pitch-lag input; None otherwise.
 
         Returns:
             (float `[B, classes]` logits, the state advanced by one sample).
         """
         x = self.input_embedding(previous)  # (B, R)
+        if lagged is not None:
+            x = x + self.lag_input(lagged)
         skips = 0
         for index, (layer, buffer) in enumerate(zip(self.layers, state.buffers)):
             x, skip = layer.step(x, None if cond is None else cond[:, index], buffer, state.position)
@@ -307,7 +378,7 @@ class WaveNet(nn.Module):
                  batch_size: Optional[int] = None, temperature: float = 1.0, first_input: Optional[int] = None,
                  generator: Optional[torch.Generator] = None,
                  progress: Optional[Callable[[int], None]] = None,
-                 conditioning: Optional[Tensor] = None) -> Tensor:
+                 conditioning: Optional[Tensor] = None, period: Optional[Tensor] = None) -> Tensor:
         """Sample a waveform one class at a time, feeding each sample back as the next input.
 
         Args:
@@ -321,10 +392,12 @@ class WaveNet(nn.Module):
             progress: called with the number of samples just generated, once per frame.
             conditioning: float `[B, F, L, G]`, every layer's conditioning per frame as `layer_conditioning`
                 gives it, used instead of `local` and `speaker` (chunked decoding computes it with context).
+            period: int `[B, F]` pitch periods per frame (see `forward`), for a decoder with the pitch-lag input.
 
         Returns:
             int64 `[B, T]` classes.
         """
+        self._check_period(period)
         batch_size, frames = self.conditioning_stream(n_samples, local, speaker, batch_size, conditioning)
         device = self.input_embedding.weight.device
         state = self.init_state(batch_size, device)
@@ -335,7 +408,10 @@ class WaveNet(nn.Module):
             steps = min(n_samples, (frame + 1) * self.hop_length) - frame * self.hop_length
             noise = frame_noise(generator, self.hop_length, batch_size, self.classes, device) if temperature else None
             for step in range(steps):
-                logits, state = self.step(previous, frame_cond, state)
+                t = frame * self.hop_length + step
+                lagged = None if period is None else self.lag_classes(
+                    out[:, :t], period[:, frame:frame + 1].to(device), torch.tensor([t], device=device))[:, 0]
+                logits, state = self.step(previous, frame_cond, state, lagged)
                 previous = sample_logits(logits, temperature, None if noise is None else noise[step])
                 out[:, frame * self.hop_length + step] = previous
             if progress is not None:

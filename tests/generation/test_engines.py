@@ -10,6 +10,7 @@ from speechvq.config import DecoderConfig
 from speechvq.generation import (Chunk, DecodeOptions, DecodeRequest, GenerationEngine, decode_requests, plan_chunks,
                                  resolve_engine)
 from speechvq.generation.chunked import _assemble
+from speechvq.generation.engine import lag_pieces
 from speechvq.models.wavenet import WaveNet
 
 HOP, LOCAL, SPEAKER = 8, 6, 5
@@ -58,6 +59,85 @@ def test_samples_equal_the_reference_for_the_same_draws(engine, conditioning_kin
                                                        temperature=temperature,
                                                        generator=torch.Generator().manual_seed(7))
     assert torch.equal(fast, reference)
+
+
+CPU_FAST = ["native", "torch", "numba"]
+
+
+def lag_decoder() -> WaveNet:
+    """A decoder with the pitch-lag input (5 taps), its lag embeddings random (they start at zero)."""
+    torch.manual_seed(0)
+    config = DecoderConfig(n_layers=6, dilation_cycle=3, residual_channels=12, gate_channels=16, skip_channels=20,
+                           cond_channels=10, cond_layers=1, pitch_lag_taps=5)
+    model = WaveNet(config, classes=256, hop_length=HOP, local_channels=LOCAL, global_channels=SPEAKER).eval()
+    torch.nn.init.normal_(model.lag_embedding.weight, std=0.5)
+    return model
+
+
+def lag_periods(batch: int, n_frames: int) -> torch.Tensor:
+    """Periods of 3 to 60 samples with unvoiced frames, and a few too short to read (<= 2: read as unvoiced)."""
+    period = torch.randint(3, 60, (batch, n_frames), generator=torch.Generator().manual_seed(4))
+    period[:, 5:9] = 0
+    period[0, 12] = 2
+    return period
+
+
+@pytest.mark.parametrize("engine", CPU_FAST)
+def test_pitch_lag_logits_and_samples_equal_the_reference(engine):
+    model = lag_decoder()
+    n_samples = 1500
+    local, speaker = conditioning(model, 2, n_samples)
+    period = lag_periods(2, -(-n_samples // HOP))
+    inputs = torch.randint(0, 256, (2, n_samples), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        reference = model(inputs, local, speaker, period=period)
+        without = model(inputs, local, speaker, period=torch.zeros_like(period))
+    runner = GenerationEngine(model, engine)
+    _, logits = runner.generate(n_samples, local, speaker, teacher=inputs, period=period)
+    assert (logits - reference).abs().max().item() <= 1e-4
+    assert (without - reference).abs().max().item() > 1e-2  # the input is read
+    sampled = model.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(7), period=period)
+    fast, _ = runner.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(7), period=period)
+    assert torch.equal(fast, sampled)
+    with pytest.raises(ValueError, match="pitch periods"):
+        runner.generate(n_samples, local, speaker)
+
+
+def test_pitch_lag_pieces_read_only_samples_from_before_them():
+    period = lag_periods(2, 40).repeat_interleave(HOP, dim=1)[:, :300]
+    pieces = lag_pieces(period, 100, latest_tap=2)
+    assert pieces[0][0] == 100 and pieces[-1][1] == 400
+    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:])) and all(s0 < s1 for s0, s1 in pieces)
+    for s0, s1 in pieces:
+        window = period[:, s0 - 100:s1 - 100]
+        reads = torch.arange(s0, s1) - window + 2
+        assert (reads[window > 2] < s0).all()
+    assert lag_pieces(torch.zeros(2, 50, dtype=torch.long), 0, 2) == [(0, 50)]  # unvoiced: one piece
+
+
+def test_the_device_engines_refuse_the_pitch_lag_input():
+    model = lag_decoder()
+    for engine in ("graph", "triton"):
+        with pytest.raises(ValueError, match="pitch-lag"):
+            GenerationEngine(model, engine)
+
+
+@pytest.mark.parametrize("engine", ["reference", "native"])
+def test_one_chunk_equals_sequential_with_the_pitch_lag(engine):
+    model = lag_decoder()
+    local, speaker = conditioning(model, 1, 900)
+    period = lag_periods(1, local.shape[-1])
+    request = DecodeRequest(local[0], speaker[0], 900, period[0])
+    runner = GenerationEngine(model, engine)
+    outputs = [decode_requests(runner, [request], options, sample_rate=16000,
+                               generator=torch.Generator().manual_seed(3))[0]
+               for options in (DecodeOptions(mode="sequential"), DecodeOptions(mode="chunked", chunk_s=10.0))]
+    assert torch.equal(outputs[0], outputs[1])
+    direct = model.generate(900, local, speaker, generator=torch.Generator().manual_seed(3), period=period)
+    assert torch.equal(outputs[0], mu_law_decode(direct)[0])
+    chunked = decode_requests(runner, [request], DecodeOptions(chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004),
+                              16000, generator=torch.Generator().manual_seed(3))[0]
+    assert chunked.shape == (900,) and chunked.abs().max() <= 1
 
 
 def test_graph_blocks_longer_than_a_frame_and_a_partial_last_block():

@@ -137,3 +137,31 @@ def test_conditioning_must_match_the_model():
         model(inputs, local, torch.randn(1, GLOBAL))
     with pytest.raises(ValueError, match="local"):
         model(inputs, None, None)
+
+
+def test_the_pitch_lag_taps_read_one_period_back():
+    config = DecoderConfig(n_layers=2, dilation_cycle=2, residual_channels=4, gate_channels=4, skip_channels=4,
+                           pitch_lag_taps=3)
+    model = WaveNet(config, classes=16, hop_length=4)
+    history = torch.arange(20).view(1, 20) % 16  # x[k] = k
+    times = torch.tensor([0, 9, 10, 12, 19])
+    period = torch.tensor([[8, 8, 0, 1, 5]])
+    lagged = model.lag_classes(history, period, times)
+    silence = model.lag_silence
+    assert lagged.tolist() == [[[silence, silence, silence],  # t - T + j < 0: before the first sample
+                                [0, 1, 2],                    # x[9 - 8 - 1], x[1], x[2]
+                                [silence] * 3,                # unvoiced
+                                [silence] * 3,                # T = 1 <= n // 2 would read x[12]: unvoiced
+                                [13, 14, 15]]]
+    # the taps' embeddings start at zero: a new lag input changes nothing until it is trained
+    assert not model.lag_embedding.weight.any()
+    inputs = torch.randint(0, 16, (1, 40))
+    plain = WaveNet(DecoderConfig(n_layers=2, dilation_cycle=2, residual_channels=4, gate_channels=4,
+                                  skip_channels=4), classes=16, hop_length=4)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("lag_")})
+    with torch.no_grad():
+        assert torch.equal(model(inputs, period=torch.full((1, 10), 7)), plain(inputs))
+    with pytest.raises(ValueError, match="pitch periods"):
+        model(inputs)
+    with pytest.raises(ValueError, match="no pitch-lag input"):
+        plain(inputs, period=torch.full((1, 10), 7))

@@ -20,7 +20,8 @@
  *   hidden [S, S], hidden_bias [S]; logits_w [S, Qp], logits_bias [Qp];
  *   frames [F, B, L, 2H] (F == 1: the same for every step), ring [B, slots, 2H] (past filter | past gate),
  *   noise [n_steps, B, Q] or NULL, teacher int64 [B, n_steps] or NULL, out int64 [B, n_steps],
- *   logits_out [n_steps, B, Q] or NULL; scratch: at least nb * (R + 4H + L*H + 2S + Qp + R) floats.
+ *   logits_out [n_steps, B, Q] or NULL; input_extra [n_steps, B, R] or NULL (added to each step's input
+ *   embedding: the pitch-lag taps' vectors); scratch: at least nb * (R + 4H + L*H + 2S + Qp + R) floats.
  */
 #include <float.h>
 #include <math.h>
@@ -199,7 +200,8 @@ void run_block(long lo, long hi, long batch, long n_steps, long t0, long hop, lo
                const weight_t *skip, const float *skip_bias, const weight_t *hidden_w, const float *hidden_bias,
                const weight_t *logits_w, const float *logits_bias,
                const float *frames, const float *noise, float temperature, float *ring, int64_t *previous,
-               int64_t *out, float *logits_out, const int64_t *teacher, float *scratch) {
+               int64_t *out, float *logits_out, const int64_t *teacher, const float *input_extra,
+               float *scratch) {
     const long nb = hi - lo, G = 2 * H, T = 4 * H, Z = n_layers * H;
     const float scale = 0.7071067811865476f;
     float *x = scratch;                 /* [nb, R] */
@@ -220,6 +222,10 @@ void run_block(long lo, long hi, long batch, long n_steps, long t0, long hop, lo
         for (long b = 0; b < nb; b++) {
             int64_t token = teacher ? teacher[(lo + b) * n_steps + step] : tokens[b];
             memcpy(x + b * R, embedding + token * R, R * sizeof(float));
+            if (input_extra) {
+                const float *extra = input_extra + (step * batch + lo + b) * R;
+                for (long j = 0; j < R; j++) x[b * R + j] += extra[j];
+            }
         }
         for (long layer = 0; layer < n_layers; layer++) {
             const long slot = offsets[layer] + t % dilations[layer];
