@@ -222,6 +222,15 @@ def test_gpu_generation_benchmark_runs_on_the_cpu():
     assert "graph b2:" in result.stdout and "x plain b1" in result.stdout
 
 
+def test_pitch_lag_benchmark_tables_each_build_width_and_period():
+    result = run_tool("bench_pitch_lag", "--preset", "tiny", "--march", "native", "--streams", "1", "2",
+                      "--period", "40", "--seconds", "0.02", "--repeats", "1", "--threads", "1",
+                      "--precision", "fp32")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| native |")]
+    assert len(rows) == 2 and all(float(row.split("|")[6]) > 0 for row in rows)
+
+
 def test_sampling_sweep_pairs_files_by_id():
     sweep = load_tool("sampling_sweep")
     base = [{"id": f"u{i}", "stoi": 0.5 + 0.1 * i, "pesq_wb": 1.0, "dnsmos_ovrl": None, "mcd_db": 4.0,
