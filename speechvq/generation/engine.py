@@ -472,8 +472,10 @@ def lag_pieces(sample_period: Tensor, t0: int, latest_tap: int) -> list[tuple[in
 def lag_extra(decoder: WaveNet, history: np.ndarray, sample_period: Tensor, s0: int, s1: int) -> np.ndarray:
     """The pitch-lag input of steps [s0, s1): float32 `[s1 - s0, B, R]`, read from `history` int64 `[B, >= s0]`
     (history[:, k] = x[k]) with the periods `[B, s1 - s0]` of those steps."""
-    past = torch.from_numpy(np.ascontiguousarray(history[:, :s0]))
-    lagged = decoder.lag_classes(past, sample_period, torch.arange(s0, s1))
+    # only the samples the taps can reach: copying all of history[:, :s0] made a long decode quadratic
+    start = max(0, s0 - int(sample_period.max()) - decoder.lag_taps // 2)
+    past = torch.from_numpy(np.ascontiguousarray(history[:, start:s0]))
+    lagged = decoder.lag_classes(past, sample_period, torch.arange(s0, s1), start)
     return decoder.lag_input(lagged).transpose(0, 1).contiguous().float().numpy()
 
 

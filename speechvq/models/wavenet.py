@@ -260,13 +260,15 @@ class WaveNet(nn.Module):
         """The class the lag taps read before the first sample and in unvoiced frames (mu-law silence)."""
         return self.classes // 2
 
-    def lag_classes(self, history: Tensor, period: Tensor, times: Tensor) -> Tensor:
+    def lag_classes(self, history: Tensor, period: Tensor, times: Tensor, start: int = 0) -> Tensor:
         """The classes the lag taps read: x[t - T + j] for j = -(n // 2) .. n // 2.
 
         Args:
-            history: int64 `[B, H]`, history[:, k] = x[k], the samples so far (H >= every t - T + j read).
+            history: int64 `[B, H]`, history[:, k] = x[start + k], the samples so far from `start` on (it
+                must hold every t - T + j >= 0 read).
             period: int `[B, N]`, T of each time in samples (0: unvoiced).
             times: int64 `[N]`, the times t.
+            start: the time of history's first column (a generation engine passes only the last periods).
 
         Returns:
             int64 `[B, N, n]`: the classes, `lag_silence` where t - T + j < 0 or T <= n // 2 (0: unvoiced; a
@@ -277,8 +279,8 @@ class WaveNet(nn.Module):
         index = times.view(1, -1, 1) - period.unsqueeze(-1) + offsets  # (B, N, n)
         # a period of at most n // 2 would read the sample being predicted (or later ones): read as unvoiced
         valid = (period.unsqueeze(-1) > self.lag_taps // 2) & (index >= 0)
-        gathered = history.gather(1, index.clamp(min=0, max=max(history.shape[1] - 1, 0)).flatten(1)
-                                  ).view_as(index) if history.shape[1] else torch.zeros_like(index)
+        column = (index - start).clamp(min=0, max=max(history.shape[1] - 1, 0))
+        gathered = history.gather(1, column.flatten(1)).view_as(index) if history.shape[1] else torch.zeros_like(index)
         return torch.where(valid, gathered, torch.full_like(index, self.lag_silence))
 
     def lag_input(self, lagged: Tensor) -> Tensor:
