@@ -364,7 +364,8 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
         assert f"| {run} |" in summary
         # every model was decoded and scored (a failed evaluation leaves its row out); PESQ is not on the image
         assert re.search(rf"^\| {run} \| 2 \| n/a \| \d\.\d{{3}} \| \d+\.\d\d \|", decoded, re.M), decoded
-    assert "pitch stream 6 bits, new weights at 10 x lr" in summary  # its zero-started vectors learn faster
+    # its zero-started pitch vectors and lag taps learn faster
+    assert "pitch stream 6 bits, pitch-lag input 5 taps, new weights at 10 x lr" in summary
     # the main run trains for --minutes, each ablation for the shorter --ablation_minutes (the smoke's 0.35, 0.3)
     runs = summary[summary.index("## Training runs"):summary.index("## Decoded scores")]
     for run, budget in [("main", "0.35"), ("control", "0.3"), ("pitch", "0.3")]:

@@ -95,6 +95,8 @@ def _changes(config_text: str) -> str:
         found.append(f"pre-emphasis {model['pre_emphasis']}")
     if model.get("pitch", {}).get("bits", 0):
         found.append(f"pitch stream {model['pitch']['bits']} bits")
+    if model.get("decoder", {}).get("pitch_lag_taps", 0):
+        found.append(f"pitch-lag input {model['decoder']['pitch_lag_taps']} taps")
     if train.get("new_weights_lr_scale", 1.0) != 1.0:
         found.append(f"new weights at {train['new_weights_lr_scale']:g} x lr")
     return ", ".join(found)
