@@ -3,10 +3,11 @@
 
 The paper decoder (random weights: speed does not depend on them) and its twin with `pitch_lag_taps` taps read
 `--period` samples back throughout (every frame voiced: the most pieces; 40 is 400 Hz, the shortest period of
-the default pitch stream, 100 is 160 Hz). The lag input is added per step in the loop, but its vectors are
-gathered in torch once per piece of at most period - taps // 2 steps (`engine.lag_pieces`), so its cost is
-mostly per-call overhead that shrinks as the period grows and the batch widens. Timed on this CPU for each
---march build (e.g. x86-64-v3, the AVX2 build an AVX2-only machine gets), alternating plain and lag calls.
+the default pitch stream, 100 is 160 Hz). The C loop reads the taps itself from a history of the classes it
+has drawn (`NativeRunner.set_lag_table`): five embedding rows summed per step and stream. Timed on this CPU for
+each --march build (e.g. x86-64-v3, the AVX2 build an AVX2-only machine gets), alternating plain and lag calls.
+(Before 2026-12-03 the engine ran each block in pieces of at most period - taps // 2 steps with the taps'
+vectors gathered in torch per piece, as the numba and torch engines still do: 0.48-0.85 of the plain speed.)
 
     python tools/bench_pitch_lag.py --march native x86-64-v3 --streams 1 8
 """

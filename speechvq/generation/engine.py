@@ -207,13 +207,18 @@ class GenerationEngine:
         from .native import NativeRunner
 
         try:
-            return NativeRunner(self.packed, self.threads, self.precision, self.march)
+            runner = NativeRunner(self.packed, self.threads, self.precision, self.march)
         except RuntimeError as error:  # e.g. half-precision weights on a CPU without F16C or AVX-512
             if self.requested_precision != "reduced":  # fp16 asked for by name: say why it cannot be had
                 raise ValueError(f"the native engine could not be built for {self.precision} weights: "
                                  f"{error}") from None
             self.precision = "fp32"  # "reduced" is a speed preference: float32 weights still work
-            return NativeRunner(self.packed, self.threads, self.precision, self.march)
+            runner = NativeRunner(self.packed, self.threads, self.precision, self.march)
+        decoder = self.decoder
+        if decoder.lag_taps:  # the C loop reads the lag taps itself: whole blocks, no pieces
+            runner.set_lag_table(decoder.lag_embedding.weight.detach().float().cpu().numpy(), decoder.lag_taps,
+                                 decoder.lag_silence)
+        return runner
 
     @torch.no_grad()
     def generate(self, n_samples: int, local: Optional[Tensor] = None, speaker: Optional[Tensor] = None,
@@ -252,6 +257,8 @@ class GenerationEngine:
             self.engine, self.precision = choice.engine, choice.precision
         runner = self._cpu_runner()
         ring = runner.ring(batch)
+        reads_lag = period is not None and self.engine == "native"
+        lag_history = runner.lag_history(batch, int(period.max())) if reads_lag else None
         previous = np.full(batch, classes // 2 if first_input is None else first_input, np.int64)
         out = np.empty((batch, n_samples), np.int64)
         logits = np.empty((n_samples, batch, classes), np.float32) if teacher is not None else None
@@ -273,8 +280,12 @@ class GenerationEngine:
             block_logits = _EMPTY3 if logits is None else logits[t0:t1]
             if period is None:
                 runner.run(t1 - t0, t0, hop, first, frames, noise, float(temperature), ring, previous, out[:, t0:t1],
-                           block_logits, step_teacher, _EMPTY3)
-            else:  # in pieces whose lag taps all read samples generated before the piece (`lag_pieces`)
+                           block_logits, step_teacher)
+            elif reads_lag:
+                runner.run(t1 - t0, t0, hop, first, frames, noise, float(temperature), ring, previous, out[:, t0:t1],
+                           block_logits, step_teacher, decoder.sample_periods(period[:, first:last], t1 - t0).numpy(),
+                           lag_history)
+            else:  # numba, torch: in pieces whose lag taps all read samples generated before the piece
                 sample_period = decoder.sample_periods(period[:, first:last], t1 - t0)
                 # what the taps read: the samples generated so far, or with a teacher, the samples it feeds
                 history = out if teacher is None else teacher[:, 1:].cpu().numpy()
@@ -403,8 +414,9 @@ class NumbaRunner:
 
     def run(self, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
             temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits: np.ndarray,
-            teacher: np.ndarray, input_extra: np.ndarray) -> None:
-        """Advance every stream by `n_steps` samples (arguments as for `native.NativeRunner.run`)."""
+            teacher: np.ndarray, input_extra: np.ndarray = _EMPTY3) -> None:
+        """Advance every stream by `n_steps` samples (arguments as for `native.NativeRunner.run`; input_extra:
+        float32 `[n_steps, B, R]` added to each step's input embedding, a piece's pitch-lag input, or empty)."""
         import numba
 
         from .kernel import run_parallel
@@ -436,8 +448,9 @@ class TorchRunner:
 
     def run(self, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
             temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits: np.ndarray,
-            teacher: np.ndarray, input_extra: np.ndarray) -> None:
-        """Advance every stream by `n_steps` samples (arguments as for `native.NativeRunner.run`)."""
+            teacher: np.ndarray, input_extra: np.ndarray = _EMPTY3) -> None:
+        """Advance every stream by `n_steps` samples (arguments as for `native.NativeRunner.run`; input_extra:
+        float32 `[n_steps, B, R]` added to each step's input embedding, a piece's pitch-lag input, or empty)."""
         run_block_torch(self.weights, n_steps, t0, hop, frame0, frames, noise, temperature, ring, previous, out,
                         logits, teacher, input_extra)
 

@@ -208,23 +208,43 @@ class NativeRunner:
                 setattr(self.weights, name, np.ascontiguousarray(half))
         self.threads = threads
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        self.lag_table, self.lag_taps, self.lag_silence = None, 0, 0  # set_lag_table
 
     def ring(self, batch: int) -> np.ndarray:
         """Empty ring buffers for `batch` streams: float32 `[B, slots, 2H]` (H padded; stream-major, so threads
         never write to the same cache line)."""
         return np.zeros((batch, self.packed.ring_slots, 2 * self.weights.half), np.float32)
 
+    def set_lag_table(self, table: np.ndarray, taps: int, silence: int) -> None:
+        """Make the loop read the pitch-lag input itself (see `run`'s `lag_period`).
+
+        Args:
+            table: float32 `[taps * classes, R]`, the decoder's `lag_embedding` (tap j's row of class c at
+                j * classes + c); taps: its tap count (odd); silence: the class read where a tap reads
+                nothing (`WaveNet.lag_silence`).
+        """
+        padded = np.zeros((table.shape[0], self.weights.residual), np.float32)
+        padded[:, :table.shape[1]] = table  # padded like every weight (its padding columns are 0)
+        self.lag_table, self.lag_taps, self.lag_silence = padded, taps, silence
+
+    def lag_history(self, batch: int, longest_period: int) -> np.ndarray:
+        """An empty history of past classes for `batch` streams, int64 `[B, >= longest_period + taps]`: pass
+        the same one to every `run` of a `generate` call (the loop writes each step's input into it)."""
+        # rows of whole 64-byte lines: the streams of two threads never share one
+        return np.zeros((batch, -(-(longest_period + self.lag_taps) // 8) * 8), np.int64)
+
     def run(self, n_steps: int, t0: int, hop: int, frame0: int, frames: np.ndarray, noise: np.ndarray,
             temperature: float, ring: np.ndarray, previous: np.ndarray, out: np.ndarray, logits: np.ndarray,
-            teacher: np.ndarray, input_extra: np.ndarray) -> None:
+            teacher: np.ndarray, lag_period: Optional[np.ndarray] = None,
+            lag_history: Optional[np.ndarray] = None) -> None:
         """Advance every stream by `n_steps` samples (arguments as for `kernel.run_block`; `ring` from `ring`).
 
         Args:
             frames: float32 `[F, B, L, G]` frame vectors (unpadded; F = 1: the same for every step).
             noise: float32 `[n_steps, B, Q]`, or empty for argmax; teacher: int64 `[B, n_steps]` or empty.
             out: int64 `[B, n_steps]` (written); logits: float32 `[n_steps, B, Q]` or empty (written).
-            input_extra: float32 `[n_steps, B, R]` added to each step's input embedding (the pitch-lag
-                input), or empty.
+            lag_period: with `set_lag_table`, int `[B, n_steps]` the pitch period of each step in samples (0:
+                unvoiced), and lag_history (`lag_history`) the classes so far; None without the lag input.
         """
         w = self.weights
         batch = previous.shape[0]
@@ -233,10 +253,12 @@ class NativeRunner:
         noise_arg = np.ascontiguousarray(noise, np.float32) if temperature > 0 and noise.size else None
         teacher_arg = np.ascontiguousarray(teacher, np.int64) if teacher.size else None
         logits_arg = np.empty((n_steps, batch, w.true_classes), np.float32) if logits.size else None
-        extra_arg = None
-        if input_extra.size:  # padded to the C side's residual width (the padding rows of every weight are 0)
-            extra_arg = np.zeros((n_steps, batch, w.residual), np.float32)
-            extra_arg[..., :input_extra.shape[2]] = input_extra
+        lag_table, period_arg, history_len = None, None, 0
+        if lag_period is not None:
+            if lag_history is None or lag_history.shape[1] <= int(lag_period.max(initial=0)) + self.lag_taps // 2:
+                raise ValueError("the lag history must outlast the longest period (NativeRunner.lag_history)")
+            lag_table, history_len = self.lag_table, lag_history.shape[1]
+            period_arg = np.ascontiguousarray(lag_period, np.int64)
         per = -(-batch // self.threads)
         slices = [(lo, min(batch, lo + per)) for lo in range(0, batch, per)]
         scratch_size = w.residual * 2 + 4 * w.half + w.n_layers * w.half + 2 * w.skip + w.classes
@@ -253,8 +275,9 @@ class NativeRunner:
                 _pointer(w.b_res), _pointer(w.w_skip), _pointer(w.b_skip), _pointer(w.w_hidden),
                 _pointer(w.b_hidden), _pointer(w.w_logits), _pointer(w.b_logits), _pointer(frames),
                 _pointer(noise_arg), ctypes.c_float(temperature), _pointer(ring), _pointer(previous),
-                _pointer(out_block), _pointer(logits_arg), _pointer(teacher_arg), _pointer(extra_arg),
-                _pointer(scratch))
+                _pointer(out_block), _pointer(logits_arg), _pointer(teacher_arg), _pointer(lag_table),
+                c_long(self.lag_taps), c_long(self.lag_silence), _pointer(period_arg),
+                _pointer(lag_history if lag_table is not None else None), c_long(history_len), _pointer(scratch))
 
         if self._pool is None or len(slices) == 1:
             for bounds in slices:

@@ -20,8 +20,14 @@
  *   hidden [S, S], hidden_bias [S]; logits_w [S, Qp], logits_bias [Qp];
  *   frames [F, B, L, 2H] (F == 1: the same for every step), ring [B, slots, 2H] (past filter | past gate),
  *   noise [n_steps, B, Q] or NULL, teacher int64 [B, n_steps] or NULL, out int64 [B, n_steps],
- *   logits_out [n_steps, B, Q] or NULL; input_extra [n_steps, B, R] or NULL (added to each step's input
- *   embedding: the pitch-lag taps' vectors); scratch: at least nb * (R + 4H + L*H + 2S + Qp + R) floats.
+ *   logits_out [n_steps, B, Q] or NULL; scratch: at least nb * (R + 4H + L*H + 2S + Qp + R) floats.
+ * The pitch-lag input (WaveNet.lag_classes / lag_input), or lag_table NULL: lag_table [lag_taps, Q, R] (tap
+ *   j's row of class c), lag_period int64 [B, n_steps] (each step's period T in samples, 0: unvoiced),
+ *   history int64 [B, history_len] (x[k] at k % history_len; written here as the inputs go by, so it must
+ *   outlive the call; history_len > the longest period + lag_taps / 2). Each step's input adds the taps'
+ *   rows of x[t - T + j], j = -(lag_taps / 2) .. lag_taps / 2, or of lag_silence where T <= lag_taps / 2 or
+ *   t - T + j < 0; they are summed first and then added, in the reference's order. A tap never reads past
+ *   x[t - 1], the step's own input, so the loop needs no pieces.
  */
 #include <float.h>
 #include <math.h>
@@ -200,8 +206,9 @@ void run_block(long lo, long hi, long batch, long n_steps, long t0, long hop, lo
                const weight_t *skip, const float *skip_bias, const weight_t *hidden_w, const float *hidden_bias,
                const weight_t *logits_w, const float *logits_bias,
                const float *frames, const float *noise, float temperature, float *ring, int64_t *previous,
-               int64_t *out, float *logits_out, const int64_t *teacher, const float *input_extra,
-               float *scratch) {
+               int64_t *out, float *logits_out, const int64_t *teacher,
+               const float *lag_table, long lag_taps, long lag_silence, const int64_t *lag_period,
+               int64_t *history, long history_len, float *scratch) {
     const long nb = hi - lo, G = 2 * H, T = 4 * H, Z = n_layers * H;
     const float scale = 0.7071067811865476f;
     float *x = scratch;                 /* [nb, R] */
@@ -215,6 +222,8 @@ void run_block(long lo, long hi, long batch, long n_steps, long t0, long hop, lo
      * ring is its own contiguous block, and the previous classes stay in this call's own array until the
      * end (two threads writing neighbouring entries every step made each 2-3x slower, measured). */
     int64_t tokens[nb];
+    float lag_sum[lag_table ? R : 1];
+    const long latest_tap = lag_taps / 2;
     for (long b = 0; b < nb; b++) tokens[b] = previous[lo + b];
     for (long step = 0; step < n_steps; step++) {
         const long t = t0 + step;
@@ -222,9 +231,18 @@ void run_block(long lo, long hi, long batch, long n_steps, long t0, long hop, lo
         for (long b = 0; b < nb; b++) {
             int64_t token = teacher ? teacher[(lo + b) * n_steps + step] : tokens[b];
             memcpy(x + b * R, embedding + token * R, R * sizeof(float));
-            if (input_extra) {
-                const float *extra = input_extra + (step * batch + lo + b) * R;
-                for (long j = 0; j < R; j++) x[b * R + j] += extra[j];
+            if (lag_table) {
+                int64_t *past = history + (lo + b) * history_len;
+                if (t >= 1) past[(t - 1) % history_len] = token;  /* the input of step t is x[t - 1] */
+                const long period = lag_period[(lo + b) * n_steps + step];
+                memset(lag_sum, 0, R * sizeof(float));
+                for (long j = 0; j < lag_taps; j++) {
+                    const long index = t - period + j - latest_tap;
+                    const int64_t c = period > latest_tap && index >= 0 ? past[index % history_len] : lag_silence;
+                    const float *row = lag_table + (j * Q + c) * R;
+                    for (long k = 0; k < R; k++) lag_sum[k] += row[k];
+                }
+                for (long k = 0; k < R; k++) x[b * R + k] += lag_sum[k];
             }
         }
         for (long layer = 0; layer < n_layers; layer++) {
