@@ -278,13 +278,11 @@ class GenerationEngine:
                 else _EMPTY3
             step_teacher = _EMPTY_TEACHER if teacher is None else teacher[:, t0:t1].cpu().numpy().astype(np.int64)
             block_logits = _EMPTY3 if logits is None else logits[t0:t1]
-            if period is None:
+            if period is None or reads_lag:  # the C loop reads the lag taps itself: one call per block
+                lag = () if period is None else (decoder.sample_periods(period[:, first:last], t1 - t0).numpy(),
+                                                 lag_history)
                 runner.run(t1 - t0, t0, hop, first, frames, noise, float(temperature), ring, previous, out[:, t0:t1],
-                           block_logits, step_teacher)
-            elif reads_lag:
-                runner.run(t1 - t0, t0, hop, first, frames, noise, float(temperature), ring, previous, out[:, t0:t1],
-                           block_logits, step_teacher, decoder.sample_periods(period[:, first:last], t1 - t0).numpy(),
-                           lag_history)
+                           block_logits, step_teacher, *lag)
             else:  # numba, torch: in pieces whose lag taps all read samples generated before the piece
                 sample_period = decoder.sample_periods(period[:, first:last], t1 - t0)
                 # what the taps read: the samples generated so far, or with a teacher, the samples it feeds
