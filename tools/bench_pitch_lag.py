@@ -2,7 +2,7 @@
 """What the pitch-lag input costs in generation: the C loop with and without it, in one run, as ratios.
 
 The paper decoder (random weights: speed does not depend on them) and its twin with `pitch_lag_taps` taps read
-`--period` samples back throughout (every frame voiced: the most pieces; 40 is 400 Hz, the shortest period of
+`--period` samples back throughout (every frame voiced; 40 is 400 Hz, the shortest period of
 the default pitch stream, 100 is 160 Hz). The C loop reads the taps itself from a history of the classes it
 has drawn (`NativeRunner.set_lag_table`): five embedding rows summed per step and stream. Timed on this CPU for
 each --march build (e.g. x86-64-v3, the AVX2 build an AVX2-only machine gets), alternating plain and lag calls.
