@@ -321,10 +321,16 @@ class TrainConfig:
     # low rate a zero-initialised tensor hardly moves: the pitch vectors of a CPU continuation at 1e-4 reached an
     # RMS of 0.003 in 750 steps, beside code vectors of 0.6.
     new_weights_lr_scale: float = 1.0
+    # With --init: parameter names (fnmatch patterns, e.g. "decoder.lag_embedding.*") that also learn at
+    # lr x new_weights_lr_scale though the source has them trained: a tensor added a session ago, still small
+    # beside what it is added to, keeps its own rate in the next continuation.
+    new_weights_include: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "train.lr", "must be positive")
         _require(self.new_weights_lr_scale > 0, "train.new_weights_lr_scale", "must be positive")
+        _require(not self.new_weights_include or self.new_weights_lr_scale != 1.0, "train.new_weights_include",
+                 "names weights for train.new_weights_lr_scale, which is 1: set the scale too")
         _require(len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
                  "train.adam_betas", "must be two numbers in [0, 1)")
         _require(self.grad_clip >= 0, "train.grad_clip", "must be >= 0")

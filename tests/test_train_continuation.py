@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from speechvq.checkpoint import export_checkpoint, init_from_checkpoint, load_checkpoint
-from speechvq.config import load_config
+from speechvq.config import ConfigError, load_config
 from speechvq.data import AudioCache, read_manifest
 from speechvq.data.device import DeviceBatches, DeviceCorpus
 from speechvq.errors import SpeechVQError
@@ -175,6 +175,26 @@ def test_new_weights_learn_at_their_own_rate_and_resume_exactly(corpus):
             states_close(last.model_state, load_checkpoint(corpus / "resumed" / "last.pt").model_state)
         moved[scale] = last.model_state["pitch_embedding.weight"].abs().max().item()  # they start at zero
     assert moved[1] > 0 and moved[10] > 5 * moved[1]
+
+
+def test_new_weights_include_names_trained_tensors_for_the_scaled_rate(corpus):
+    # a tensor the source trained (here the whole speaker table) joins the scaled group by name pattern;
+    # the source's other tensors stay at lr
+    train(small_config(corpus, "train.max_steps=2"), corpus / "first", device="cpu", show_progress=False)
+    export_checkpoint(corpus / "first" / "last.pt", corpus / "first.pt")
+    scaled = ("train.max_steps=3", "train.new_weights_lr_scale=10")
+    cfg = small_config(corpus, *scaled, "train.new_weights_include=[speaker_embedding.*]")
+    train(cfg, corpus / "included", device="cpu", init=corpus / "first.pt", show_progress=False)
+    last = load_checkpoint(corpus / "included" / "last.pt")
+    assert last.extra["run"]["new_weights"] == ["speaker_embedding.weight"]
+    groups = last.optimizer_state["param_groups"]
+    assert len(groups[1]["params"]) == 1
+    assert groups[1]["initial_lr"] == pytest.approx(10 * groups[0]["initial_lr"], rel=1e-12)
+    with pytest.raises(SpeechVQError, match="matches no trainable parameter"):
+        train(small_config(corpus, *scaled, "train.new_weights_include=[decoder.no_such.*]"), corpus / "typo",
+              device="cpu", init=corpus / "first.pt", show_progress=False)
+    with pytest.raises(ConfigError, match="train.new_weights_include"):
+        small_config(corpus, "train.new_weights_include=[speaker_embedding.*]")
 
 
 def test_freeze_encoder_trains_the_decoder_only_and_keeps_every_code(corpus):

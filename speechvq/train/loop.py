@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fnmatch
 import math
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -138,8 +139,7 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
     if resuming:
         new_weights = RunState.from_dict(last.extra["run"]).new_weights
     elif report is not None and cfg.train.new_weights_lr_scale != 1.0:
-        fresh = set(report.kept) | set(report.untrained)
-        new_weights = [name for name, p in model.named_parameters() if p.requires_grad and name in fresh]
+        new_weights = _new_weights(model, set(report.kept) | set(report.untrained), cfg.train.new_weights_include)
     else:
         new_weights = []
     optimizer = torch.optim.Adam(_parameter_groups(model, new_weights, cfg.train), lr=cfg.train.lr,
@@ -368,6 +368,20 @@ def _last_checkpoint(cfg: Config, exp_dir: Path, context: DistributedContext,
     if list(checkpoint.speakers) != list(model.speakers):
         raise SpeechVQError(f"{exp_dir} was started with another speaker table than {cfg.data.speakers}")
     return checkpoint
+
+
+def _new_weights(model: SpeechVQ, fresh: set[str], include: Sequence[str]) -> list[str]:
+    """The trainable parameters that learn at train.new_weights_lr_scale x lr, in model order: those in `fresh`
+    (what --init's source lacked or held at zero) and those whose names match a pattern of `include`
+    (train.new_weights_include, fnmatch). Raises SpeechVQError for a pattern that matches no trainable parameter,
+    which is a typo or a frozen tensor, not a silent no-op."""
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    for pattern in include:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in trainable):
+            raise SpeechVQError(f"train.new_weights_include: {pattern!r} matches no trainable parameter of this "
+                                f"model (e.g. {', '.join(trainable[:3])})")
+    return [name for name in trainable
+            if name in fresh or any(fnmatch.fnmatchcase(name, pattern) for pattern in include)]
 
 
 def _parameter_groups(model: SpeechVQ, new_weights: list[str], train_cfg: TrainConfig) -> list[dict]:
