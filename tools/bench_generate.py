@@ -12,8 +12,9 @@ codes at hop 64 and a 64-dim speaker vector), randomly initialised (speed does n
     native b1          the C loop, one stream; "reduced": its weights stored as IEEE halves (`--precision
                        reduced`); built for this CPU (-march=native), and with --march for other instruction
                        sets too (e.g. x86-64-v3: the AVX2 build an AVX2-only CPU gets), timed on this CPU
-    chunked 10 s       one 10-second utterance, chunk-parallel, end to end (packing, conditioning, generation,
-                       cross-fades), on --threads threads: with the C loop (full and reduced), and with numba
+    chunked 10 s       one 10-second utterance (--utterance-s), chunk-parallel, end to end (packing,
+                       conditioning, generation, cross-fades), on --threads threads: with the C loop (full and
+                       reduced), and with numba
     batched 8 x 2 s    eight utterances decoded together as eight streams (aggregate samples/s), as
                        `speechvq decode a.svq ... h.svq` does by default (eight files are a wide enough batch,
                        so they are not also cut into chunks; see DecodeOptions.wide_batch)
@@ -171,7 +172,8 @@ def main() -> None:
     for name, value in rates.items():
         print(f"{name:>28}: {value:10.0f} samples/s  ({value / rate:.3f} x real time)")
     for name, rtf in chunked_rtf.items():
-        print(f"{name + ' chunked 10 s':>28}: {utterance_samples / rtf / args.utterance_s:10.0f} samples/s of output, "
+        label = f"{name} chunked {args.utterance_s:g} s"
+        print(f"{label:>28}: {utterance_samples / rtf / args.utterance_s:10.0f} samples/s of output, "
               f"real-time factor {rtf:.2f} ({args.threads} threads, end to end)")
     print("first call (compile, or load the cached build): "
           + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in compile_s.items()))
@@ -183,8 +185,8 @@ def main() -> None:
           f"plain / naive: {plain / rates['naive_b1']:.0f}x; "
           f"plain b{args.batch} / b1 (aggregate): {rates[f'plain_b{args.batch}'] / plain:.1f}x")
     for name in paths:
-        print(f"{name}: b1 / numba b1 {rates[name + '_b1'] / rates['numba_b1']:.2f}; 10 s utterance real-time factor "
-              f"{chunked_rtf[name]:.2f} (target <= 0.5); batched {args.batch} x {args.batch_s:.0f} s: "
+        print(f"{name}: b1 / numba b1 {rates[name + '_b1'] / rates['numba_b1']:.2f}; {args.utterance_s:g} s utterance "
+              f"real-time factor {chunked_rtf[name]:.2f} (target <= 0.5); batched {args.batch} x {args.batch_s:.0f} s: "
               f"{rates[f'{name}_batched_aggregate'] / rate:.2f}x real time in aggregate (target >= 2)")
     for key, ranking in rankings.items():
         print(f"auto ranking ({args.threads} threads, {key}): {ranking}")
