@@ -31,6 +31,7 @@ codes at hop 64 and a 64-dim speaker vector), randomly initialised (speed does n
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -41,10 +42,16 @@ from speechvq.generation import DecodeOptions, DecodeRequest, GenerationEngine, 
 from speechvq.models.wavenet import WaveNet, frame_noise, sample_logits
 
 
-def build_decoder(preset: str) -> tuple[WaveNet, int, int, int]:
+def build_decoder(preset: str, pitch_lag_taps: int = 0) -> tuple[WaveNet, int, int, int]:
+    """The preset's decoder, randomly initialised (with `pitch_lag_taps` > 0 its pitch-lag tables random too,
+    std 0.1: they start at zero in training, which would hide the input); returns (decoder, latent dim, speaker
+    dim, sample rate)."""
     cfg = load_config(preset).model
-    model = WaveNet(cfg.decoder, classes=cfg.mu_law_classes, hop_length=cfg.hop_length,
+    decoder_cfg = dataclasses.replace(cfg.decoder, pitch_lag_taps=pitch_lag_taps)
+    model = WaveNet(decoder_cfg, classes=cfg.mu_law_classes, hop_length=cfg.hop_length,
                     local_channels=cfg.encoder.latent_dim, global_channels=cfg.speaker_dim).eval()
+    if pitch_lag_taps:
+        torch.nn.init.normal_(model.lag_embedding.weight, std=0.1)
     return model, cfg.encoder.latent_dim, cfg.speaker_dim, cfg.sample_rate
 
 

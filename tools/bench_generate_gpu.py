@@ -10,6 +10,10 @@ on the GPU (other draws than a CPU generator, the same distribution).
 
     python tools/bench_generate_gpu.py                      # paper decoder, random weights
     python tools/bench_generate_gpu.py --engines triton --batches 64 1024 --precisions tf32
+    python tools/bench_generate_gpu.py --pitch-lag-taps 5 --engines graph   # a decoder with the pitch-lag input
+
+With --pitch-lag-taps every run reads the pitch-lag input (`model.decoder.pitch_lag_taps`; random tables) with
+random periods of 40 to 200 samples and every fifth frame unvoiced; only the graph engine carries it.
 """
 
 from __future__ import annotations
@@ -33,17 +37,29 @@ def cuda_timed(function) -> float:
     return time.perf_counter() - start
 
 
-def check(name: str, engine: GenerationEngine, model, local, speaker, n: int) -> None:
-    """Print how far the engine is from the reference: teacher-forced logits and sampled classes."""
+def random_periods(batch: int, n_frames: int, device: torch.device) -> torch.Tensor:
+    """Pitch periods int64 `[B, F]` for a decoder with the pitch-lag input: 40 to 200 samples, every fifth
+    frame 0 (unvoiced)."""
+    period = torch.randint(40, 201, (batch, n_frames), generator=torch.Generator().manual_seed(1))
+    period[:, ::5] = 0
+    return period.to(device)
+
+
+def check(name: str, engine: GenerationEngine, model, local, speaker, n: int, period=None) -> None:
+    """Print how far the engine is from the reference: teacher-forced logits and sampled classes (`period`:
+    the pitch periods `[B, F]` of a decoder with the pitch-lag input, else None)."""
     classes, hop, device = model.classes, model.hop_length, local.device
     inputs = torch.randint(0, classes, (2, n), device=device)
     check_local = local[:2, :, : -(-n // hop)]  # the same frames for both: edge frames depend on what follows
+    check_period = None if period is None else period[:2, : -(-n // hop)]
     with torch.no_grad():
-        reference_logits = model(inputs, check_local, speaker[:2])
-    _, logits = engine.generate(n, check_local, speaker[:2], teacher=inputs.cpu())
+        reference_logits = model(inputs, check_local, speaker[:2], period=check_period)
+    _, logits = engine.generate(n, check_local, speaker[:2], teacher=inputs.cpu(), period=check_period)
     error = (logits.to(device) - reference_logits).abs().max().item()
-    reference = model.generate(n, local[:2], speaker[:2], generator=torch.Generator().manual_seed(5)).cpu()
-    fast, _ = engine.generate(n, local[:2], speaker[:2], generator=torch.Generator().manual_seed(5))
+    streams = None if period is None else period[:2]
+    reference = model.generate(n, local[:2], speaker[:2], generator=torch.Generator().manual_seed(5),
+                               period=streams).cpu()
+    fast, _ = engine.generate(n, local[:2], speaker[:2], generator=torch.Generator().manual_seed(5), period=streams)
     differ = (fast != reference).any(dim=0).nonzero()
     same = "identical" if differ.numel() == 0 else f"first difference at step {differ[0].item()}"
     print(f"check {name}: teacher-forced logits max |engine - reference| = {error:.2e}; sampled classes with the "
@@ -64,6 +80,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256, 1024, 2048])
     parser.add_argument("--graph-max-batch", type=int, default=2048)
     parser.add_argument("--batch-samples", type=int, default=8192, help="samples per stream in the batched runs")
+    parser.add_argument("--pitch-lag-taps", type=int, default=0,
+                        help="give the decoder the pitch-lag input with this many taps (odd; graph engine only)")
     parser.add_argument("--device", default="cuda", help="cpu only to smoke-test this script (with "
                                                           "TRITON_INTERPRET=1 for the triton engine)")
     args = parser.parse_args()
@@ -74,27 +92,32 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = False  # the reference's convolutions in full fp32, like the engines' products
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
-    model, latent_dim, speaker_dim, rate = build_decoder(args.preset)
+    model, latent_dim, speaker_dim, rate = build_decoder(args.preset, args.pitch_lag_taps)
     model = model.to(device)
     hop = model.hop_length
     widest = max(args.batches + [2])
     frames = -(-max(args.samples, args.batch_samples, args.check_samples) // hop)
     local = torch.randn(widest, latent_dim, frames, device=device)
     speaker = torch.randn(widest, speaker_dim, device=device)
+    period = random_periods(widest, frames, device) if args.pitch_lag_taps else None
+    periods = (lambda batch: None) if period is None else (lambda batch: period[:batch])  # noqa: E731
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    print(f"{name}, torch {torch.__version__}, decoder '{args.preset}'", flush=True)
+    print(f"{name}, torch {torch.__version__}, decoder '{args.preset}'"
+          + (f", pitch-lag input of {args.pitch_lag_taps} taps" if args.pitch_lag_taps else ""), flush=True)
 
     engines = {}
     if "graph" in args.engines:
         engines["graph"] = GenerationEngine(model, "graph")
-    for variant in args.triton if "triton" in args.engines else []:
+    if args.pitch_lag_taps and "triton" in args.engines:
+        print("triton: skipped (the triton kernel does not carry the pitch-lag input)", flush=True)
+    for variant in args.triton if "triton" in args.engines and not args.pitch_lag_taps else []:
         precision, block_b, warps = (variant.split(":") + ["", ""])[:3]
         engines[f"triton {variant}"] = GenerationEngine(model, "triton", precision=precision,
                                                         block_b=int(block_b) if block_b else None,
                                                         num_warps=int(warps) if warps else None)
     for label, engine in list(engines.items()):
         try:
-            seconds = cuda_timed(lambda: check(label, engine, model, local, speaker, args.check_samples))
+            seconds = cuda_timed(lambda: check(label, engine, model, local, speaker, args.check_samples, period))
         except Exception as error:  # noqa: BLE001  (a variant that does not build is reported, the rest still run)
             print(f"{label}: failed: {type(error).__name__}: {str(error)[:2000]}", flush=True)
             del engines[label]
@@ -103,12 +126,14 @@ def main() -> None:
 
     g = torch.Generator().manual_seed(0)
     rows = []
-    model.generate(hop, local[:1], speaker[:1], generator=g)  # warm-up
-    seconds = cuda_timed(lambda: model.generate(args.plain_samples, local[:1], speaker[:1], generator=g))
+    model.generate(hop, local[:1], speaker[:1], generator=g, period=periods(1))  # warm-up
+    seconds = cuda_timed(lambda: model.generate(args.plain_samples, local[:1], speaker[:1], generator=g,
+                                                period=periods(1)))
     rows.append(("plain b1 (reference)", 1, args.plain_samples / seconds))
     for label, engine in engines.items():
-        engine.generate(hop, local[:1], speaker[:1], generator=g)
-        seconds = cuda_timed(lambda: engine.generate(args.samples, local[:1], speaker[:1], generator=g))
+        engine.generate(hop, local[:1], speaker[:1], generator=g, period=periods(1))
+        seconds = cuda_timed(lambda: engine.generate(args.samples, local[:1], speaker[:1], generator=g,
+                                                     period=periods(1)))
         rows.append((f"{label} b1", 1, args.samples / seconds))
         print(f"{rows[-1][0]}: {rows[-1][2]:,.0f} samples/s", flush=True)
     for batch in args.batches:
@@ -116,9 +141,10 @@ def main() -> None:
             if label == "graph" and batch > args.graph_max_batch:
                 continue
             gpu_generator = torch.Generator(device=device).manual_seed(0)
-            engine.generate(hop, local[:batch], speaker[:batch], generator=gpu_generator)  # compile / capture
+            engine.generate(hop, local[:batch], speaker[:batch], generator=gpu_generator,  # compile / capture
+                            period=periods(batch))
             seconds = cuda_timed(lambda: engine.generate(args.batch_samples, local[:batch], speaker[:batch],
-                                                         generator=gpu_generator))
+                                                         generator=gpu_generator, period=periods(batch)))
             rows.append((f"{label} b{batch}", batch, batch * args.batch_samples / seconds))
             print(f"{rows[-1][0]}: {rows[-1][2]:,.0f} samples/s", flush=True)
     plain = rows[0][2]

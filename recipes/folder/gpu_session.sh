@@ -72,8 +72,8 @@ lr=1e-4
 # "jitter:model.code_jitter=0.12" and "ema:model.quantizer.ema=true,train.freeze_encoder=false" (the EMA codebook
 # moves only if the encoder side trains). lag (2026-12-03): the pitch-lag input (model.decoder.pitch_lag_taps,
 # its zero-started taps at 10 x lr), which on the CPU halved the decodes' F0 frame error within 819 steps
-# (docs/default_model/sessions/2026-12-02-cpu-5); the GPU engines do not carry it, so its evaluation runs the
-# reference step on the GPU or, past --eval_timeout, the CPU engines.
+# (docs/default_model/sessions/2026-12-02-cpu-5); of the GPU engines only graph carries it, so its evaluation
+# runs the graph engine (not triton) or, past --eval_timeout, the CPU engines.
 main_changes=train.freeze_encoder=true
 ablations="base: joint:train.freeze_encoder=false control:train.freeze_encoder=false,data.loader=workers,train.compile=false,train.fused_optimizer=false,data.batch_size=32 lowlr:train.lr=5e-5 lag:model.decoder.pitch_lag_taps=5,train.new_weights_lr_scale=10"
 default_ablations=$ablations

@@ -76,9 +76,10 @@ def choose_engine(name: str, decoder: WaveNet, threads: Optional[int] = None, pr
 
     auto: on the CPU the engine measured fastest here for this decoder, thread count and batch width, among
     native (the C loop; with half-precision weights too when `precision` is "reduced"), numba and fused torch
-    (`planner`: timed once per machine and cached); on CUDA triton, else graph; the reference where the fast
-    engines do not apply (on CUDA, a decoder with the pitch-lag input). native, numba and torch need a CPU decoder; graph runs anywhere (CUDA graphs on CUDA,
-    eagerly elsewhere), and so does triton (compiled on CUDA, Triton's interpreter elsewhere: for tests).
+    (`planner`: timed once per machine and cached); on CUDA triton, else graph (graph too for a decoder with
+    the pitch-lag input, which the triton kernel does not carry); the reference where the fast engines do not
+    apply. native, numba and torch need a CPU decoder; graph runs anywhere (CUDA graphs on CUDA, eagerly
+    elsewhere), and so does triton (compiled on CUDA, Triton's interpreter elsewhere: for tests).
 
     Args:
         threads: threads the CPU engines will use (default: torch's thread count).
@@ -94,8 +95,8 @@ def choose_engine(name: str, decoder: WaveNet, threads: Optional[int] = None, pr
     device_type = decoder.input_embedding.weight.device.type
     if name == "auto":
         if device_type == "cuda":
-            if decoder.lag_taps:  # the device engines do not carry the pitch-lag input
-                name = "reference"
+            if decoder.lag_taps:  # the triton kernel does not carry the pitch-lag input
+                name = "graph" if graph_supported(decoder) else "reference"
             elif can_pack(decoder) and triton_available():
                 name = "triton"
             else:
@@ -107,9 +108,9 @@ def choose_engine(name: str, decoder: WaveNet, threads: Optional[int] = None, pr
             general = precision if precision in PRECISIONS else "full"
             return choose(decoder, threads, streams or 4 * threads, general, march, progress=_log.info)
         return Choice(name, kernel_precision(name, precision))
-    if name in ("graph", "triton") and decoder.lag_taps:
-        raise ValueError(f"the {name} engine does not carry the pitch-lag input (model.decoder.pitch_lag_taps) yet: "
-                         "use a CPU engine (native, numba, torch) or the reference")
+    if name == "triton" and decoder.lag_taps:
+        raise ValueError("the triton engine does not carry the pitch-lag input (model.decoder.pitch_lag_taps) yet: "
+                         "use the graph engine, a CPU engine (native, numba, torch) or the reference")
     if name == "graph" and not graph_supported(decoder):
         raise ValueError("the graph engine needs kernel size 2 and dilations whose common multiple with the hop "
                          "is at most 4096")
@@ -232,8 +233,8 @@ class GenerationEngine:
             conditioning: float `[B, F, L, G]` per-layer conditioning instead of local and speaker.
             teacher: int64 `[B, T]` inputs to feed instead of the generated samples (tests: the logits
                 then equal the teacher-forced pass); None to generate.
-            period: int `[B, F]` pitch periods per frame, for a decoder with the pitch-lag input (CPU engines
-                and the reference only).
+            period: int `[B, F]` pitch periods per frame, for a decoder with the pitch-lag input (every engine
+                but triton).
 
         Returns:
             (int64 `[B, T]` classes, float32 `[B, classes, T]` logits when `teacher` is given, else None).
@@ -249,8 +250,11 @@ class GenerationEngine:
         n_frames = -(-n_samples // hop)
         batch, conditions = decoder.conditioning_stream(n_samples, local, speaker, batch_size, conditioning)
         if self.engine in ("graph", "triton"):
-            run = self._generate_graph if self.engine == "graph" else self._generate_triton
-            return run(n_samples, batch, conditions, temperature, first_input, generator, progress, teacher)
+            if self.engine == "graph":
+                return self._generate_graph(n_samples, batch, conditions, temperature, first_input, generator,
+                                            progress, teacher, period)
+            return self._generate_triton(n_samples, batch, conditions, temperature, first_input, generator,
+                                         progress, teacher)
         packed = self.packed
         if self.choose_per_width:
             choice = choose_engine("auto", decoder, self.threads, self.requested_precision, self.march, batch)
@@ -319,24 +323,32 @@ class GenerationEngine:
 
     def _generate_graph(self, n_samples: int, batch: int, conditions, temperature: float,
                         first_input: Optional[int], generator: Optional[torch.Generator],
-                        progress: Optional[Callable[[int], None]], teacher: Optional[Tensor]
-                        ) -> tuple[Tensor, Optional[Tensor]]:
+                        progress: Optional[Callable[[int], None]], teacher: Optional[Tensor],
+                        period: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
         """`generate` on the graph engine: whole blocks on the decoder's device (see `graphs`)."""
-        from .graphs import GraphBlockRunner
+        from .graphs import GraphBlockRunner, LagInput, lag_history_length
 
-        device = self.decoder.input_embedding.weight.device
-        key = (batch, float(temperature), teacher is not None)
+        decoder = self.decoder
+        device = decoder.input_embedding.weight.device
+        lag = None
+        if period is not None:
+            lag = LagInput(decoder.lag_embedding.weight.detach(), decoder.lag_taps, decoder.lag_silence,
+                           lag_history_length(int(period.max()), decoder.lag_taps))
+        key = (batch, float(temperature), teacher is not None, None if lag is None else lag.history)
         if key not in self._graph_runners:
-            self._graph_runners[key] = GraphBlockRunner(self._weights(), self.packed, self.decoder.hop_length,
-                                                        batch, device, temperature, teacher is not None)
+            self._graph_runners[key] = GraphBlockRunner(self._weights(), self.packed, decoder.hop_length,
+                                                        batch, device, temperature, teacher is not None, lag)
         runner = self._graph_runners[key]
         runner.reset(self.decoder.classes // 2 if first_input is None else first_input)
         frames_per_block = runner.steps // self.decoder.hop_length
         outputs, logits = [], []
-        for _, n_frames, t0, t1, vectors, noise, step_teacher in self._device_blocks(
+        for first, n_frames, t0, t1, vectors, noise, step_teacher in self._device_blocks(
                 n_samples, batch, conditions, temperature, generator, teacher, frames_per_block, device):
             # a short last block repeats its last frame: those steps are generated and dropped
             shape = vectors.shape[1:]
+            if lag is not None:  # the dropped steps read as unvoiced
+                runner.periods.zero_()
+                runner.periods[: t1 - t0].copy_(decoder.sample_periods(period[:, first:first + n_frames], t1 - t0).t())
             runner.frames.copy_(torch.cat([vectors.expand(n_frames, *shape),
                                            vectors[-1:].expand(frames_per_block - n_frames, *shape)]))
             if noise is not None:

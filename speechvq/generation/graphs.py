@@ -9,11 +9,16 @@ at a multiple of S then reads and writes the same slots, and the same frame rows
 Per block the host fills the static inputs (the block's frame vectors, its Gumbel noise, or teacher inputs
 in tests), replays the graph, and reads the classes back; the ring buffers and the last class stay on the
 device between blocks. Off CUDA the same block runs eagerly (what the CPU tests check), with nothing captured.
+
+The pitch-lag input (`WaveNet.lag_classes`) needs the samples one period back, and the period changes per
+frame: the block keeps a ring of the last H classes per stream and the absolute time as device tensors, and
+the host fills each step's period into a static buffer, so the captured sequence stays the same every block.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -38,6 +43,28 @@ def block_length(dilations: np.ndarray, hop: int) -> int:
     return steps
 
 
+@dataclass(frozen=True)
+class LagInput:
+    """A decoder's pitch-lag input for the graph block (`WaveNet.lag_classes`, `WaveNet.lag_input`).
+
+    Attributes:
+        table: float32 `[taps * Q, R]`, `WaveNet.lag_embedding.weight` (tap j's class c is row j * Q + c).
+        taps: n, odd; silence: the class read before the first sample and where the period is <= n // 2.
+        history: H, classes kept per stream: more than the longest period + n // 2.
+    """
+
+    table: Tensor
+    taps: int
+    silence: int
+    history: int
+
+
+def lag_history_length(longest_period: int, taps: int) -> int:
+    """H for `LagInput`: a power of two (so that few lengths, and few captured graphs, serve every file) above
+    the longest period + taps, at least 256."""
+    return max(256, 1 << int(longest_period + taps).bit_length())
+
+
 class GraphBlockRunner:
     """Runs blocks of `steps` generation steps for `batch` streams with buffers that never move.
 
@@ -50,16 +77,18 @@ class GraphBlockRunner:
         temperature: > 0 adds `temperature` x the static noise to the logits (fixed at capture).
         teacher: read each step's input from the static `teacher` buffer instead of the last class
             (and keep every step's logits): the tests' teacher-forced mode.
+        lag: the decoder's pitch-lag input, or None for a decoder without it.
 
     Attributes (static buffers the caller fills or reads between `run` calls):
         frames: float32 `[S / hop, B, L, G]` frame vectors of the block (see `packed.frame_vectors`).
         noise: float32 `[S, B, Q]` standard Gumbel noise (temperature > 0 only).
         teacher: int64 `[S, B]` inputs (teacher mode only).
         out: int64 `[S, B]` the classes chosen; logits: float32 `[S, B, Q]` (teacher mode only).
+        periods: int64 `[S, B]` each step's pitch period in samples, 0 unvoiced (with `lag` only).
     """
 
     def __init__(self, weights: dict, packed: PackedWaveNet, hop: int, batch: int, device: torch.device,
-                 temperature: float, teacher: bool):
+                 temperature: float, teacher: bool, lag: Optional[LagInput] = None):
         self.steps = block_length(packed.dilations, hop)
         self.hop, self.batch, self.device, self.temperature = hop, batch, device, float(temperature)
         tensor = lambda value: value.to(device) if isinstance(value, Tensor) else value  # noqa: E731
@@ -80,6 +109,15 @@ class GraphBlockRunner:
         self._xs = [zeros(batch, residual), zeros(batch, residual)]
         self._skips, self._hidden = zeros(batch, skip), zeros(batch, skip)
         self._logit = zeros(batch, classes)
+        self.lag = lag
+        if lag is not None:
+            self.lag_table = lag.table.to(device, torch.float32)
+            self.periods = zeros(self.steps, batch, dtype=torch.long)
+            self._history = zeros(batch, lag.history, dtype=torch.long)  # x[t] in column t mod H
+            self._time = zeros(1, dtype=torch.long)  # t of the next step, on the device: no host sync per step
+            half_taps = lag.taps // 2
+            self._tap_offsets = torch.arange(-half_taps, half_taps + 1, device=device)
+            self._tap_rows = torch.arange(lag.taps, device=device) * classes
         self._graph: Optional[torch.cuda.CUDAGraph] = None
         if device.type == "cuda":
             self._capture()
@@ -88,6 +126,9 @@ class GraphBlockRunner:
         """Start new streams: empty ring buffers, and `first_input` as every stream's previous class."""
         self.ring.zero_()
         self.previous.fill_(first_input)
+        if self.lag is not None:
+            self._history.zero_()
+            self._time.zero_()
 
     def run(self) -> None:
         """Advance every stream by one block (asynchronous on CUDA)."""
@@ -124,6 +165,8 @@ class GraphBlockRunner:
             tokens = self.teacher[step] if self.teacher is not None else self.previous
             x = xs[0]
             torch.index_select(w["embedding"], 0, tokens, out=x)
+            if self.lag is not None:
+                x.add_(self._lag_input(tokens, self.periods[step]))
             for layer in range(n_layers):
                 slot = self.ring[offsets[layer] + step % dilations[layer]]
                 torch.addmm(frame[:, layer], x, w["w_cur"][layer], out=h)
@@ -143,3 +186,16 @@ class GraphBlockRunner:
                 self._logit.add_(self.noise[step], alpha=self.temperature)
             torch.argmax(self._logit, dim=1, out=self.out[step])
             self.previous.copy_(self.out[step])
+
+    def _lag_input(self, tokens: Tensor, period: Tensor) -> Tensor:
+        """One step's pitch-lag input, float32 `[B, R]`, for inputs `tokens` int64 `[B]` (= x[t - 1]) and
+        periods int64 `[B]`; remembers the input and advances the time. Device operations only."""
+        lag, history = self.lag, self._history
+        # the input of step t is x[t - 1]: keep it (at t = 0 the slot of "x[-1]" is read as silence, then
+        # overwritten at t = H before any tap reaches it)
+        history.index_copy_(1, (self._time - 1).remainder(lag.history), tokens.unsqueeze(1))
+        index = (self._time - period).unsqueeze(1) + self._tap_offsets  # [B, n]: t - T + j
+        valid = (period.unsqueeze(1) > lag.taps // 2) & (index >= 0)
+        lagged = torch.where(valid, history.gather(1, index.remainder(lag.history)), lag.silence)
+        self._time.add_(1)
+        return self.lag_table[lagged + self._tap_rows].sum(1)
