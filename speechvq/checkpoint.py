@@ -188,6 +188,9 @@ class InitReport:
         code_statistics: the source's code statistics when its codes and pitch symbols are this model's
             (`_same_codes`), else None. They stay valid only while the encoder side does not train
             (`train.freeze_encoder`); a run that trains it must measure its own.
+        dropped: the source's trained weights this model has no place for (e.g. the pitch-lag tables of a
+            source with `model.decoder.pitch_lag_taps`, given to a config without them): the run starts
+            from another function than the source's, so the trainer names them.
     """
 
     source_step: int
@@ -197,6 +200,7 @@ class InitReport:
     history: list[dict]
     untrained: list[str] = field(default_factory=list)
     code_statistics: Optional[dict[str, Any]] = None
+    dropped: list[str] = field(default_factory=list)
 
 
 def _same_codes(source: Checkpoint, model: SpeechVQ, copied: list[str]) -> bool:
@@ -271,7 +275,9 @@ def init_from_checkpoint(model: SpeechVQ, path: str | os.PathLike) -> InitReport
               "source": Path(path).name}
     history = list(run.get("history", source.extra.get("history", []))) + [record]
     statistics = source.code_statistics if _same_codes(source, model, copied) else None
-    return InitReport(source.step, copied, rows, kept, history, untrained, statistics)
+    dropped = [key for key, value in source.model_state.items()
+               if key not in state and value.is_floating_point() and bool(value.any())]
+    return InitReport(source.step, copied, rows, kept, history, untrained, statistics, dropped)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> SpeechVQ:

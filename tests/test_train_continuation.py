@@ -127,6 +127,23 @@ def test_init_into_an_ema_codebook_reseeds_its_statistics(tmp_path):
     assert torch.equal(ema.quantizer.ema_cluster_size, torch.ones(codebook.shape[0]))
 
 
+def test_init_names_the_trained_tensors_a_config_has_no_place_for(tmp_path):
+    # a source with pitch-lag tables given to a config without the taps: the report names the tables; the
+    # tables still at zero (an untrained addition) are nothing lost and are not named
+    from speechvq.checkpoint import save_checkpoint
+    torch.manual_seed(0)
+    lag_cfg = load_config("tiny", ["model.pitch.bits=6", "model.decoder.pitch_lag_taps=3"])
+    source = SpeechVQ(lag_cfg.model, speakers=["ann"])
+    save_checkpoint(tmp_path / "zero.pt", source, lag_cfg)
+    torch.nn.init.normal_(source.decoder.lag_embedding.weight, std=0.1)
+    save_checkpoint(tmp_path / "trained.pt", source, lag_cfg)
+    plain = load_config("tiny", ["model.pitch.bits=6"])
+    assert init_from_checkpoint(SpeechVQ(plain.model, speakers=["ann"]), tmp_path / "zero.pt").dropped == []
+    report = init_from_checkpoint(SpeechVQ(plain.model, speakers=["ann"]), tmp_path / "trained.pt")
+    assert report.dropped == ["decoder.lag_embedding.weight"]
+    assert init_from_checkpoint(SpeechVQ(lag_cfg.model, speakers=["ann"]), tmp_path / "trained.pt").dropped == []
+
+
 def test_init_refuses_codes_of_another_rate_or_size(tmp_path):
     cfg = load_config("tiny")
     from speechvq.checkpoint import save_checkpoint

@@ -162,6 +162,10 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
         logger.message(f"initialised from {init} (step {report.source_step}): {len(report.copied)} tensors copied, "
                        f"{report.rows} speaker rows by name, {len(report.kept)} kept as built"
                        + (f" ({', '.join(report.kept[:6])})" if report.kept else ""))
+        if report.dropped:
+            logger.message(f"warning: {len(report.dropped)} trained tensor(s) of {init} have no place in this "
+                           f"config and are left out ({', '.join(report.dropped[:6])}): the run does not start "
+                           f"from the model {init} is (e.g. model.decoder.pitch_lag_taps differs)")
         if code_statistics is not None:
             logger.message("the encoder side is frozen with --init's codes: its code statistics are kept")
         if state.held_voice_pitch:
