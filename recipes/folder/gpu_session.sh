@@ -70,12 +70,13 @@ lr=1e-4
 # the open question. Waiting for a later lease: "pitch:model.pitch.bits=6,train.new_weights_lr_scale=10" (from
 # an init without a pitch stream), "preemph:model.pre_emphasis=0.85" (LPCNet's targets),
 # "jitter:model.code_jitter=0.12" and "ema:model.quantizer.ema=true,train.freeze_encoder=false" (the EMA codebook
-# moves only if the encoder side trains). lag (2026-12-03): the pitch-lag input (model.decoder.pitch_lag_taps,
-# its zero-started taps at 10 x lr), which on the CPU halved the decodes' F0 frame error within 819 steps
-# (docs/default_model/sessions/2026-12-02-cpu-5); of the GPU engines only graph carries it, so its evaluation
-# runs the graph engine (not triton) or, past --eval_timeout, the CPU engines.
+# moves only if the encoder side trains). Since 2026-12-03 the shipped model and conf/default.yaml have the
+# pitch-lag input (model.decoder.pitch_lag_taps=5; docs/default_model/sessions/2026-12-03-cpu-2), so every run
+# keeps it, and of the GPU engines only graph carries it: evaluations run the graph engine (not triton) or, past
+# --eval_timeout, the CPU engines. The lag ablation that added it became the base run; young took its place: the
+# lag tables (RMS 0.02-0.03 beside input embeddings of 1.0) at 10 x lr, as in the CPU step that shipped them.
 main_changes=train.freeze_encoder=true
-ablations="base: joint:train.freeze_encoder=false control:train.freeze_encoder=false,data.loader=workers,train.compile=false,train.fused_optimizer=false,data.batch_size=32 lowlr:train.lr=5e-5 lag:model.decoder.pitch_lag_taps=5,train.new_weights_lr_scale=10"
+ablations="base: joint:train.freeze_encoder=false control:train.freeze_encoder=false,data.loader=workers,train.compile=false,train.fused_optimizer=false,data.batch_size=32 lowlr:train.lr=5e-5 young:train.new_weights_lr_scale=10,train.new_weights_include=[decoder.lag_embedding.*]"
 default_ablations=$ablations
 probe_batches="32 64 128"
 test_per_speaker=10    # the shipped model's split
@@ -173,7 +174,9 @@ elif $smoke; then
 fi
 
 runs=("$main_name:")
+set -f  # split the list on spaces, but leave patterns in it (new_weights_include=[...*]) to the trainer
 for spec in $ablations; do runs+=("$spec"); done
+set +f
 log "Stage 3: ${#runs[@]} run(s) from $init at batch $batch, $main_name $minutes min${ablations:+, ablations $ablation_minutes min}: ${runs[*]}"
 pids=()
 for spec in "${runs[@]}"; do
