@@ -339,8 +339,8 @@ class GenerationEngine:
             self._graph_runners[key] = GraphBlockRunner(self._weights(), self.packed, decoder.hop_length,
                                                         batch, device, temperature, teacher is not None, lag)
         runner = self._graph_runners[key]
-        runner.reset(self.decoder.classes // 2 if first_input is None else first_input)
-        frames_per_block = runner.steps // self.decoder.hop_length
+        runner.reset(decoder.classes // 2 if first_input is None else first_input)
+        frames_per_block = runner.steps // decoder.hop_length
         outputs, logits = [], []
         for first, n_frames, t0, t1, vectors, noise, step_teacher in self._device_blocks(
                 n_samples, batch, conditions, temperature, generator, teacher, frames_per_block, device):
