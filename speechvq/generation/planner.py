@@ -10,12 +10,15 @@ read it. An entry is keyed by the CPU (model name and instruction-set flags), th
 numba sources, the decoder's shape, the thread count, the width (one stream per thread, or a wide batch),
 the precision allowed and the C target. A corrupt file is ignored and rewritten; entries of other package
 versions are dropped when it is rewritten; an entry naming an engine that cannot run now is measured again.
+Processes that need a missing entry at once (parallel evaluations) do not all time the engines on the same
+cores: one measures under a file lock (`engine-ranking.json.lock`), the others wait and read its answer.
 
     choice = choose(decoder, threads=2, precision="reduced", streams=8)   # e.g. Choice("native", "fp16")
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -24,8 +27,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
+import filelock
 import torch
 
 from ..atomic import atomic_path
@@ -191,25 +195,48 @@ def rank(decoder: WaveNet, threads: int, streams: int, precision: str = "reduced
     if key in _memory and _memory[key] == [c for c in _memory[key] if c in runnable]:
         return _memory[key]
     path = cache_file()
-    entries = _read(path)
-    ranking = _ranking(entries.get(key), runnable)
+    ranking = _ranking(_read(path).get(key), runnable)
+    if ranking is None and len(runnable) == 1:
+        ranking = runnable  # nothing to choose between: measure nothing, cache nothing
     if ranking is None:
-        if len(runnable) == 1:
-            ranking = runnable  # nothing to choose between: measure nothing, cache nothing
-        else:
-            if progress is not None:
-                progress(f"timing the CPU engines once for this machine and decoder (cached in {path})")
-            measure = measure or measure_rate
-            rates = {choice: measure(decoder, choice, threads, key_fields["streams"], march) for choice in runnable}
-            ranking = sorted(runnable, key=lambda choice: -rates[choice])  # stable: ties keep the preference order
-            entries = {k: v for k, v in entries.items()
-                       if isinstance(v, dict) and v.get("key", {}).get("version") == __version__}
-            entries[key] = {"key": key_fields, "ranking": [[c.engine, c.precision] for c in ranking],
-                            "samples_per_s": {f"{c.engine}/{c.precision}": round(rates[c], 1) for c in ranking},
-                            "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            _write(path, entries)
+        # Processes started together (the evaluations of a GPU session, parallel decodes) would each time the
+        # engines while the others load the same cores, ranking by noise, and each rewrite the file with only its
+        # own entry: one measures while the others wait for its answer.
+        with _measurement_lock(path):
+            entries = _read(path)
+            ranking = _ranking(entries.get(key), runnable)
+            if ranking is None:
+                if progress is not None:
+                    progress(f"timing the CPU engines once for this machine and decoder (cached in {path})")
+                measure = measure or measure_rate
+                rates = {choice: measure(decoder, choice, threads, key_fields["streams"], march)
+                         for choice in runnable}
+                ranking = sorted(runnable, key=lambda choice: -rates[choice])  # stable: ties keep preference order
+                entries = {k: v for k, v in entries.items()
+                           if isinstance(v, dict) and v.get("key", {}).get("version") == __version__}
+                entries[key] = {"key": key_fields, "ranking": [[c.engine, c.precision] for c in ranking],
+                                "samples_per_s": {f"{c.engine}/{c.precision}": round(rates[c], 1) for c in ranking},
+                                "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                _write(path, entries)
     _memory[key] = ranking
     return ranking
+
+
+@contextlib.contextmanager
+def _measurement_lock(path: Path) -> Iterator[None]:
+    """Hold `path`.lock (filelock: an OS file lock, released if the holder dies) while measuring; a cache
+    folder that cannot hold the lock (read-only, say) measures unlocked, as before."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(path) + ".lock")
+        lock.acquire()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _write(path: Path, entries: dict) -> None:

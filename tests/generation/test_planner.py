@@ -4,7 +4,9 @@ here with injected timings (and the real measurement is run once on a tiny decod
 from __future__ import annotations
 
 import json
+import threading
 
+import filelock
 import pytest
 import torch
 
@@ -60,6 +62,30 @@ def test_the_fastest_engine_is_chosen_and_the_ranking_cached(cache, monkeypatch)
     again = Timings({})  # any measurement would fail: the file answers
     assert planner.choose(decoder(), 2, 8, "reduced", measure=again) == NUMBA and again.calls == []
 
+
+def test_a_process_waits_for_a_measurement_in_progress_and_reads_its_answer(cache, monkeypatch):
+    # another process holds the lock while it times the engines: this one must not time them too (on cores the
+    # other is loading), but wait and take the ranking it writes
+    elsewhere = cache.parent / "elsewhere"
+    monkeypatch.setenv("SPEECHVQ_CACHE", str(elsewhere))
+    planner.choose(decoder(), 2, 8, "reduced", measure=Timings({NATIVE16: 1.0, NATIVE32: 2.0, NUMBA: 9.0, TORCH: 3.0}))
+    monkeypatch.setenv("SPEECHVQ_CACHE", str(cache.parent))
+    fresh_process(monkeypatch)
+
+    holder = filelock.FileLock(str(cache) + ".lock")
+    holder.acquire()
+    waiting = Timings({NATIVE16: 9.0, NATIVE32: 1.0, NUMBA: 1.0, TORCH: 1.0})
+    answer = {}
+    thread = threading.Thread(target=lambda: answer.update(choice=planner.choose(decoder(), 2, 8, "reduced",
+                                                                                 measure=waiting)))
+    thread.start()
+    thread.join(timeout=0.5)
+    assert thread.is_alive() and waiting.calls == []  # blocked on the lock, nothing timed
+    cache.write_bytes((elsewhere / planner.FILE_NAME).read_bytes())  # the other process's answer
+    holder.release()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert answer["choice"] == NUMBA and waiting.calls == []
 
 def test_full_precision_never_considers_half_weights(cache):
     timings = Timings({NATIVE16: 100.0, NATIVE32: 20.0, NUMBA: 30.0, TORCH: 1.0})
