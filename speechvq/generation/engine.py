@@ -76,9 +76,8 @@ def choose_engine(name: str, decoder: WaveNet, threads: Optional[int] = None, pr
 
     auto: on the CPU the engine measured fastest here for this decoder, thread count and batch width, among
     native (the C loop; with half-precision weights too when `precision` is "reduced"), numba and fused torch
-    (`planner`: timed once per machine and cached); on CUDA triton, else graph (graph too for a decoder with
-    the pitch-lag input, which the triton kernel does not carry); the reference where the fast engines do not
-    apply. native, numba and torch need a CPU decoder; graph runs anywhere (CUDA graphs on CUDA, eagerly
+    (`planner`: timed once per machine and cached); on CUDA triton, else graph; the reference where the fast
+    engines do not apply. native, numba and torch need a CPU decoder; graph runs anywhere (CUDA graphs on CUDA, eagerly
     elsewhere), and so does triton (compiled on CUDA, Triton's interpreter elsewhere: for tests).
 
     Args:
@@ -95,9 +94,7 @@ def choose_engine(name: str, decoder: WaveNet, threads: Optional[int] = None, pr
     device_type = decoder.input_embedding.weight.device.type
     if name == "auto":
         if device_type == "cuda":
-            if decoder.lag_taps:  # the triton kernel does not carry the pitch-lag input
-                name = "graph" if graph_supported(decoder) else "reference"
-            elif can_pack(decoder) and triton_available():
+            if can_pack(decoder) and triton_available():
                 name = "triton"
             else:
                 name = "graph" if graph_supported(decoder) else "reference"
@@ -108,9 +105,6 @@ def choose_engine(name: str, decoder: WaveNet, threads: Optional[int] = None, pr
             general = precision if precision in PRECISIONS else "full"
             return choose(decoder, threads, streams or 4 * threads, general, march, progress=_log.info)
         return Choice(name, kernel_precision(name, precision))
-    if name == "triton" and decoder.lag_taps:
-        raise ValueError("the triton engine does not carry the pitch-lag input (model.decoder.pitch_lag_taps) yet: "
-                         "use the graph engine, a CPU engine (native, numba, torch) or the reference")
     if name == "graph" and not graph_supported(decoder):
         raise ValueError("the graph engine needs kernel size 2 and dilations whose common multiple with the hop "
                          "is at most 4096")
@@ -233,8 +227,7 @@ class GenerationEngine:
             conditioning: float `[B, F, L, G]` per-layer conditioning instead of local and speaker.
             teacher: int64 `[B, T]` inputs to feed instead of the generated samples (tests: the logits
                 then equal the teacher-forced pass); None to generate.
-            period: int `[B, F]` pitch periods per frame, for a decoder with the pitch-lag input (every engine
-                but triton).
+            period: int `[B, F]` pitch periods per frame, for a decoder with the pitch-lag input.
 
         Returns:
             (int64 `[B, T]` classes, float32 `[B, classes, T]` logits when `teacher` is given, else None).
@@ -254,7 +247,7 @@ class GenerationEngine:
                 return self._generate_graph(n_samples, batch, conditions, temperature, first_input, generator,
                                             progress, teacher, period)
             return self._generate_triton(n_samples, batch, conditions, temperature, first_input, generator,
-                                         progress, teacher)
+                                         progress, teacher, period)
         packed = self.packed
         if self.choose_per_width:
             choice = choose_engine("auto", decoder, self.threads, self.requested_precision, self.march, batch)
@@ -366,26 +359,36 @@ class GenerationEngine:
 
     def _generate_triton(self, n_samples: int, batch: int, conditions, temperature: float,
                          first_input: Optional[int], generator: Optional[torch.Generator],
-                         progress: Optional[Callable[[int], None]], teacher: Optional[Tensor]
-                         ) -> tuple[Tensor, Optional[Tensor]]:
+                         progress: Optional[Callable[[int], None]], teacher: Optional[Tensor],
+                         period: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
         """`generate` on the triton engine: one kernel launch per block of frames (see `triton_steps`)."""
+        from .graphs import LagInput, lag_history_length
         from .packed import pad_gate_halves
         from .triton_steps import TritonRunner, layout
 
-        device = self.decoder.input_embedding.weight.device
-        hop, classes = self.decoder.hop_length, self.decoder.classes
+        decoder = self.decoder
+        device = decoder.input_embedding.weight.device
+        hop, classes = decoder.hop_length, decoder.classes
         if self._triton_weights is None:
             self._triton_weights = layout(self.packed, device)
         weights = self._triton_weights
-        runner = TritonRunner(weights, self.packed.ring_slots, batch, self.precision, self.block_b, self.num_warps)
+        lag = None
+        if period is not None:
+            lag = LagInput(decoder.lag_embedding.weight.detach(), decoder.lag_taps, decoder.lag_silence,
+                           lag_history_length(int(period.max()), decoder.lag_taps))
+        runner = TritonRunner(weights, self.packed.ring_slots, batch, self.precision, self.block_b, self.num_warps,
+                              lag)
         runner.reset(classes // 2 if first_input is None else first_input)
         # frames per launch: block_frames, fewer when a block's noise would pass 256 MiB (wide batches)
         frames_per_block = max(1, min(self.block_frames, (1 << 28) // (4 * hop * batch * classes)))
         outputs, logits = [], []
-        for _, _, t0, t1, vectors, noise, step_teacher in self._device_blocks(
+        for first, n_frames, t0, t1, vectors, noise, step_teacher in self._device_blocks(
                 n_samples, batch, conditions, temperature, generator, teacher, frames_per_block, device):
             frames = pad_gate_halves(vectors, weights.sizes.true_half, weights.sizes.half).contiguous()
-            out, block_logits = runner.run(t1 - t0, t0, hop, frames, noise, temperature, step_teacher)
+            periods = None
+            if lag is not None:
+                periods = _to_device(decoder.sample_periods(period[:, first:first + n_frames], t1 - t0).t(), device)
+            out, block_logits = runner.run(t1 - t0, t0, hop, frames, noise, temperature, step_teacher, periods)
             outputs.append(out)
             if block_logits is not None:
                 logits.append(block_logits)

@@ -14,6 +14,11 @@ The arithmetic is the packed step of `packed.py` (the same as `engine.run_block_
 zero-padded to powers of two of at least 16 (what `tl.dot` and `tl.arange` need); zero weights keep the
 padded channels at zero and a -1e30 bias keeps padded classes from being chosen.
 
+The pitch-lag input (`WaveNet.lag_classes`), as the graph engine carries it: each stream keeps its last HL
+classes in a ring in global memory (x[t] at column t mod HL, HL a power of two above the longest period + the
+taps), each step first writes its input x[t - 1] there and then reads its taps x[t - T + j] (T >= 3 reads only
+the past), and the rows of the lag table they name are added to the input embedding.
+
 Without a GPU the kernel can run in Triton's interpreter (numpy; TRITON_INTERPRET=1 set before triton is
 imported, as tests/conftest.py does), which the CPU tests use to check it against the reference; that is
 slow and for tests only. Import this module only where triton is wanted.
@@ -29,6 +34,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .graphs import LagInput
 from .packed import TRITON_PRECISIONS as PRECISIONS
 from .packed import PackedWaveNet, PaddedWaveNet, pad_packed
 
@@ -63,11 +69,11 @@ def layout(packed: PackedWaveNet, device: torch.device) -> TritonWeights:
 @triton.jit
 def _steps_kernel(embedding, w_cur, w_past, w_res, b_res, w_skip, b_skip, w_hidden, b_hidden, w_logits, b_logits,
                   dilations, offsets, frames, frame_stride, ring, slots, previous, noise, teacher, out, logits_out,
-                  scratch,
-                  n_steps, t0, hop, batch, temperature,
+                  scratch, lag_table, history, periods,
+                  n_steps, t0, hop, batch, temperature, silence,
                   L: tl.constexpr, R: tl.constexpr, H: tl.constexpr, S: tl.constexpr, Q: tl.constexpr,
                   BLOCK_B: tl.constexpr, CHUNK: tl.constexpr, HAS_NOISE: tl.constexpr, TEACHER: tl.constexpr,
-                  PRECISION: tl.constexpr):
+                  PRECISION: tl.constexpr, TAPS: tl.constexpr, HL: tl.constexpr, QT: tl.constexpr):
     G: tl.constexpr = 2 * H
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_ok = rows < batch
@@ -87,6 +93,17 @@ def _steps_kernel(embedding, w_cur, w_past, w_res, b_res, w_skip, b_skip, w_hidd
         if TEACHER:
             token = tl.load(teacher + step * batch + rows, mask=row_ok, other=0)
         x = tl.load(embedding + token[:, None] * R + cr[None, :])
+        if TAPS > 0:  # the pitch-lag input: write x[t - 1], then read x[t - T + j] for |j| <= TAPS // 2
+            history_rows = history + rows.to(tl.int64) * HL
+            tl.store(history_rows + ((t - 1) & (HL - 1)), token, mask=row_ok)
+            period = tl.load(periods + step * batch + rows, mask=row_ok, other=0)
+            tl.debug_barrier()  # the writes before any thread's reads
+            for j in tl.static_range(TAPS):
+                index = t - period + (j - TAPS // 2)
+                valid = row_ok & (period > TAPS // 2) & (index >= 0)
+                lagged = tl.load(history_rows + (index & (HL - 1)), mask=valid, other=0)
+                lagged = tl.where(valid, lagged, silence)
+                x += tl.load(lag_table + (j * QT + lagged)[:, None] * R + cr[None, :])
         cond_rows = frames + (step // hop) * frame_stride + rows[:, None] * (L * G) + ch[None, :]
         for layer in range(L):
             slot = tl.load(offsets + layer) + t % tl.load(dilations + layer)
@@ -153,11 +170,13 @@ def _steps_kernel(embedding, w_cur, w_past, w_res, b_res, w_skip, b_skip, w_hidd
     tl.store(previous + rows, token, mask=row_ok)
 
 
-def kernel_constants(sizes: PaddedWaveNet, block_b: int, precision: str, has_noise: bool, teacher: bool) -> dict:
-    """The kernel's compile-time arguments for a padded decoder (one compiled kernel per distinct set)."""
+def kernel_constants(sizes: PaddedWaveNet, block_b: int, precision: str, has_noise: bool, teacher: bool,
+                     lag_taps: int = 0, lag_history: int = 1) -> dict:
+    """The kernel's compile-time arguments for a padded decoder (one compiled kernel per distinct set);
+    lag_taps, lag_history: the pitch-lag input's taps and ring length (0 and 1: none)."""
     return dict(L=sizes.n_layers, R=sizes.residual, H=sizes.half, S=sizes.skip, Q=sizes.classes, BLOCK_B=block_b,
                 CHUNK=min(64, sizes.half, sizes.skip, sizes.classes), HAS_NOISE=has_noise, TEACHER=teacher,
-                PRECISION=precision)
+                PRECISION=precision, TAPS=lag_taps, HL=lag_history, QT=sizes.true_classes)
 
 
 class TritonRunner:
@@ -169,10 +188,12 @@ class TritonRunner:
         precision: one of PRECISIONS.
         block_b: streams per program (a power of two, at least 16); None picks by batch size.
         num_warps: warps per program (None: 8).
+        lag: the decoder's pitch-lag input (`graphs.LagInput`: its table, taps, silence class and the ring
+            length HL, a power of two), or None for a decoder without it.
     """
 
     def __init__(self, weights: TritonWeights, ring_slots: int, batch: int, precision: str = "tf32",
-                 block_b: int | None = None, num_warps: int | None = None):
+                 block_b: int | None = None, num_warps: int | None = None, lag: LagInput | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.w, self.batch, self.precision = weights, batch, precision
@@ -188,14 +209,24 @@ class TritonRunner:
         self.previous = torch.zeros(batch, dtype=torch.long, device=device)
         self.scratch = torch.zeros(batch, weights.sizes.n_layers * weights.sizes.half + 2 * weights.sizes.skip,
                                    device=device)
+        self.lag = lag
+        if lag is not None:
+            if lag.history & (lag.history - 1):
+                raise ValueError(f"the pitch-lag ring length must be a power of two, got {lag.history}")
+            # the table's columns padded like the embedding's: the padded residual channels stay zero
+            self.lag_table = torch.zeros(lag.table.shape[0], weights.sizes.residual, device=device)
+            self.lag_table[:, :lag.table.shape[1]] = lag.table.to(device, torch.float32)
+            self.history = torch.zeros(batch, lag.history, dtype=torch.long, device=device)  # x[t] at t mod HL
 
     def reset(self, first_input: int) -> None:
         """Start new streams: empty ring buffers, `first_input` as every stream's previous class."""
         self.ring.zero_()
         self.previous.fill_(first_input)
+        if self.lag is not None:
+            self.history.zero_()
 
     def run(self, n_steps: int, t0: int, hop: int, frames: Tensor, noise: Tensor | None, temperature: float,
-            teacher: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+            teacher: Tensor | None = None, periods: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Advance every stream by `n_steps` samples starting at absolute step `t0` (a multiple of hop).
 
         Args:
@@ -203,6 +234,8 @@ class TritonRunner:
             noise: float32 `[n_steps, B, classes]` Gumbel noise, or None for argmax (copied stream-major for the
                 kernel, like the ring buffers).
             teacher: int64 `[n_steps, B]` inputs to feed instead of the generated classes.
+            periods: int `[n_steps, B]` each step's pitch period in samples (0: unvoiced), with `lag` only; every
+                period + taps // 2 must be below the ring length.
 
         Returns:
             (int64 `[n_steps, B]` classes, float32 `[n_steps, B, classes]` logits when teacher forcing, else None).
@@ -215,6 +248,14 @@ class TritonRunner:
         if noise is not None and noise.shape[-1] != w.classes:
             noise = torch.nn.functional.pad(noise, (0, w.classes - noise.shape[-1]))
         dummy = out  # stands for the pointers the constexpr flags leave unused
+        if (periods is not None) != (self.lag is not None):
+            raise ValueError("periods go with a runner that has the pitch-lag input, and only with one")
+        lag_args = (self.scratch, dummy, dummy)
+        if self.lag is not None:
+            periods = periods.to(device, torch.long).contiguous()
+            if periods.shape != (n_steps, self.batch):
+                raise ValueError(f"periods must be [{n_steps}, {self.batch}], got {list(periods.shape)}")
+            lag_args = (self.lag_table, self.history, periods)
         grid = (triton.cdiv(self.batch, self.block_b),)
         t = self.w.tensors
         _steps_kernel[grid](
@@ -223,8 +264,10 @@ class TritonRunner:
             frames, 0 if frames.shape[0] == 1 else frames[0].numel(), self.ring, self.ring.shape[1], self.previous,
             dummy if noise is None else noise.transpose(0, 1).contiguous(),
             dummy if teacher is None else teacher.contiguous(), out, dummy if logits is None else logits,
-            self.scratch, n_steps, t0, hop, self.batch, float(temperature),
-            **kernel_constants(w, self.block_b, self.precision, noise is not None, teacher is not None),
+            self.scratch, *lag_args, n_steps, t0, hop, self.batch, float(temperature),
+            0 if self.lag is None else self.lag.silence,
+            **kernel_constants(w, self.block_b, self.precision, noise is not None, teacher is not None,
+                               *(() if self.lag is None else (self.lag.taps, self.lag.history))),
             num_warps=self.num_warps)
         if logits is not None:
             logits = logits[..., :w.true_classes]
@@ -236,7 +279,8 @@ SHARED_MEMORY_LIMIT_SM90 = 232_448
 
 
 def compile_ahead(sizes: PaddedWaveNet, block_b: int = 16, precision: str = "tf32", has_noise: bool = True,
-                  teacher: bool = False, num_warps: int = 8, capability: int = 90):
+                  teacher: bool = False, num_warps: int = 8, capability: int = 90, lag_taps: int = 0,
+                  lag_history: int = 1):
     """Compile the kernel for an NVIDIA GPU that need not be here (triton's own ptxas; no driver), as
     `TritonRunner.run` would launch it: to learn before a GPU lease that the kernel builds, and how much
     shared memory a program needs (`.metadata.shared`, bytes; more than the GPU has fails only at launch).
@@ -246,6 +290,7 @@ def compile_ahead(sizes: PaddedWaveNet, block_b: int = 16, precision: str = "tf3
         block_b, precision, num_warps: as TritonRunner's.
         has_noise, teacher: sampling with Gumbel noise / teacher forcing, the two flags `run` sets.
         capability: compute capability x 10 (90: H100/H200, 80: A100).
+        lag_taps, lag_history: the pitch-lag input's taps and ring length (`kernel_constants`; 0: none).
 
     Returns:
         triton's CompiledKernel (`.asm["cubin"]`, `.metadata`).
@@ -262,10 +307,10 @@ def compile_ahead(sizes: PaddedWaveNet, block_b: int = 16, precision: str = "tf3
         raise RuntimeError("compile_ahead needs Triton's compiler: unset TRITON_INTERPRET")
     pointers = {"dilations": "*i32", "offsets": "*i32", "previous": "*i64", "out": "*i64",
                 "noise": "*fp32" if has_noise else "*i64", "teacher": "*i64",  # unused pointers are `out`
-                "logits_out": "*fp32" if teacher else "*i64"}
+                "logits_out": "*fp32" if teacher else "*i64", "history": "*i64", "periods": "*i64"}
     scalars = {"frame_stride": "i32", "slots": "i32", "n_steps": "i32", "t0": "i32", "hop": "i32", "batch": "i32",
-               "temperature": "fp32"}
-    constants = kernel_constants(sizes, block_b, precision, has_noise, teacher)
+               "temperature": "fp32", "silence": "i32"}
+    constants = kernel_constants(sizes, block_b, precision, has_noise, teacher, lag_taps, lag_history)
     signature = {name: "constexpr" if name in constants else pointers.get(name, scalars.get(name, "*fp32"))
                  for name in _steps_kernel.arg_names}
     return triton.compile(ASTSource(_steps_kernel, signature, constants), target=GPUTarget("cuda", capability, 32),

@@ -11,7 +11,7 @@ import torch
 
 from speechvq.generation import GenerationEngine
 from speechvq.models.wavenet import frame_noise
-from tests.generation.test_engines import CONDITIONING, conditioning, decoder
+from tests.generation.test_engines import CONDITIONING, conditioning, decoder, lag_decoder, lag_periods
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")]
@@ -40,6 +40,25 @@ def test_device_engines_match_the_reference(engine, precision, tolerance, kind):
         classes, _ = fast.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(7))
         assert torch.equal(classes.cpu(), expected.cpu())
 
+
+
+@pytest.mark.parametrize("engine", ["graph", "triton"])
+def test_device_engines_carry_the_pitch_lag_input(engine):
+    # the shipped model reads it (five taps); on CUDA the ring of past classes lives in device memory and the
+    # kernel's write of a step's input must be seen by its taps' reads
+    model = lag_decoder().cuda()
+    n_samples = 1500
+    local, speaker = (t.cuda() for t in conditioning(model, 3, n_samples))
+    period = lag_periods(3, -(-n_samples // model.hop_length))
+    inputs = torch.randint(0, 256, (3, n_samples), generator=torch.Generator().manual_seed(2)).cuda()
+    with torch.no_grad():
+        reference = model(inputs, local, speaker, period=period.cuda())
+    fast = GenerationEngine(model, engine, precision="full")
+    _, logits = fast.generate(n_samples, local, speaker, teacher=inputs, period=period)
+    assert (logits.cuda() - reference).abs().max().item() <= 1e-4
+    expected = model.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(7), period=period)
+    classes, _ = fast.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(7), period=period)
+    assert torch.equal(classes.cpu(), expected.cpu())
 
 def test_cuda_graph_is_captured_once_and_replayed():
     model, local, speaker = cuda_decoder("speaker+local")

@@ -24,15 +24,19 @@ from speechvq.checkpoint import load_model
 from speechvq.generation.packed import pack, pad_packed
 from speechvq.generation.triton_steps import PRECISIONS, compile_ahead, power_of_two
 
-sizes = pad_packed(pack(load_model(default_model_path()).decoder), power_of_two)
+decoder = load_model(default_model_path()).decoder
+sizes = pad_packed(pack(decoder), power_of_two)
+taps, history = decoder.lag_taps, 512  # the shipped model's pitch-lag input; periods up to 320 samples (50 Hz)
 results = []
-# what decoding launches (noise) at both stream widths, each precision, and the teacher-forced check
-for block_b, precision, noise, teacher in [(16, "tf32", True, False), (32, "tf32", True, False),
-                                          (16, "tf32x3", True, False), (16, "ieee", True, False),
-                                          (16, "tf32x3", False, True)]:
-    kernel = compile_ahead(sizes, block_b, precision, noise, teacher, capability=90)
-    results.append({"block_b": block_b, "precision": precision, "shared": kernel.metadata.shared,
-                    "cubin": len(kernel.asm["cubin"])})
+# what decoding the shipped model launches (noise) at both stream widths, each precision, the teacher-forced
+# check, and a decoder without the pitch-lag input
+for block_b, precision, noise, teacher, lag in [(16, "tf32", True, False, taps), (32, "tf32", True, False, taps),
+                                               (16, "tf32x3", True, False, taps), (16, "ieee", True, False, taps),
+                                               (16, "tf32x3", False, True, taps), (16, "tf32", True, False, 0)]:
+    kernel = compile_ahead(sizes, block_b, precision, noise, teacher, capability=90, lag_taps=lag,
+                           lag_history=history if lag else 1)
+    results.append({"block_b": block_b, "precision": precision, "lag_taps": lag,
+                    "shared": kernel.metadata.shared, "cubin": len(kernel.asm["cubin"])})
 json.dump(results, sys.stdout)
 """
 
@@ -45,7 +49,7 @@ def test_the_generation_kernel_builds_for_sm90_and_fits_its_shared_memory():
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     kernels = json.loads(result.stdout)
-    assert len(kernels) == 5
+    assert len(kernels) == 6 and kernels[0]["lag_taps"] == 5
     for kernel in kernels:
         assert kernel["cubin"] > 0, kernel
         assert 0 < kernel["shared"] <= SHARED_MEMORY_LIMIT_SM90, kernel
