@@ -85,6 +85,9 @@ def test_export_keeps_weights_and_drops_training_state(tmp_path, tiny_config, ca
     assert (tmp_path / "model.pt").stat().st_size < source.stat().st_size
     assert main(["export", str(source), str(tmp_path / "model.pt")]) == 1  # exists: kept without --force
     assert "exists" in capsys.readouterr().err
+    # its line says whether the code statistics came along (gpu_session.sh reads it: a frozen run keeps them)
+    assert main(["export", str(source), str(tmp_path / "model.pt"), "--force"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(", no code statistics")
     assert main(["export", str(source), str(source), "--force"]) == 1
     assert main(["export", str(tmp_path / "missing.pt"), str(tmp_path / "m.pt")]) == 1
     assert "no such checkpoint" in capsys.readouterr().err and not (tmp_path / "m.pt").exists()

@@ -46,6 +46,7 @@ conf=conf/default.yaml
 init=../../speechvq/assets/default.pt
 default_init=$init
 minutes=4.5            # training budget of the main run, start-up and compilation included
+default_minutes=$minutes
 ablation_minutes=1.5   # the same for each ablation (the main run's share of the GPU while they run: 1 / runs)
 # Learning rate of the continuations (each run; an ablation may set its own). Not the config's 5e-4: on the CPU
 # (eager, fp32, batch 4 x 0.256 s, 2026-12-01) continuing the shipped model at 3e-4 with a fresh Adam raised the
@@ -72,8 +73,9 @@ lr=1e-4
 # "jitter:model.code_jitter=0.12" and "ema:model.quantizer.ema=true,train.freeze_encoder=false" (the EMA codebook
 # moves only if the encoder side trains). Since 2026-12-03 the shipped model and conf/default.yaml have the
 # pitch-lag input (model.decoder.pitch_lag_taps=5; docs/default_model/sessions/2026-12-03-cpu-2), so every run
-# keeps it, and of the GPU engines only graph carries it: evaluations run the graph engine (not triton) or, past
-# --eval_timeout, the CPU engines. The lag ablation that added it became the base run; young took its place: the
+# keeps it; both GPU engines carry it (triton since the third 2026-12-03 session, graph since the second; neither
+# has run on a GPU yet, so the GPU tests check both against the reference): evaluations run auto's triton or,
+# past --eval_timeout or on a failure, the CPU engines. The lag ablation that added it became the base run; young took its place: the
 # lag tables (RMS 0.02-0.03 beside input embeddings of 1.0) at 10 x lr, as in the CPU step that shipped them.
 main_changes=train.freeze_encoder=true
 ablations="base: joint:train.freeze_encoder=false control:train.freeze_encoder=false,data.loader=workers,train.compile=false,train.fused_optimizer=false,data.batch_size=32 lowlr:train.lr=5e-5 young:train.new_weights_lr_scale=10,train.new_weights_include=[decoder.lag_embedding.*]"
@@ -99,7 +101,8 @@ command -v speechvq > /dev/null || speechvq() { PYTHONPATH="$(cd ../.. && pwd)${
 export PYTHONPATH="$(cd ../.. && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 
 if $smoke; then
-  work=exp/gpu_session_smoke; device=cpu; conf=conf/tiny.yaml; minutes=0.35; ablation_minutes=0.3
+  work=exp/gpu_session_smoke; device=cpu; conf=conf/tiny.yaml; ablation_minutes=0.3
+  [ "$minutes" = "$default_minutes" ] && minutes=0.35  # unless --minutes says otherwise
   probe_batches="2 8"
   overrides="data.segment_s=0.256 $overrides"   # whole code frames, as train.compile needs
   eval_files=2; eval_seconds=0.2; stats_files=10; test_per_speaker=1; valid_per_speaker=1
@@ -125,6 +128,15 @@ data=(data.train_manifest=$manifests/train.jsonl data.valid_manifest=$manifests/
       data.speakers=$manifests/speakers.json data.cache_dir=$work/cache)
 set_args=("${data[@]}"); [ -n "$overrides" ] && read -r -a extra <<< "$overrides" && set_args+=("${extra[@]}")
 
+previous_model() {  # the smoke's stand-in for the shipped model, with code statistics as that has them (a
+  # frozen-encoder run keeps its init's, the others measure their own)
+  speechvq train -c "$conf" --set "${set_args[@]}" train.max_steps=10 --exp "$work/exp/previous" \
+    --device cpu > "$work/logs/previous.log" 2>&1 &&
+  speechvq export "$work/exp/previous/best.pt" "$work/previous.pt" --force >> "$work/logs/previous.log" 2>&1 &&
+  speechvq code-stats --model "$work/previous.pt" --manifest "$manifests/train.jsonl" --max-files "$stats_files" \
+    --spread --device cpu > "$work/logs/stats_previous.log" 2>&1
+}
+
 prepared=false  # --more on the machine the first call left: its manifests, audio cache and probe are there
 $more && [ -f "$manifests/train.jsonl" ] && grep -q "^choice: batch=" "$work/logs/probe.log" 2>/dev/null && prepared=true
 if $prepared; then
@@ -142,6 +154,11 @@ else
   speechvq prepare -c "$conf" --set "${set_args[@]}" --manifests "$manifests" --workers "$prepare_workers" \
     > "$work/logs/prepare.log" 2>&1 || { tail -n 5 "$work/logs/prepare.log" >&2; exit 1; }
   tail -n 1 "$work/logs/prepare.log" | tr '\r' '\n' | tail -n 1 >&2
+  if $smoke; then  # beside the probe, which leaves a core idle on a 2-core machine (CI)
+    log "Smoke: a tiny model to stand in for the shipped one (in the background)"
+    previous_model &
+    previous=$!
+  fi
   # a failed probe costs its numbers, not the session: the runs then take the config's batch, uncompiled
   wait $probe || { tail -n 5 "$work/logs/probe.log" >&2; log "the probe failed: config batch, eager runs"; }
   grep -v "Warning\|warn" "$work/logs/probe.log" >&2 || true
@@ -163,13 +180,7 @@ if $more; then
     else log "no first call's main.pt in $work (a fresh machine): more starts from $init, as main did"; fi
   fi
 elif $smoke; then
-  log "Smoke: a tiny model to stand in for the shipped one"
-  speechvq train -c "$conf" --set "${set_args[@]}" train.max_steps=10 --exp "$work/exp/previous" \
-    --device cpu > "$work/logs/previous.log" 2>&1
-  speechvq export "$work/exp/previous/best.pt" "$work/previous.pt" --force
-  # with code statistics, as the shipped model has them: a frozen-encoder run keeps them, the others measure
-  speechvq code-stats --model "$work/previous.pt" --manifest "$manifests/train.jsonl" --max-files "$stats_files" \
-    --spread --device cpu > "$work/logs/stats_previous.log" 2>&1
+  wait $previous || { tail -n 5 "$work/logs/previous.log" >&2; echo "$0: the smoke's stand-in model failed" >&2; exit 1; }
   init=$work/previous.pt
 fi
 
@@ -218,16 +229,14 @@ fi
 log "Stage 4: export and code statistics"
 mkdir -p "$work/models"
 pids=()
-for spec in "${runs[@]}"; do
+for spec in "${runs[@]}"; do  # each run's in parallel: two or three processes, each seconds of start-up
   name=${spec%%:*}
-  speechvq export "$work/exp/$name/best.pt" "$work/models/$name.pt" --force > /dev/null
-  if speechvq info --model "$work/models/$name.pt" --json | grep -q '"code_statistics": true'; then
-    log "$name: the encoder side was frozen, so its init's code statistics still hold (kept, not measured)"
-    cp "$work/models/$name.pt" "$out/$name.pt"
-    continue
-  fi
-  (speechvq code-stats --model "$work/models/$name.pt" --manifest "$manifests/train.jsonl" \
-     --max-files "$stats_files" --spread --device "$device" > "$work/logs/stats_$name.log" 2>&1
+  (if speechvq export "$work/exp/$name/best.pt" "$work/models/$name.pt" --force | grep "with code statistics" > /dev/null; then
+     log "$name: the encoder side was frozen, so its init's code statistics still hold (kept, not measured)"
+   else
+     speechvq code-stats --model "$work/models/$name.pt" --manifest "$manifests/train.jsonl" \
+       --max-files "$stats_files" --spread --device "$device" > "$work/logs/stats_$name.log" 2>&1
+   fi
    cp "$work/models/$name.pt" "$out/$name.pt") &
   pids+=($!)
 done

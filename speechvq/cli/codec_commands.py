@@ -327,5 +327,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise SpeechVQError("the output must be another file than the checkpoint")
     exported = export_checkpoint(args.checkpoint, args.output)
     size = Path(args.output).stat().st_size
-    print(f"{args.output}: step {exported.step}, {len(exported.speakers)} speaker(s), {size / 2**20:.1f} MiB")
+    statistics = "with code statistics" if exported.code_statistics is not None else "no code statistics"
+    print(f"{args.output}: step {exported.step}, {len(exported.speakers)} speaker(s), {size / 2**20:.1f} MiB, "
+          f"{statistics}")
     return 0
