@@ -319,14 +319,11 @@ class GenerationEngine:
                         progress: Optional[Callable[[int], None]], teacher: Optional[Tensor],
                         period: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
         """`generate` on the graph engine: whole blocks on the decoder's device (see `graphs`)."""
-        from .graphs import GraphBlockRunner, LagInput, lag_history_length
+        from .graphs import GraphBlockRunner, LagInput
 
         decoder = self.decoder
         device = decoder.input_embedding.weight.device
-        lag = None
-        if period is not None:
-            lag = LagInput(decoder.lag_embedding.weight.detach(), decoder.lag_taps, decoder.lag_silence,
-                           lag_history_length(int(period.max()), decoder.lag_taps))
+        lag = None if period is None else LagInput.of(decoder, period)
         key = (batch, float(temperature), teacher is not None, None if lag is None else lag.history)
         if key not in self._graph_runners:
             self._graph_runners[key] = GraphBlockRunner(self._weights(), self.packed, decoder.hop_length,
@@ -362,7 +359,7 @@ class GenerationEngine:
                          progress: Optional[Callable[[int], None]], teacher: Optional[Tensor],
                          period: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
         """`generate` on the triton engine: one kernel launch per block of frames (see `triton_steps`)."""
-        from .graphs import LagInput, lag_history_length
+        from .graphs import LagInput
         from .packed import pad_gate_halves
         from .triton_steps import TritonRunner, layout
 
@@ -372,10 +369,7 @@ class GenerationEngine:
         if self._triton_weights is None:
             self._triton_weights = layout(self.packed, device)
         weights = self._triton_weights
-        lag = None
-        if period is not None:
-            lag = LagInput(decoder.lag_embedding.weight.detach(), decoder.lag_taps, decoder.lag_silence,
-                           lag_history_length(int(period.max()), decoder.lag_taps))
+        lag = None if period is None else LagInput.of(decoder, period)
         runner = TritonRunner(weights, self.packed.ring_slots, batch, self.precision, self.block_b, self.num_warps,
                               lag)
         runner.reset(classes // 2 if first_input is None else first_input)

@@ -45,7 +45,8 @@ def block_length(dilations: np.ndarray, hop: int) -> int:
 
 @dataclass(frozen=True)
 class LagInput:
-    """A decoder's pitch-lag input for the graph block (`WaveNet.lag_classes`, `WaveNet.lag_input`).
+    """A decoder's pitch-lag input for the device engines, the graph block and the triton kernel
+    (`WaveNet.lag_classes`, `WaveNet.lag_input`).
 
     Attributes:
         table: float32 `[taps * Q, R]`, `WaveNet.lag_embedding.weight` (tap j's class c is row j * Q + c).
@@ -57,6 +58,12 @@ class LagInput:
     taps: int
     silence: int
     history: int
+
+    @classmethod
+    def of(cls, decoder, period: Tensor) -> "LagInput":
+        """The input of a WaveNet with pitch-lag taps, its ring long enough for the periods int `[B, F]` given."""
+        return cls(decoder.lag_embedding.weight.detach(), decoder.lag_taps, decoder.lag_silence,
+                   lag_history_length(int(period.max()), decoder.lag_taps))
 
 
 def lag_history_length(longest_period: int, taps: int) -> int:

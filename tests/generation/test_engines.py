@@ -82,23 +82,32 @@ def lag_periods(batch: int, n_frames: int) -> torch.Tensor:
     return period
 
 
-@pytest.mark.parametrize("engine", LAG_FAST)
-def test_pitch_lag_logits_and_samples_equal_the_reference(engine):
-    model = lag_decoder()
-    n_samples = 1500
+def assert_lag_engine_equals_reference(runner: GenerationEngine, model: WaveNet, period: torch.Tensor,
+                                       n_samples: int) -> tuple:
+    """The engine's teacher-forced logits equal the reference's with the pitch-lag input (to 1e-4; the input is
+    read: without it they differ), and its samples under the same draws are the reference's. Returns the
+    conditioning (local, speaker) of the 2 streams."""
     local, speaker = conditioning(model, 2, n_samples)
-    period = lag_periods(2, -(-n_samples // HOP))
     inputs = torch.randint(0, 256, (2, n_samples), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         reference = model(inputs, local, speaker, period=period)
         without = model(inputs, local, speaker, period=torch.zeros_like(period))
-    runner = GenerationEngine(model, engine)
     _, logits = runner.generate(n_samples, local, speaker, teacher=inputs, period=period)
     assert (logits - reference).abs().max().item() <= 1e-4
     assert (without - reference).abs().max().item() > 1e-2  # the input is read
     sampled = model.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(7), period=period)
     fast, _ = runner.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(7), period=period)
     assert torch.equal(fast, sampled)
+    return local, speaker
+
+
+@pytest.mark.parametrize("engine", LAG_FAST)
+def test_pitch_lag_logits_and_samples_equal_the_reference(engine):
+    model = lag_decoder()
+    n_samples = 1500
+    runner = GenerationEngine(model, engine)
+    local, speaker = assert_lag_engine_equals_reference(runner, model, lag_periods(2, -(-n_samples // HOP)),
+                                                        n_samples)
     with pytest.raises(ValueError, match="pitch periods"):
         runner.generate(n_samples, local, speaker)
 
@@ -121,21 +130,9 @@ def test_triton_kernel_carries_the_pitch_lag_input():
     # one too short to read
     pytest.importorskip("triton")
     model = lag_decoder()
-    n_samples = 24
-    local, speaker = conditioning(model, 2, n_samples)
     period = torch.randint(3, 13, (2, 3), generator=torch.Generator().manual_seed(4))
     period[0, 1], period[1, 0] = 0, 2
-    inputs = torch.randint(0, 256, (2, n_samples), generator=torch.Generator().manual_seed(2))
-    engine = GenerationEngine(model, "triton", block_frames=2)
-    with torch.no_grad():
-        reference = model(inputs, local, speaker, period=period)
-        without = model(inputs, local, speaker, period=torch.zeros_like(period))
-    _, logits = engine.generate(n_samples, local, speaker, teacher=inputs, period=period)
-    assert (logits - reference).abs().max().item() <= 1e-4
-    assert (without - reference).abs().max().item() > 1e-2  # the input is read
-    sampled = model.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(7), period=period)
-    fast, _ = engine.generate(n_samples, local, speaker, generator=torch.Generator().manual_seed(7), period=period)
-    assert torch.equal(fast, sampled)
+    assert_lag_engine_equals_reference(GenerationEngine(model, "triton", block_frames=2), model, period, 24)
 
 
 @pytest.mark.parametrize("engine", ["reference", "native", "graph"])
