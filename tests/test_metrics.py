@@ -56,3 +56,47 @@ def test_f0_frame_error_counts_voicing_and_gross_pitch_errors():
     noise = 0.1 * torch.randn(9600, generator=torch.Generator().manual_seed(0))
     lost = f0_frame_error(_tone(150.0), noise, 16000)  # the harmonics gone: voicing errors in (nearly) every frame
     assert lost["f0_vde"] > 0.9 and lost["ffe"] == lost["f0_vde"] and math.isnan(lost["f0_gpe"])
+
+
+class CountingSession:
+    """An ONNX session that counts its runs."""
+
+    def __init__(self, session):
+        self.session, self.runs = session, 0
+
+    def run(self, *args, **kwargs):
+        self.runs += 1
+        return self.session.run(*args, **kwargs)
+
+
+# speechmos doubles a clip under 9.01 s until it is not and scores 9.01-s windows every second: 1 s -> 16 s,
+# 7 windows, all the same samples; 2 s -> 16 s, 7 windows starting 0 or 1 s into the clip; 1.5 s -> 12 s, 3 windows
+# (0, 1, 0.5 s in); 9.5 s -> 1 window
+@pytest.mark.parametrize("seconds, distinct", [(1.0, 1), (2.0, 2), (1.5, 3), (9.5, 1)])
+def test_dnsmos_equals_speechmos_and_scores_each_distinct_window_once(seconds, distinct, monkeypatch):
+    pytest.importorskip("speechmos")
+    from speechmos import dnsmos as speechmos_dnsmos
+
+    from speechvq import metrics
+
+    gen = torch.Generator().manual_seed(0)
+    n_samples = int(seconds * 16000)
+    wav = 0.3 * voiced_signal(n_samples) + 0.01 * torch.randn(n_samples, generator=gen)
+    reference = speechmos_dnsmos.run(wav.numpy().astype("float32"), 16000)
+    scorer = metrics._dnsmos_models()
+    counting = CountingSession(scorer.onnx_sess)
+    monkeypatch.setattr(scorer, "onnx_sess", counting)
+    scores = metrics.dnsmos(wav, 16000)
+    assert counting.runs == distinct  # windows a whole number of clip lengths apart: scored once
+    for ours, theirs in (("dnsmos_ovrl", "ovrl_mos"), ("dnsmos_sig", "sig_mos"), ("dnsmos_bak", "bak_mos"),
+                         ("dnsmos_p808", "p808_mos")):
+        assert scores[ours] == pytest.approx(float(reference[theirs]), abs=1e-9)
+
+
+def test_dnsmos_of_an_empty_waveform_is_an_error():
+    pytest.importorskip("speechmos")
+    from speechvq.errors import SpeechVQError
+    from speechvq.metrics import dnsmos
+
+    with pytest.raises(SpeechVQError, match="empty"):
+        dnsmos(torch.zeros(0), 16000)

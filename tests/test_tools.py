@@ -356,7 +356,9 @@ def test_ship_verdict_needs_better_stoi_and_pesq_and_no_worse_mcd():
 
 
 @pytest.mark.slow
-def test_ship_check_decodes_both_models_on_the_same_files(tmp_path):
+def test_ship_check_decodes_both_models_on_the_same_files(tmp_path, capsys, monkeypatch):
+    # in this process: each of the eight checks as a subprocess paid ~8 s of imports and model loading (CI's
+    # slowest test, 131 s); main() is what the script runs, and its exit status is main's return value
     import torch
 
     from speechvq.checkpoint import save_checkpoint
@@ -366,14 +368,21 @@ def test_ship_check_decodes_both_models_on_the_same_files(tmp_path):
     from tests.helpers import make_folder_corpus
 
     pytest.importorskip("pesq")
+    ship_check = load_tool("ship_check")
+
+    def run_check(*argv) -> subprocess.CompletedProcess:
+        returncode = ship_check.main([str(arg) for arg in argv])
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, returncode, captured.out, captured.err)
+
     make_folder_corpus(tmp_path / "corpus", speakers=2, utterances=2, seconds=1.0)
     write_manifest(tmp_path / "test.jsonl", scan_corpus("folder", tmp_path / "corpus").entries)
     config = load_config("tiny")
     for seed, name in ((0, "reference.pt"), (1, "candidate.pt")):
         torch.manual_seed(seed)
         save_checkpoint(tmp_path / name, SpeechVQ(config.model, speakers=["spk0", "spk1"]).eval(), config)
-    result = run_tool("ship_check", tmp_path / "candidate.pt", "--reference", tmp_path / "reference.pt",
-                      "--manifest", tmp_path / "test.jsonl", "--max-files", "3", "--spread", "--out", tmp_path / "out")
+    result = run_check(tmp_path / "candidate.pt", "--reference", tmp_path / "reference.pt",
+                       "--manifest", tmp_path / "test.jsonl", "--max-files", "3", "--spread", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "out" / "ship_check.json").read_text())
     assert report["files"] == 3
@@ -382,14 +391,14 @@ def test_ship_check_decodes_both_models_on_the_same_files(tmp_path):
     assert isinstance(candidate["ships"], bool) and len(candidate["reasons"]) == 3
     assert ("SHIPS" if candidate["ships"] else "does not ship") in result.stdout
     # the same model against itself is no change: it does not ship
-    result = run_tool("ship_check", tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
-                      "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--out", tmp_path / "same")
+    result = run_check(tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
+                       "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--out", tmp_path / "same")
     (same,) = json.loads((tmp_path / "same" / "ship_check.json").read_text())["candidates"]
     assert not same["ships"] and same["paired"]["stoi"]["mean"] == 0.0
     # under two seeds: each model decodes every file twice, and the files' averages are paired
-    result = run_tool("ship_check", tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
-                      "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--seeds", "0", "1",
-                      "--out", tmp_path / "seeds")
+    result = run_check(tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
+                       "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--seeds", "0", "1",
+                       "--out", tmp_path / "seeds")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "seeds" / "ship_check.json").read_text())
     assert report["seeds"] == [0, 1] and report["candidates"][0]["paired"]["mcd_db"] == {"mean": 0.0, "ci95": 0.0,
@@ -398,25 +407,25 @@ def test_ship_check_decodes_both_models_on_the_same_files(tmp_path):
         assert (tmp_path / "seeds" / "reference" / f"seed{seed}" / "report.json").is_file()
     # run again into the same folder: every decode is read back, not redone, and the verdict is the same
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "seeds").rglob("report.json")}
-    again = run_tool("ship_check", tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
-                     "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--seeds", "0", "1",
-                     "--out", tmp_path / "seeds")
+    again = run_check(tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
+                      "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--seeds", "0", "1",
+                      "--out", tmp_path / "seeds")
     assert again.returncode == 0, again.stderr
     assert len(stamps) == 4 and again.stderr.count("reusing") == 4
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert json.loads((tmp_path / "seeds" / "ship_check.json").read_text()) == report
     # another candidate into the same folder: the reference's decodes are reused, the candidate's are not
-    again = run_tool("ship_check", tmp_path / "candidate.pt", "--reference", tmp_path / "reference.pt",
-                     "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--seeds", "0", "1",
-                     "--out", tmp_path / "seeds")
+    again = run_check(tmp_path / "candidate.pt", "--reference", tmp_path / "reference.pt",
+                      "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--seeds", "0", "1",
+                      "--out", tmp_path / "seeds")
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("reusing") == 2 and "reference.pt, seed 1: reusing" in again.stderr
     (candidate,) = json.loads((tmp_path / "seeds" / "ship_check.json").read_text())["candidates"]
     assert Path(candidate["folder"]).name.startswith("candidate-") and (Path(candidate["folder"]) / "seed1").is_dir()
     # and the first candidate's decodes are still there, in their own folder: checked again, nothing is decoded
-    again = run_tool("ship_check", tmp_path / "reference.pt", tmp_path / "candidate.pt", "--reference",
-                     tmp_path / "reference.pt", "--manifest", tmp_path / "test.jsonl", "--max-files", "2",
-                     "--seeds", "0", "1", "--out", tmp_path / "seeds")
+    again = run_check(tmp_path / "reference.pt", tmp_path / "candidate.pt", "--reference",
+                      tmp_path / "reference.pt", "--manifest", tmp_path / "test.jsonl", "--max-files", "2",
+                      "--seeds", "0", "1", "--out", tmp_path / "seeds")
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("reusing") == 6
     # every decode names the one engine the check resolved, and the check says which it was
@@ -426,14 +435,14 @@ def test_ship_check_decodes_both_models_on_the_same_files(tmp_path):
     for key_file in (tmp_path / "seeds").rglob("decode_key.json"):
         assert json.loads(key_file.read_text())["decoding"] == decoding
     # another engine is another decode; one that cannot run here is one clear error, and nothing is written
-    again = run_tool("ship_check", tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
-                     "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--engine", "torch",
-                     "--precision", "full", "--out", tmp_path / "seeds")
+    again = run_check(tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
+                      "--manifest", tmp_path / "test.jsonl", "--max-files", "2", "--engine", "torch",
+                      "--precision", "full", "--out", tmp_path / "seeds")
     assert again.returncode == 0, again.stderr
     assert "reusing" not in again.stderr and "decoded with the torch engine at full" in again.stdout
-    result = run_tool("ship_check", tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
-                      "--manifest", tmp_path / "test.jsonl", "--engine", "triton", "--out", tmp_path / "triton",
-                      env={"TRITON_INTERPRET": "0"})  # the tests' interpreter would run it, slowly
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # the tests' interpreter would run it, slowly
+    result = run_check(tmp_path / "reference.pt", "--reference", tmp_path / "reference.pt",
+                       "--manifest", tmp_path / "test.jsonl", "--engine", "triton", "--out", tmp_path / "triton")
     assert result.returncode == 1 and result.stderr.strip().startswith("ship_check: the triton engine needs")
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "triton").exists()
 
