@@ -1,8 +1,8 @@
 """What the lent GPU machine has, what a lease carries to it, and a way to run anything here as if there.
 
 The lent machine (the `device` tool's 'cuda' image) has PyTorch and a long list of packages but not all of
-this project's: soundfile, librosa and a few more travel as wheels in the lease's 64 MiB carry, PESQ (no
-wheel) and DNSMOS (too large to carry beside the corpus) stay behind. A lease is a few minutes that cannot be
+this project's: soundfile, pystoi and constriction (and soundfile's cffi and pycparser) travel as wheels in the
+lease's 64 MiB carry, PESQ (no wheel) and DNSMOS (too large to carry beside the corpus) stay behind. A lease is a few minutes that cannot be
 repeated, so a stage that imports something the image lacks must fail here first, not there.
 
     python tools/lent_image.py prepare --corpus CORPUS    # .gpu/corpus, .whl, checks the carry, prints the call
@@ -52,9 +52,10 @@ werkzeug wheel wrapt xarray xxhash yarl zipp
 """.split())
 
 # What a lease carries as wheels (README, "Training on a lent GPU"): this package's requirements and the
-# evaluation's STOI, with the requirements of each that the image lacks.
-CARRIED_WHEELS = ("soundfile", "cffi", "pycparser", "librosa", "soxr", "audioread", "decorator", "pooch",
-                  "platformdirs", "pystoi", "constriction")
+# evaluation's STOI, with the requirements of each that the image lacks. Not librosa (and its soxr, audioread,
+# decorator, pooch, platformdirs) since 2026-12-03: the package computes its mel spectrograms in torch and no
+# longer imports it; only the tests (a comparison) and DNSMOS's speechmos, which stays behind, use it.
+CARRIED_WHEELS = ("soundfile", "cffi", "pycparser", "pystoi", "constriction")
 
 LENT_PYTHON = "3.12"  # the image's python3 (KINDS.md: Python 3.12.3)
 

@@ -4,7 +4,7 @@
 #   ./gpu_session.sh --corpus_dir PACKED --out "$OUT"          # on a lent GPU (about 8 minutes)
 #
 # On the lent machine: torch is there, this package is run from the checkout, and soundfile, cffi, pycparser,
-# librosa, soxr, audioread, decorator, pooch, platformdirs, pystoi and constriction travel as wheels
+# pystoi and constriction travel as wheels
 # (`python tools/lent_image.py wheels .whl`; README's "Training on a lent GPU"); PESQ (no wheel) is left to the
 # CPU evaluation afterwards. `python tools/lent_image.py run -- bash gpu_session.sh --cpu-smoke` runs the smoke
 # with only what the lent machine has importable, as the test does.
