@@ -210,8 +210,7 @@ def dnsmos(decoded: Tensor, sample_rate: int) -> dict[str, float]:
     audio = clip
     while len(audio) < window:
         audio = np.append(audio, audio)
-    period = len(clip) if len(audio) > len(clip) else None  # audio[i] == clip[i % period]
-    scored: dict[tuple[int, int], tuple[float, ...]] = {}
+    scored: dict[int, tuple[float, ...]] = {}  # by the window's start in the clip: audio[i] == clip[i % len(clip)]
     windows = []
     for index in range(int(np.floor(len(audio) / DNSMOS_RATE) - INPUT_LENGTH) + 1):
         # the bounds exactly as speechmos computes them (a float end can round one sample short: skipped there)
@@ -219,12 +218,11 @@ def dnsmos(decoded: Tensor, sample_rate: int) -> dict[str, float]:
         segment = audio[start:stop]
         if len(segment) < window:
             continue
-        key = (start % period if period else start, len(segment))
+        key = start % len(clip)  # every window has the same length, so its start in the clip names its samples
         if key not in scored:
-            features = segment.astype(np.float32)[np.newaxis, :]
             mel = np.array(scorer.audio_melspec(audio=segment[:-160])).astype(np.float32)[np.newaxis, :, :]
             p808 = scorer.p808_onnx_sess.run(None, {"input_1": mel})[0][0][0]
-            sig, bak, ovrl = scorer.onnx_sess.run(None, {"input_1": features})[0][0]
+            sig, bak, ovrl = scorer.onnx_sess.run(None, {"input_1": segment[np.newaxis, :]})[0][0]
             scored[key] = (*scorer.get_polyfit_val(sig, bak, ovrl, False), p808)
         windows.append(scored[key])
     sig, bak, ovrl, p808 = (float(np.mean(column)) for column in zip(*windows))

@@ -2,8 +2,9 @@
 
 The lent machine (the `device` tool's 'cuda' image) has PyTorch and a long list of packages but not all of
 this project's: soundfile, pystoi and constriction (and soundfile's cffi and pycparser) travel as wheels in the
-lease's 64 MiB carry, PESQ (no wheel) and DNSMOS (too large to carry beside the corpus) stay behind. A lease is a few minutes that cannot be
-repeated, so a stage that imports something the image lacks must fail here first, not there.
+lease's 64 MiB carry, PESQ (no wheel) and DNSMOS (too large to carry beside the corpus) stay behind. A lease is
+a few minutes that cannot be repeated, so a stage that imports something the image lacks must fail here first,
+not there.
 
     python tools/lent_image.py prepare --corpus CORPUS    # .gpu/corpus, .whl, checks the carry, prints the call
     python tools/lent_image.py wheels .whl                # download the carried wheels (cp312, no deps)

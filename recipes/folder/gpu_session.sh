@@ -75,8 +75,9 @@ lr=1e-4
 # pitch-lag input (model.decoder.pitch_lag_taps=5; docs/default_model/sessions/2026-12-03-cpu-2), so every run
 # keeps it; both GPU engines carry it (triton since the third 2026-12-03 session, graph since the second; neither
 # has run on a GPU yet, so the GPU tests check both against the reference): evaluations run auto's triton or,
-# past --eval_timeout or on a failure, the CPU engines. The lag ablation that added it became the base run; young took its place: the
-# lag tables (RMS 0.02-0.03 beside input embeddings of 1.0) at 10 x lr, as in the CPU step that shipped them.
+# past --eval_timeout or on a failure, the CPU engines. The lag ablation that added it became the base run; young
+# took its place: the lag tables (RMS 0.02-0.03 beside input embeddings of 1.0) at 10 x lr, as in the CPU step
+# that shipped them.
 main_changes=train.freeze_encoder=true
 ablations="base: joint:train.freeze_encoder=false control:train.freeze_encoder=false,data.loader=workers,train.compile=false,train.fused_optimizer=false,data.batch_size=32 lowlr:train.lr=5e-5 young:train.new_weights_lr_scale=10,train.new_weights_include=[decoder.lag_embedding.*]"
 default_ablations=$ablations
