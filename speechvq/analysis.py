@@ -202,7 +202,7 @@ def history_context(decoder_config, hop_length: int, lag_reach: int = 0) -> tupl
     Returns:
         (lead, tail) in samples, multiples of hop_length: 2,240 and 192 for the paper model.
     """
-    reach = decoder_config.cond_layers * (decoder_config.cond_kernel_size // 2) + 1
+    reach = decoder_config.cond_reach + 1
     lead = hop_length * (-(-(decoder_config.receptive_field + lag_reach) // hop_length) + reach)
     return lead, hop_length * reach
 

@@ -116,6 +116,11 @@ class DecoderConfig:
     cond_channels: int = 128
     cond_layers: int = 2
     cond_kernel_size: int = 3  # frame-rate convolution over the codes (non-causal: codes are known ahead)
+    # Residual blocks after that stack, block i a convolution of dilation 2**i (kernel cond_kernel_size) and a 1x1
+    # that starts at zero (so a continuation starts as its init): each frame's conditioning then sees
+    # cond_reach frames of codes on either side instead of the stack's cond_layers * (cond_kernel_size // 2).
+    # 0 = off (the shipped model).
+    cond_context_layers: int = 0
     # The pitch-lag input (CELP's long-term predictor as an input): at every sample of a voiced pitch frame the
     # decoder also reads the classes one transmitted pitch period T back, x[t - T + j] for j = -(n // 2) .. n // 2,
     # each tap with its own embedding (zero at the start, so a continuation starts as its init). 0 = off (the
@@ -133,6 +138,7 @@ class DecoderConfig:
         for name in ("residual_channels", "skip_channels", "cond_channels"):
             _require(getattr(self, name) >= 1, f"model.decoder.{name}", "must be positive")
         _require(self.cond_layers >= 0, "model.decoder.cond_layers", "must be >= 0")
+        _require(self.cond_context_layers >= 0, "model.decoder.cond_context_layers", "must be >= 0")
         _require(self.cond_kernel_size >= 1 and self.cond_kernel_size % 2 == 1,
                  "model.decoder.cond_kernel_size", "must be a positive odd number (centred convolution)")
         _require(self.pitch_lag_taps == 0 or (self.pitch_lag_taps > 0 and self.pitch_lag_taps % 2 == 1),
@@ -147,6 +153,13 @@ class DecoderConfig:
     def receptive_field(self) -> int:
         """Samples of past input that reach one output: (kernel_size - 1) * sum(dilations) + 1."""
         return (self.kernel_size - 1) * sum(self.dilations) + 1
+
+    @property
+    def cond_reach(self) -> int:
+        """Code frames on either side of a frame that reach its conditioning (the conditioning convolutions'
+        half-widths summed): 2 for the paper model, 2 + 15 with four context blocks."""
+        half = self.cond_kernel_size // 2
+        return self.cond_layers * half + half * (2 ** self.cond_context_layers - 1)
 
 
 @dataclass(frozen=True)

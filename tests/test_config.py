@@ -61,6 +61,7 @@ def test_overrides_are_typed():
     ("model.encoder=3", "model.encoder must be a section"),
     ("model.quantizer.codebook_size.x=3", "model.quantizer.codebook_size is a value"),
     ("model.decoder.gate_channels=33", "model.decoder.gate_channels must be a positive even number"),
+    ("model.decoder.cond_context_layers=-1", "model.decoder.cond_context_layers must be >= 0"),
     ("train.lr", "not of the form dotted.key=value"),
 ])
 def test_bad_override_names_the_key(override, message):

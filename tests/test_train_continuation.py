@@ -144,6 +144,24 @@ def test_init_names_the_trained_tensors_a_config_has_no_place_for(tmp_path):
     assert init_from_checkpoint(SpeechVQ(lag_cfg.model, speakers=["ann"]), tmp_path / "trained.pt").dropped == []
 
 
+def test_context_blocks_added_by_init_start_the_run_where_its_source_was(tmp_path):
+    # a continuation with model.decoder.cond_context_layers from a checkpoint without them: the blocks are kept
+    # as built, their last 1x1 at zero, so the model starts with its source's NLL
+    from speechvq.checkpoint import save_checkpoint
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    source = SpeechVQ(cfg.model, speakers=["ann"])
+    source.train()
+    source(0.1 * torch.randn(2, 1, 1024), torch.tensor([0, 0]))  # k-means on data: initialised
+    save_checkpoint(tmp_path / "source.pt", source, cfg)
+    wider = SpeechVQ(load_config("tiny", ["model.decoder.cond_context_layers=3"]).model, speakers=["ann"])
+    report = init_from_checkpoint(wider, tmp_path / "source.pt")
+    assert report.kept and all(".cond_net.context." in key for key in report.kept) and report.dropped == []
+    wav = 0.1 * torch.randn(2, 1, 1024)
+    assert teacher_forced_nll(wider, wav, torch.tensor([0, 0])) == pytest.approx(
+        teacher_forced_nll(source, wav, torch.tensor([0, 0])), abs=1e-6)
+
+
 def test_init_refuses_codes_of_another_rate_or_size(tmp_path):
     cfg = load_config("tiny")
     from speechvq.checkpoint import save_checkpoint

@@ -129,12 +129,11 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
     crossfade = round(options.crossfade_s / frame_s) if chunked else 0
     chunks = [c for index, r in enumerate(requests)
               for c in plan_chunks(-(-r.n_samples // hop), chunk_frames, overlap, index)]
-    margin = decoder.config.cond_layers * (decoder.config.cond_kernel_size // 2)
     pieces: dict[Chunk, Tensor] = {}
     for group_start in range(0, len(chunks), options.max_batch):
         group = chunks[group_start:group_start + options.max_batch]
         length = max(c.stop - c.start for c in group)
-        conditioning = torch.stack([_chunk_conditioning(decoder, requests[c.request], c, length, margin)
+        conditioning = torch.stack([_chunk_conditioning(decoder, requests[c.request], c, length)
                                     for c in group])
         # a chunk starts with nothing generated before it: its lag taps read silence until a period in
         period = None if not decoder.lag_taps else torch.stack([_chunk_periods(requests[c.request], c, length)
@@ -176,12 +175,13 @@ class _OutputProgress:
             self.reported = self.kept
 
 
-def _chunk_conditioning(decoder, request: DecodeRequest, chunk: Chunk, length: int, margin: int) -> Tensor:
-    """The chunk's per-layer conditioning `[length, L, G]`: computed with `margin` real frames of context on each
-    side (so every kept frame gets what the whole utterance would give it), then padded by repeating the last
-    frame (those samples are generated and dropped)."""
+def _chunk_conditioning(decoder, request: DecodeRequest, chunk: Chunk, length: int) -> Tensor:
+    """The chunk's per-layer conditioning `[length, L, G]`: computed with the conditioning's reach in real frames
+    on each side (so every kept frame gets what the whole utterance would give it), then padded by repeating the
+    last frame (those samples are generated and dropped)."""
     speaker = None if request.speaker is None else request.speaker[None]
     n_frames = request.latents.shape[-1]
+    margin = decoder.config.cond_reach
     lo, hi = max(0, chunk.start - margin), min(n_frames, chunk.stop + margin)
     cond = decoder.layer_conditioning(request.latents[None, :, lo:hi], speaker)[0][chunk.start - lo:chunk.stop - lo]
     if cond.shape[0] < length:

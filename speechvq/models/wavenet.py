@@ -158,8 +158,27 @@ class ResidualLayer(nn.Module):
         return (x + residual) * _SQRT_HALF, skip
 
 
+class ContextBlock(nn.Module):
+    """x + 1x1(ReLU(dilated conv(x))) at frame rate, the 1x1 at zero: the identity until it learns."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel_size, dilation=dilation,
+                              padding=dilation * (kernel_size // 2))
+        self.out = nn.Conv1d(channels, channels, 1)
+        init_relu_stack(nn.Sequential(self.conv, nn.ReLU()))
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """float `[B, C, F]` -> float `[B, C, F]`."""
+        return x + self.out(torch.relu(self.conv(x)))
+
+
 class ConditionNetwork(nn.Module):
-    """Frame-rate conv stack over the quantized latents: `[B, C_in, F] -> [B, cond_channels, F]`."""
+    """Frame-rate conv stack over the quantized latents: `[B, C_in, F] -> [B, cond_channels, F]`, then
+    `cond_context_layers` residual blocks of growing dilation (`ContextBlock`) that widen each frame's view of
+    the codes to `DecoderConfig.cond_reach` frames on either side."""
 
     def __init__(self, in_channels: int, config: DecoderConfig):
         super().__init__()
@@ -171,11 +190,17 @@ class ConditionNetwork(nn.Module):
             channels = config.cond_channels
         self.layers = nn.Sequential(*layers)
         init_relu_stack(self.layers)
+        # an empty ModuleList adds no state-dict keys: checkpoints without context blocks load unchanged
+        self.context = nn.ModuleList(ContextBlock(channels, config.cond_kernel_size, 2 ** i)
+                                     for i in range(config.cond_context_layers))
         self.out_channels = channels
 
     def forward(self, latents: Tensor) -> Tensor:
-        """float `[B, C_in, F]` -> float `[B, out_channels, F]` (identity when cond_layers = 0)."""
-        return self.layers(latents)
+        """float `[B, C_in, F]` -> float `[B, out_channels, F]` (identity when there are no layers)."""
+        frames = self.layers(latents)
+        for block in self.context:
+            frames = block(frames)
+        return frames
 
 
 @dataclass
@@ -463,7 +488,7 @@ class WaveNet(nn.Module):
             for _ in range(n_frames):
                 yield constant
             return
-        margin = self.config.cond_layers * (self.config.cond_kernel_size // 2)
+        margin = self.config.cond_reach
         total = local.shape[-1]
         for start in range(0, n_frames, block_frames):
             stop = min(n_frames, start + block_frames)

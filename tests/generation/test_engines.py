@@ -9,7 +9,7 @@ from speechvq.audio import mu_law_decode
 from speechvq.config import DecoderConfig
 from speechvq.generation import (Chunk, DecodeOptions, DecodeRequest, GenerationEngine, decode_requests, plan_chunks,
                                  resolve_engine)
-from speechvq.generation.chunked import _assemble
+from speechvq.generation.chunked import _assemble, _chunk_conditioning
 from speechvq.generation.engine import lag_pieces
 from speechvq.models.wavenet import WaveNet
 
@@ -354,3 +354,21 @@ def test_reduced_precision_falls_back_to_float32_weights_where_halves_cannot_be_
     assert GenerationEngine(model, "native", precision="reduced").precision == "fp32"
     with pytest.raises(ValueError, match="could not be built for fp16 weights"):
         GenerationEngine(model, "native", precision="fp16")
+
+
+def test_a_chunks_conditioning_is_the_whole_files_with_context_blocks():
+    # chunked decoding computes each chunk's conditioning from cond_reach frames of codes on either side: with
+    # context blocks (reach 1 + 3 frames here) every kept frame gets what the whole file would give it
+    torch.manual_seed(0)
+    config = DecoderConfig(n_layers=3, dilation_cycle=3, residual_channels=8, gate_channels=8, skip_channels=8,
+                           cond_channels=6, cond_layers=1, cond_context_layers=2)
+    model = WaveNet(config, classes=256, hop_length=8, local_channels=LOCAL).eval()
+    for block in model.cond_net.context:
+        torch.nn.init.normal_(block.out.weight, std=0.3)
+    latents = torch.randn(LOCAL, 30)
+    request = DecodeRequest(latents, None, 30 * 8)
+    with torch.no_grad():
+        whole = model.layer_conditioning(latents[None], None)[0]
+        for chunk in plan_chunks(30, 8, 2, 0):
+            piece = _chunk_conditioning(model, request, chunk, chunk.stop - chunk.start)
+            torch.testing.assert_close(piece, whole[chunk.start:chunk.stop], rtol=0, atol=1e-6)

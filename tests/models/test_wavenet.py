@@ -165,3 +165,45 @@ def test_the_pitch_lag_taps_read_one_period_back():
         model(inputs)
     with pytest.raises(ValueError, match="no pitch-lag input"):
         plain(inputs, period=torch.full((1, 10), 7))
+
+
+def context_wavenet(context_layers: int) -> WaveNet:
+    config = DecoderConfig(n_layers=4, dilation_cycle=2, residual_channels=8, gate_channels=8, skip_channels=8,
+                           cond_channels=6, cond_layers=2, cond_context_layers=context_layers)
+    return WaveNet(config, classes=16, hop_length=4, local_channels=LOCAL).eval()
+
+
+def test_context_blocks_start_as_the_identity_and_reach_cond_reach_frames():
+    torch.manual_seed(0)
+    model = context_wavenet(3)
+    assert model.config.cond_reach == 2 + (1 + 2 + 4)
+    plain = context_wavenet(0)
+    state = model.state_dict()
+    plain.load_state_dict({k: v for k, v in state.items() if ".context." not in k})
+    inputs = torch.randint(0, 16, (2, 120))
+    local = torch.randn(2, LOCAL, 30)
+    with torch.no_grad():
+        # the blocks' last 1x1 is at zero: a continuation that adds them starts as its init
+        assert torch.equal(model(inputs, local), plain(inputs, local))
+        for block in model.cond_net.context:
+            torch.nn.init.normal_(block.out.weight, std=0.3)
+        base = model.layer_conditioning(local, None)  # (B, F, L, G)
+        middle, reach = 15, model.config.cond_reach
+        for distance, expect_change in [(reach + 1, False), (reach, True), (-reach, True), (-reach - 1, False)]:
+            probe = local.clone()
+            probe[:, :, middle + distance] += 1.0
+            changed = not torch.equal(model.layer_conditioning(probe, None)[:, middle], base[:, middle])
+            assert changed == expect_change, f"a code {distance} frames away"
+
+
+def test_blockwise_frame_conditions_equal_the_whole_with_context_blocks():
+    # step-by-step generation computes the conditioning in blocks with cond_reach frames of margin
+    torch.manual_seed(0)
+    model = context_wavenet(2)
+    for block in model.cond_net.context:
+        torch.nn.init.normal_(block.out.weight, std=0.3)
+    local = torch.randn(1, LOCAL, 23)
+    with torch.no_grad():
+        whole = model.layer_conditioning(local, None)
+        blocks = torch.stack(list(model.frame_conditions(local, None, 23, block_frames=4)), dim=1)
+    torch.testing.assert_close(blocks, whole, rtol=0, atol=1e-6)
