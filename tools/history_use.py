@@ -25,16 +25,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechvq.analysis import history_context, history_costs
+from speechvq.analysis import history_context, history_costs, scoring_inputs
 from speechvq.assets import resolve_model
 from speechvq.atomic import write_bytes_atomic
-from speechvq.audio import load_audio, normalize_level
+from speechvq.audio import load_audio
 from speechvq.checkpoint import load_model
 from speechvq.data.manifest import read_manifest
 from speechvq.errors import SpeechVQError
 from speechvq.evaluation import mean_interval
-from speechvq.inference import encode_waveform, resolve_voice
-from speechvq.pitch import voiced_f0
 
 
 def band_edges(receptive_field: int) -> list[int]:
@@ -56,25 +54,16 @@ def shortest_file(model) -> int:
 def file_costs(model, path: str, speaker: str | None, positions: int, edges: list[int]) -> dict | None:
     """One file's mean cost (cut - real past) and mean NLL with its real past per band, voiced and unvoiced:
     {"voiced": [[cost, nll, samples] per band], "unvoiced": ...}; None for a file too short to score."""
-    rate, hop, rf = model.sample_rate, model.hop_length, model.decoder.receptive_field
-    wav = load_audio(path, rate)[0]
+    hop, rf = model.hop_length, model.decoder.receptive_field
+    wav = load_audio(path, model.sample_rate)[0]
     lead, _ = history_context(model.config.decoder, hop, model.lag_reach)
     room = wav.numel() - shortest_file(model)
     if room < 0:
         return None
     starts = sorted({lead + hop * int(i) for i in np.linspace(0, room // hop, positions)})
-    encoded = encode_waveform(model, wav, speaker if speaker in model.speakers else None)
-    pitch = None if encoded.pitch is None else encoded.pitch.view(1, -1)
-    local = model.local_conditioning(encoded.codes.view(1, -1), pitch)[0]
-    vector = resolve_voice(model, encoded).vector
-    level_wav = normalize_level(wav, model.config.level_dbfs)[0].clamp(-1.0, 1.0)
-    period = model.lag_periods(pitch, local.shape[-1])
-    real, cut = history_costs(model, level_wav, local, vector, starts,
-                              period=None if period is None else period[0])
-    pitch_config = model.config.pitch
-    pitch_hop = pitch_config.frame_codes * hop
-    voiced = voiced_f0(level_wav, rate, pitch_hop, pitch_config)[1].repeat_interleave(pitch_hop)
-    voiced = torch.stack([voiced[s:s + rf] for s in starts])
+    inputs = scoring_inputs(model, wav, speaker)
+    real, cut = history_costs(model, inputs.level_wav, inputs.local, inputs.vector, starts, period=inputs.period)
+    voiced = torch.stack([inputs.voiced[s:s + rf] for s in starts])
     result = {}
     for name, mask in (("voiced", voiced), ("unvoiced", ~voiced)):
         rows = []

@@ -14,32 +14,24 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from speechvq.audio import load_audio, mu_law_silence, normalize_level
+from speechvq.analysis import scoring_inputs
+from speechvq.audio import load_audio, mu_law_silence
 from speechvq.checkpoint import load_model
 from speechvq.data.manifest import read_manifest
 from speechvq.evaluation import mean_interval
-from speechvq.inference import encode_waveform, resolve_voice
-from speechvq.pitch import voiced_f0
 
 
 @torch.no_grad()
 def file_nll(model, path: str, speaker: str) -> dict:
     """{"voiced": [nll sum, samples], "unvoiced": [...]} of one file, teacher-forced from its start."""
-    rate, hop = model.sample_rate, model.hop_length
-    wav = load_audio(path, rate)[0]
-    encoded = encode_waveform(model, wav, speaker if speaker in model.speakers else None)
-    pitch = None if encoded.pitch is None else encoded.pitch.view(1, -1)
-    local = model.local_conditioning(encoded.codes.view(1, -1), pitch)
-    vector = resolve_voice(model, encoded).vector
-    level_wav = normalize_level(wav, model.config.level_dbfs)[0].clamp(-1.0, 1.0)
-    targets = model.mu_law_targets(level_wav[None])
-    inputs = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(model.classes))
-    period = model.lag_periods(pitch, local.shape[-1])
-    logits = model.decoder(inputs, local=local, speaker=None if vector is None else vector.view(1, -1),
-                           period=period)
+    inputs = scoring_inputs(model, load_audio(path, model.sample_rate)[0], speaker)
+    targets = model.mu_law_targets(inputs.level_wav[None])
+    previous = F.pad(targets[:, :-1], (1, 0), value=mu_law_silence(model.classes))
+    logits = model.decoder(previous, local=inputs.local[None],
+                           speaker=None if inputs.vector is None else inputs.vector.view(1, -1),
+                           period=None if inputs.period is None else inputs.period[None])
     nll = F.cross_entropy(logits.float(), targets, reduction="none")[0]
-    pitch_hop = model.config.pitch.frame_codes * hop
-    voiced = voiced_f0(level_wav, rate, pitch_hop, model.config.pitch)[1].repeat_interleave(pitch_hop)[:nll.numel()]
+    voiced = inputs.voiced[:nll.numel()]
     return {name: [float(nll[mask].sum()), int(mask.sum())] for name, mask in (("voiced", voiced),
                                                                                  ("unvoiced", ~voiced))}
 
