@@ -13,8 +13,8 @@ And what the decoder takes from its own past:
     history_costs    the teacher-forced NLL of the same samples with their real past and with the past before
                      a point replaced by silence; the difference, against how much real past a sample kept,
                      says how far back the decoder looks (a voiced sample that used the previous pitch period
-                     would cost more without the last 2.5-20 ms); `scoring_inputs` gathers what teacher-forced
-                     scoring of an utterance needs (its level, frame conditioning, voice, periods, voicing)
+                     would cost more without the last 2.5-20 ms; `inference.scoring_inputs` gives an utterance's
+                     inputs)
 
 Phone labels come as CTM lines (`utterance channel start duration phone`) or Praat TextGrids (long text format,
 as the Montreal Forced Aligner writes them), read by `read_ctm` / `read_textgrid`.
@@ -206,48 +206,6 @@ def history_context(decoder_config, hop_length: int, lag_reach: int = 0) -> tupl
     reach = decoder_config.cond_reach + 1
     lead = hop_length * (-(-(decoder_config.receptive_field + lag_reach) // hop_length) + reach)
     return lead, hop_length * reach
-
-
-@dataclass
-class ScoringInputs:
-    """What teacher-forced scoring of one utterance needs, as decoding would see it (`scoring_inputs`).
-
-    Attributes:
-        level_wav: float `[T]` at the model's rate and level, in [-1, 1].
-        local: float `[latent_dim, F]` the frame conditioning of its codes (and pitch stream).
-        vector: float `[speaker_dim]` the voice it decodes in, or None for a model without one.
-        period: int64 `[F]` the pitch-lag periods for a decoder with the pitch-lag input, else None.
-        voiced: bool `[T']` per sample, the pitch tracker's voicing (T' = T rounded up to whole pitch frames).
-    """
-
-    level_wav: torch.Tensor
-    local: torch.Tensor
-    vector: torch.Tensor | None
-    period: torch.Tensor | None
-    voiced: torch.Tensor
-
-
-@torch.no_grad()
-def scoring_inputs(model, wav: torch.Tensor, speaker: str | None) -> ScoringInputs:
-    """Encode one utterance and gather its teacher-forcing inputs (`tools/history_use.py` and session scripts).
-
-    Args:
-        model: a `SpeechVQ` in eval mode; wav: float32 `[T]` mono at `model.sample_rate`, any level.
-        speaker: its speaker's name, used as the voice when the model has it (else the codes' own choice).
-    """
-    from .audio import normalize_level
-    from .inference import encode_waveform, resolve_voice
-    from .pitch import voiced_f0
-
-    encoded = encode_waveform(model, wav, speaker if speaker in model.speakers else None)
-    pitch = None if encoded.pitch is None else encoded.pitch.view(1, -1)
-    local = model.local_conditioning(encoded.codes.view(1, -1), pitch)[0]
-    level_wav = normalize_level(wav, model.config.level_dbfs)[0].clamp(-1.0, 1.0)
-    period = model.lag_periods(pitch, local.shape[-1])
-    pitch_hop = model.config.pitch.frame_codes * model.hop_length
-    voiced = voiced_f0(level_wav, model.sample_rate, pitch_hop, model.config.pitch)[1].repeat_interleave(pitch_hop)
-    return ScoringInputs(level_wav, local, resolve_voice(model, encoded).vector,
-                         None if period is None else period[0], voiced)
 
 
 @torch.no_grad()

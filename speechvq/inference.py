@@ -26,7 +26,7 @@ from .entropy import entropy_bits
 from .errors import SpeechVQError
 from .generation import DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
 from .models import SpeechVQ
-from .pitch import mean_voiced_bin, shift_symbols, symbol_f0_hz
+from .pitch import mean_voiced_bin, shift_symbols, symbol_f0_hz, voiced_f0
 from .postfilter import pitch_postfilter
 
 
@@ -238,6 +238,44 @@ def resolve_voice(model: SpeechVQ, encoded: Encoded, request: Union[str, Voice, 
     row = torch.tensor([index], device=device)
     converting = request is not None and request != encoded.speaker
     return Voice(model.speaker_vectors(row)[0], label, model.voice_pitch_bin(index) if converting else None)
+
+
+@dataclass
+class ScoringInputs:
+    """What teacher-forced scoring of one utterance needs, as decoding would see it (`scoring_inputs`).
+
+    Attributes:
+        level_wav: float `[T]` at the model's rate and level, in [-1, 1].
+        local: float `[latent_dim, F]` the frame conditioning of its codes (and pitch stream).
+        vector: float `[speaker_dim]` the voice it decodes in, or None for a model without one.
+        period: int64 `[F]` the pitch-lag periods for a decoder with the pitch-lag input, else None.
+        voiced: bool `[T']` per sample, the pitch tracker's voicing (T' = T rounded up to whole pitch frames).
+    """
+
+    level_wav: Tensor
+    local: Tensor
+    vector: Optional[Tensor]
+    period: Optional[Tensor]
+    voiced: Tensor
+
+
+@torch.no_grad()
+def scoring_inputs(model: SpeechVQ, wav: Tensor, speaker: Optional[str]) -> ScoringInputs:
+    """Encode one utterance and gather its teacher-forcing inputs (`tools/history_use.py`, session scripts).
+
+    Args:
+        model: a `SpeechVQ` in eval mode; wav: float32 `[T]` mono at `model.sample_rate`, any level.
+        speaker: its speaker's name, used as the voice when the model has it (else the codes' own choice).
+    """
+    encoded = encode_waveform(model, wav, speaker if speaker in model.speakers else None)
+    pitch = None if encoded.pitch is None else encoded.pitch.view(1, -1)
+    local = model.local_conditioning(encoded.codes.view(1, -1), pitch)[0]
+    level_wav = normalize_level(wav, model.config.level_dbfs)[0].clamp(-1.0, 1.0)
+    period = model.lag_periods(pitch, local.shape[-1])
+    pitch_hop = model.config.pitch.frame_codes * model.hop_length
+    voiced = voiced_f0(level_wav, model.sample_rate, pitch_hop, model.config.pitch)[1].repeat_interleave(pitch_hop)
+    return ScoringInputs(level_wav, local, resolve_voice(model, encoded).vector,
+                         None if period is None else period[0], voiced)
 
 
 def decode_codes(model: SpeechVQ, encoded: Encoded, speaker: Union[str, Voice, None] = None,

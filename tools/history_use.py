@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechvq.analysis import history_context, history_costs, scoring_inputs
+from speechvq.analysis import history_context, history_costs
 from speechvq.assets import resolve_model
 from speechvq.atomic import write_bytes_atomic
 from speechvq.audio import load_audio
@@ -33,6 +33,7 @@ from speechvq.checkpoint import load_model
 from speechvq.data.manifest import read_manifest
 from speechvq.errors import SpeechVQError
 from speechvq.evaluation import mean_interval
+from speechvq.inference import scoring_inputs
 
 
 def band_edges(receptive_field: int) -> list[int]:

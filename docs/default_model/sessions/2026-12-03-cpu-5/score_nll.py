@@ -14,11 +14,11 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from speechvq.analysis import scoring_inputs
 from speechvq.audio import load_audio, mu_law_silence
 from speechvq.checkpoint import load_model
 from speechvq.data.manifest import read_manifest
 from speechvq.evaluation import mean_interval
+from speechvq.inference import scoring_inputs
 
 
 @torch.no_grad()
