@@ -82,6 +82,7 @@ main_changes=train.freeze_encoder=true
 ablations="base: joint:train.freeze_encoder=false control:train.freeze_encoder=false,data.loader=workers,train.compile=false,train.fused_optimizer=false,data.batch_size=32 lowlr:train.lr=5e-5 young:train.new_weights_lr_scale=10,train.new_weights_include=[decoder.lag_embedding.*]"
 default_ablations=$ablations
 probe_batches="32 64 128"
+probe_steps=10         # timed steps per probe setting (tools/bench_train.py --steps)
 test_per_speaker=10    # the shipped model's split
 holdout_speakers=
 work=exp/gpu_session
@@ -104,7 +105,8 @@ export PYTHONPATH="$(cd ../.. && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 if $smoke; then
   work=exp/gpu_session_smoke; device=cpu; conf=conf/tiny.yaml; ablation_minutes=0.3
   [ "$minutes" = "$default_minutes" ] && minutes=0.35  # unless --minutes says otherwise
-  probe_batches="2 8"
+  # 3 timed steps per probe setting: the smoke checks that the stages fit together, not the numbers
+  probe_batches="2 8"; probe_steps=3
   overrides="data.segment_s=0.256 $overrides"   # whole code frames, as train.compile needs
   eval_files=2; eval_seconds=0.2; stats_files=10; test_per_speaker=1; valid_per_speaker=1
   # joint differs from control by its loader, compilation, Adam and batch only, and base from main by its budget:
@@ -145,7 +147,7 @@ if $prepared; then
 else
   log "Stage 2 (in the background): throughput probe of $conf"
   python3 ../../tools/bench_train.py --preset "$conf" --device "$device" --batches $probe_batches --compile \
-    --steps 10 --set "${set_args[@]}" --json "$work/probe.json" > "$work/logs/probe.log" 2>&1 &
+    --steps "$probe_steps" --set "${set_args[@]}" --json "$work/probe.json" > "$work/logs/probe.log" 2>&1 &
   probe=$!
 
   log "Stage 1: manifests and audio cache of $corpus_dir"

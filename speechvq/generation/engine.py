@@ -430,6 +430,9 @@ class NumbaRunner:
 
         packed = self.packed
         block_out = np.empty((out.shape[0], n_steps), np.int64)
+        # numba compiles one machine-code version per argument layout: a block's slice of a teacher-forcing
+        # array is strided, and as such cost a second cold compile of the whole loop (about 25 s on 2 cores)
+        teacher = np.ascontiguousarray(teacher)
         threads = min(self.threads, previous.shape[0])
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         run_parallel(threads, n_steps, t0, hop, frame0, packed.dilations, packed.offsets, packed.w_taps,
