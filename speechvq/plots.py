@@ -104,7 +104,10 @@ def save_code_histogram(path: str | os.PathLike, counts: np.ndarray, title: str 
     ordered = np.sort(counts)[::-1]
     used = int((counts > 0).sum())
     figure, axis = plt.subplots(figsize=(8, 2.8), dpi=100)
-    axis.bar(np.arange(len(ordered)), np.maximum(ordered, 0.5), width=1.0, color="#3b6ea5")
+    # one filled step outline, not a bar per code (K rectangles took about a second to draw at K = 512); unused
+    # codes keep a sliver from 0.3 to 0.5
+    axis.stairs(np.maximum(ordered, 0.5), np.arange(len(ordered) + 1) - 0.5, baseline=0.3, fill=True,
+                color="#3b6ea5")
     axis.set_yscale("log")
     axis.set_xlabel("codes, most used first")
     axis.set_ylabel("occurrences")

@@ -1,11 +1,17 @@
-"""Small synthetic signals for tests: no corpus or download is ever needed."""
+"""Small synthetic signals for tests (no corpus or download is ever needed), and the tools run as scripts."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import math
+import os
+import runpy
+import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -19,6 +25,44 @@ def load_tool(name: str):
     sys.modules[name] = module  # dataclasses look their module up while the file executes
     spec.loader.exec_module(module)
     return module
+
+
+def run_script(path: Path, *argv, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    """Run the Python script `path` as `python path argv...` would, but in this process, from the repository root.
+
+    Each tool run as a subprocess paid about 4 s of imports (torch, scipy, librosa) that this process has already
+    paid. As for a script: `__name__` is "__main__", sys.argv is the call's and the script's folder leads sys.path;
+    stdout and stderr are captured, `env` is set for the call, and the working directory, sys.argv, sys.path,
+    the environment and torch's thread count are restored afterwards. An exception the script does not handle
+    propagates (the test fails with its traceback); its exit status is SystemExit's (argparse's 2 included).
+
+    Returns:
+        what subprocess.run(..., capture_output=True, text=True) would: args, returncode, stdout, stderr.
+    """
+    argv = [str(arg) for arg in argv]
+    saved = (os.getcwd(), sys.argv, sys.path[:], dict(os.environ), torch.get_num_threads())
+    stdout, stderr = io.StringIO(), io.StringIO()
+    returncode = 0
+    try:
+        os.chdir(TOOLS.parent)
+        os.environ.update(env or {})
+        sys.argv = [str(path), *argv]
+        sys.path.insert(0, str(Path(path).parent))
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                runpy.run_path(str(path), run_name="__main__")
+            except SystemExit as exit_:
+                if isinstance(exit_.code, str):  # as the interpreter does: the message on stderr, status 1
+                    print(exit_.code, file=sys.stderr)
+                returncode = 1 if isinstance(exit_.code, str) else int(exit_.code or 0)
+    finally:
+        cwd, sys.argv, sys.path[:], environ, threads = saved
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess([sys.executable, str(path), *argv], returncode, stdout.getvalue(),
+                                       stderr.getvalue())
 
 
 def voiced_signal(n_samples: int, sample_rate: int = 16000, f0_hz: float = 140.0, seed: int = 0) -> torch.Tensor:
