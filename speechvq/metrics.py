@@ -164,13 +164,35 @@ def stoi(reference: Tensor, estimate: Tensor, sample_rate: int) -> float:
 DNSMOS_RATE = 16000  # the models' sample rate
 
 
-@functools.lru_cache(maxsize=1)
 def _dnsmos_models():
-    """speechmos' DNSMOS scorer (the P.835 sig/bak/ovr model and the P.808 model, ONNX), loaded once."""
+    """speechmos' DNSMOS scorer (the P.835 sig/bak/ovr model and the P.808 model, ONNX), loaded once per thread
+    count: its ONNX sessions use torch's thread count (`--threads`, OMP_NUM_THREADS), not onnxruntime's default
+    of every core per session, with which evaluations run side by side (a GPU session's CPU fallbacks) each
+    spread over every core."""
+    import torch
+
+    return _dnsmos_models_for(torch.get_num_threads())
+
+
+@functools.lru_cache(maxsize=2)
+def _dnsmos_models_for(threads: int):
+    import onnxruntime
     from speechmos import dnsmos as speechmos_dnsmos
 
+    class ThreadBoundDNSMOS(speechmos_dnsmos.DNSMOS):
+        """speechmos' scorer (its mel features and polynomial fits) with sessions of `threads` threads."""
+
+        def __init__(self, primary_model_path: str, p808_model_path: str) -> None:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            self.primary_model_path = primary_model_path
+            self.onnx_sess = onnxruntime.InferenceSession(primary_model_path, options,
+                                                          providers=["CPUExecutionProvider"])
+            self.p808_onnx_sess = onnxruntime.InferenceSession(p808_model_path, options,
+                                                               providers=["CPUExecutionProvider"])
+
     models = Path(speechmos_dnsmos.__file__).parent / "dnsmos_models"
-    return speechmos_dnsmos.DNSMOS(str(models / "sig_bak_ovr.onnx"), str(models / "model_v8.onnx"))
+    return ThreadBoundDNSMOS(str(models / "sig_bak_ovr.onnx"), str(models / "model_v8.onnx"))
 
 
 def dnsmos(decoded: Tensor, sample_rate: int) -> dict[str, float]:
