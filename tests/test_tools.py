@@ -354,9 +354,9 @@ def test_ship_verdict_needs_better_stoi_and_pesq_and_no_worse_mcd():
 
 
 @pytest.mark.slow
-def test_ship_check_decodes_both_models_on_the_same_files(tmp_path, capsys, monkeypatch):
-    # in this process: each of the eight checks as a subprocess paid ~8 s of imports and model loading (CI's
-    # slowest test, 131 s); main() is what the script runs, and its exit status is main's return value
+def test_ship_check_decodes_both_models_on_the_same_files(tmp_path, monkeypatch):
+    # in this process, as every tool test (run_tool): each of the eight checks as a subprocess paid ~8 s of
+    # imports and model loading (CI's slowest test, 131 s)
     import torch
 
     from speechvq.checkpoint import save_checkpoint
@@ -366,12 +366,9 @@ def test_ship_check_decodes_both_models_on_the_same_files(tmp_path, capsys, monk
     from tests.helpers import make_folder_corpus
 
     pytest.importorskip("pesq")
-    ship_check = load_tool("ship_check")
 
     def run_check(*argv) -> subprocess.CompletedProcess:
-        returncode = ship_check.main([str(arg) for arg in argv])
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(argv, returncode, captured.out, captured.err)
+        return run_tool("ship_check", *argv)
 
     make_folder_corpus(tmp_path / "corpus", speakers=2, utterances=2, seconds=1.0)
     write_manifest(tmp_path / "test.jsonl", scan_corpus("folder", tmp_path / "corpus").entries)
