@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -32,6 +34,44 @@ def _private_build_cache(tmp_path_factory):
         os.environ.pop("SPEECHVQ_CACHE", None)
     else:
         os.environ["SPEECHVQ_CACHE"] = saved
+
+
+# librosa is only a reference in two tests (our mel spectrogram, our YIN tracker), but its first melspectrogram
+# in a fresh environment compiles its numba helpers: 13-36 s measured, on the one core the suite uses. A process
+# started with the session compiles them on the idle second core into librosa's own cache, which those tests then
+# load (about 1 s); they wait for it through the `librosa` fixture, so the two never compile side by side.
+_LIBROSA_WARM_UP = (
+    "import numpy as np, librosa; y = np.zeros(4000, np.float32); "
+    "librosa.feature.melspectrogram(y=y, sr=16000, n_fft=400, hop_length=160, n_mels=80); "
+    "librosa.yin(y, fmin=60.0, fmax=400.0, sr=16000, frame_length=1024, hop_length=160)"
+)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _librosa_warm_up(request):
+    if not any("librosa" in item.fixturenames for item in request.session.items):
+        yield None  # no test of this run needs it
+        return
+    env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, "-c", _LIBROSA_WARM_UP], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield process
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture
+def librosa(_librosa_warm_up):
+    """The librosa module, once the session's warm-up process has compiled its numba helpers (or failed: then
+    the test compiles them itself and shows any error of librosa's)."""
+    if _librosa_warm_up is not None:
+        try:
+            _librosa_warm_up.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            pass
+    import librosa as module
+
+    return module
 
 
 @pytest.fixture(autouse=True)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import time
 
 import torch
@@ -93,6 +94,26 @@ def timed(function) -> float:
     return time.perf_counter() - start
 
 
+def cpu_line() -> str:
+    """One line naming this CPU, so that a printed run says which machine it measured: model name, x86 family
+    and model (AMD's "AMD EPYC" alone does not say which Zen), logical CPUs, and the per-core L2 size (at batch
+    1 a float32 step reads 3.4 MB of weights: whether halves fit L2 decides much of the ranking)."""
+    fields = {}
+    try:
+        for line in open("/proc/cpuinfo").read().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    try:
+        l2 = open("/sys/devices/system/cpu/cpu0/cache/index2/size").read().strip()
+    except OSError:
+        l2 = "?"
+    model = planner.cpu_description()["model"]
+    return (f"CPU: {model} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}), "
+            f"{os.cpu_count()} logical CPUs, L2 {l2} per core")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -116,6 +137,7 @@ def main() -> None:
     local = torch.randn(args.batch, latent_dim, frames)
     speaker = torch.randn(args.batch, speaker_dim)
     flops = flops_per_sample(model)
+    print(cpu_line())
     print(f"decoder '{args.preset}': {len(model.layers)} layers, receptive field {field} samples, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {flops / 1e6:.2f} MFLOP per sample")
 
@@ -199,7 +221,7 @@ def main() -> None:
         print(f"auto ranking ({args.threads} threads, {key}): {ranking}")
     if args.json:
         with open(args.json, "a") as handle:
-            handle.write(json.dumps({"preset": args.preset, "threads": args.threads, **rates,
+            handle.write(json.dumps({"cpu": cpu_line(), "preset": args.preset, "threads": args.threads, **rates,
                                      "chunked_rtf": chunked_rtf, "gflops": gflops, "auto": rankings,
                                      "flops_per_sample": flops}) + "\n")
 
