@@ -24,7 +24,7 @@ from .audio import mu_law_silence, normalize_level
 from .config import DEFAULT_TEMPERATURE
 from .entropy import entropy_bits
 from .errors import SpeechVQError
-from .generation import DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
+from .generation import Chunk, DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
 from .models import SpeechVQ
 from .pitch import mean_voiced_bin, shift_symbols, symbol_f0_hz, voiced_f0
 from .postfilter import pitch_postfilter
@@ -329,13 +329,14 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
     options = options or DecodeOptions()
     device = model_device(model)
     engine = engine or build_engine(model, options)
-    requests, pitches = [], []
+    requests, pitches, codes = [], [], []
     for item, request in zip(encoded, speakers):
         voice = resolve_voice(model, item, request)
         pitch = voice_pitch(model, item, voice)
         pitches.append(pitch)
         pitch_row = None if pitch is None else pitch.view(1, -1).to(device)
-        latents = model.local_conditioning(item.codes.view(1, -1).to(device), pitch_row)[0]
+        codes.append(item.codes.view(1, -1).to(device))
+        latents = model.local_conditioning(codes[-1], pitch_row)[0]
         period = model.lag_periods(pitch_row, latents.shape[-1])
         vector = voice.vector
         requests.append(DecodeRequest(latents.detach(), None if vector is None else vector.detach(), item.n_samples,
@@ -347,7 +348,8 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
         generator.manual_seed(seed)
     with torch.no_grad():
         waveforms = decode_requests(engine, requests, options, model.sample_rate, temperature, generator,
-                                    first_input=None, progress=progress)
+                                    first_input=None, progress=progress,
+                                    score=code_distance(model, codes) if options.best_of > 1 else None)
     outputs = []
     for wav, item, pitch in zip(waveforms, encoded, pitches):
         wav = model.waveform_from_classes(wav.cpu())
@@ -356,6 +358,33 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
                                    model.sample_rate, options.postfilter)
         outputs.append((wav / item.gain).clamp(-1.0, 1.0))
     return outputs
+
+
+def code_distance(model: SpeechVQ, codes: Sequence[Tensor]) -> Callable[[int, Chunk, Tensor], float]:
+    """How far a decoded candidate lies from the codes it was decoded from, for choosing among candidates
+    (`DecodeOptions.best_of`): the encoder's output for the candidate against the codebook vectors of the
+    codes, mean squared distance over the chunk's own frames. A sample whose words or timing drifted from
+    what the codes say is re-encoded farther from them; the encoder is the codec's own, so no other model
+    is needed.
+
+    Args:
+        codes: per request, int64 codes `[1, F]` on the model's device.
+
+    Returns:
+        score(request index, chunk, waveform float32 `[(chunk.stop - chunk.start) * hop]` at the model's level,
+        mu-law decoded): float, lower is closer.
+    """
+    targets = [model.quantizer.lookup(row)[0].detach() for row in codes]  # [D, F] each
+
+    @torch.no_grad()
+    def score(request: int, chunk: Chunk, wav: Tensor) -> float:
+        target = targets[request]
+        stop = min(chunk.stop, target.shape[-1])
+        z_e = model.encoder(model.waveform_from_classes(wav).view(1, 1, -1).to(target.device))[0]
+        own = slice(chunk.own_start - chunk.start, stop - chunk.start)
+        return float((z_e[:, own] - target[:, chunk.own_start:stop]).pow(2).mean())
+
+    return score
 
 
 def voice_pitch(model: SpeechVQ, encoded: Encoded, voice: Voice) -> Optional[Tensor]:

@@ -64,6 +64,22 @@ def test_encode_decode_info_round_trip(tmp_path, model_path, capsys):
     assert "voice: b" in err and "real-time factor" in err
 
 
+def test_decode_best_of(tmp_path, model_path, capsys):
+    source = write(tmp_path / "a.wav", seconds=0.1)
+    assert run("encode", source, "--model", model_path, "--speaker", "b") == 0
+    code_file = tmp_path / "a.svq"
+    outputs = {n: tmp_path / f"best{n}.wav" for n in (1, 3)}
+    for n, path in outputs.items():
+        assert run("decode", code_file, "--model", model_path, "--best-of", str(n), "-o", path) == 0
+    one, three = (soundfile.read(path)[0] for path in outputs.values())
+    assert one.shape == three.shape == (1600,) and not np.array_equal(one, three)
+    capsys.readouterr()
+    assert run("decode", code_file, "--model", model_path, "--best-of", "0", "-o", tmp_path / "none.wav") == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("speechvq: error:") and "best_of must be at least 1" in lines[-1]
+    assert not (tmp_path / "none.wav").exists()
+
+
 def test_version_1_and_metadata_on_request(tmp_path, model_path, capsys):
     source = write(tmp_path / "a.wav")
     assert run("encode", source, "-o", tmp_path / "old.svq", "--model", model_path, "--speaker", "a",

@@ -71,6 +71,28 @@ def test_decode_is_reproducible_and_speaker_dependent(model):
     assert not torch.equal(decode_codes(model, encoded, speaker="spk1", seed=3), a)
 
 
+def test_code_distance_is_zero_for_the_waveform_the_codes_hold_and_candidates_decode(model):
+    from speechvq.generation import Chunk, DecodeOptions
+    from speechvq.inference import code_distance
+
+    level = voiced_signal(640)  # 10 frames; the tiny codebook has 16 vectors
+    with torch.no_grad():  # codes whose codebook vectors are exactly this waveform's encoder output
+        z_e = model.encoder(level.view(1, 1, -1))[0]
+        model.quantizer.codebook[:10] = z_e.T
+    score = code_distance(model, [torch.arange(10).view(1, -1)])
+    whole, second_half = Chunk(0, 0, 0, 10), Chunk(0, 2, 5, 10)
+    other = voiced_signal(640, f0_hz=210.0, seed=1)
+    assert score(0, whole, level) < 1e-10 < 1e-4 < score(0, whole, other)
+    half = slice(second_half.start * model.hop_length, None)  # encoded from frame 2 on, scored from 5 on
+    assert score(0, second_half, level[half]) < 0.1 * score(0, second_half, other[half])
+
+    encoded = encode_waveform(model, level, speaker="spk0")
+    options = DecodeOptions(best_of=3, chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004)
+    best = decode_codes(model, encoded, seed=2, options=options)
+    assert best.shape == (640,) and torch.equal(best, decode_codes(model, encoded, seed=2, options=options))
+    assert not torch.equal(best, decode_codes(model, encoded, seed=2))
+
+
 def test_bad_inputs_and_unknown_speakers(model):
     with pytest.raises(SpeechVQError, match="NaN"):
         encode_waveform(model, torch.tensor([0.1, float("nan")]))

@@ -286,6 +286,9 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--postfilter", type=float, default=DEFAULT_POSTFILTER_GAIN, metavar="GAIN",
                         help="pitch post-filter gain in [0, 1) where the codes carry a pitch stream (0: off; "
                              "the default was chosen by measurement, see README)")
+    parser.add_argument("--best-of", type=int, default=1, metavar="N",
+                        help="sample every chunk N times and keep the sample that the encoder puts closest to "
+                             "the codes (N times the generation time; see README)")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

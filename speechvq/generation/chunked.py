@@ -47,6 +47,10 @@ class DecodeOptions:
             (8 files of 2 s decoded 16% slower as 16 chunks than as 8 whole streams, measured on 2 cores).
         postfilter: gain of the pitch post-filter applied after decoding where the codes carry a pitch stream
             (`speechvq.postfilter`; 0 = off), in [0, 1).
+        best_of: samples drawn of every chunk (of every whole stream where the utterances are not cut), of
+            which the one the caller's `score` ranks lowest is kept (`speechvq.inference` scores how far the
+            encoder puts a candidate from the codes it was decoded from); 1 = plain sampling. Generation costs
+            that many times as much (the candidates run as extra streams of the same batch).
     """
 
     engine: str = "auto"
@@ -59,6 +63,7 @@ class DecodeOptions:
     max_batch: int = 64
     wide_batch: int = 8
     postfilter: float = DEFAULT_POSTFILTER_GAIN
+    best_of: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in ("chunked", "sequential"):
@@ -71,6 +76,8 @@ class DecodeOptions:
             raise ValueError("max_batch must be positive")
         if not 0.0 <= self.postfilter < 1.0:
             raise ValueError(f"the post-filter gain must lie in [0, 1), got {self.postfilter}")
+        if self.best_of < 1:
+            raise ValueError(f"best_of must be at least 1, got {self.best_of}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,8 @@ def plan_chunks(n_frames: int, chunk_frames: Optional[int], overlap_frames: int,
 def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest], options: DecodeOptions,
                     sample_rate: int, temperature: float = 1.0, generator: Optional[torch.Generator] = None,
                     first_input: Optional[int] = None,
-                    progress: Optional[Callable[[int], None]] = None) -> list[Tensor]:
+                    progress: Optional[Callable[[int], None]] = None,
+                    score: Optional[Callable[[int, Chunk, Tensor], float]] = None) -> list[Tensor]:
     """Decode utterances to waveforms at the model's level (float32 `[T]` each, in [-1, 1]).
 
     Args:
@@ -115,12 +123,20 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
         sample_rate: Hz, to turn the options' seconds into frames.
         temperature, generator, first_input: as in `WaveNet.generate`.
         progress: called with the number of output samples decoded since the last call (of the requested
-            lengths, all utterances together; a chunk's warm-up samples are not counted): a bar with total
-            sum(n_samples) ends full.
+            lengths, all utterances together; a chunk's warm-up samples and extra candidates are not counted):
+            a bar with total sum(n_samples) ends full.
+        score: with `options.best_of` > 1, ranks each candidate of a chunk, lower is better: called with
+            the request's index, the chunk, and the candidate's waveform float32 `[(stop - start) * hop]`
+            (frames [start, stop), mu-law decoded, before any transform of the model's).
+
+    Raises:
+        ValueError: a decoder without codes, or candidates without a `score`.
     """
     decoder = engine.decoder
     if not decoder.local_channels:
         raise ValueError("decoding requests needs a decoder conditioned on codes")
+    if options.best_of > 1 and score is None:
+        raise ValueError("choosing among candidates needs a score")
     hop = decoder.hop_length
     frame_s = hop / sample_rate
     chunked = options.mode == "chunked" and len(requests) < options.wide_batch
@@ -129,16 +145,18 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
     crossfade = round(options.crossfade_s / frame_s) if chunked else 0
     chunks = [c for index, r in enumerate(requests)
               for c in plan_chunks(-(-r.n_samples // hop), chunk_frames, overlap, index)]
-    pieces: dict[Chunk, Tensor] = {}
-    for group_start in range(0, len(chunks), options.max_batch):
-        group = chunks[group_start:group_start + options.max_batch]
-        length = max(c.stop - c.start for c in group)
+    # every chunk best_of times, next to each other: with best_of 1, the streams and draws of plain sampling
+    streams = [(c, k) for c in chunks for k in range(options.best_of)]
+    pieces: dict[tuple[Chunk, int], Tensor] = {}
+    for group_start in range(0, len(streams), options.max_batch):
+        group = streams[group_start:group_start + options.max_batch]
+        length = max(c.stop - c.start for c, _ in group)
         conditioning = torch.stack([_chunk_conditioning(decoder, requests[c.request], c, length)
-                                    for c in group])
+                                    for c, _ in group])
         # a chunk starts with nothing generated before it: its lag taps read silence until a period in
         period = None if not decoder.lag_taps else torch.stack([_chunk_periods(requests[c.request], c, length)
-                                                               for c in group])
-        kept = sum(min(requests[c.request].n_samples, c.stop * hop) - c.own_start * hop for c in group)
+                                                               for c, _ in group])
+        kept = sum(min(requests[c.request].n_samples, c.stop * hop) - c.own_start * hop for c, k in group if k == 0)
         reporter = None if progress is None else _OutputProgress(progress, kept, length * hop)
         classes, _ = engine.generate(length * hop, temperature=temperature, first_input=first_input,
                                      generator=generator, progress=reporter, conditioning=conditioning,
@@ -146,12 +164,15 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
         if reporter is not None:
             reporter.finish()
         waveforms = mu_law_decode(classes, decoder.classes)
-        for row, chunk in enumerate(group):
-            pieces[chunk] = waveforms[row, : (chunk.stop - chunk.start) * hop]
+        for row, stream in enumerate(group):
+            pieces[stream] = waveforms[row, : (stream[0].stop - stream[0].start) * hop]
+    chosen = {c: pieces[c, 0] if options.best_of == 1 else
+              min((pieces[c, k] for k in range(options.best_of)), key=lambda wav: score(c.request, c, wav))
+              for c in chunks}
     outputs = []
     for index, request in enumerate(requests):
         own = [c for c in chunks if c.request == index]
-        outputs.append(_assemble(own, pieces, request.n_samples, hop, crossfade))
+        outputs.append(_assemble(own, chosen, request.n_samples, hop, crossfade))
     return outputs
 
 

@@ -286,6 +286,52 @@ def test_progress_counts_output_samples_and_ends_at_the_total(mode):
     assert sum(calls) == 1317 and all(n > 0 for n in calls) and len(calls) > 3  # warm-ups not counted
 
 
+@pytest.mark.parametrize("mode", ["chunked", "sequential"])
+def test_best_of_keeps_the_lowest_scored_sample_of_each_chunk(mode):
+    model = decoder(LOCAL, SPEAKER)
+    local, speaker = conditioning(model, 1, 1000)
+    request = DecodeRequest(local[0], speaker[0], 1000)
+    # 40-frame chunks (320 samples at HOP 8), 16 frames of overlap, 8 of cross-fade (64 samples)
+    options = DecodeOptions(mode=mode, chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004, best_of=3, max_batch=4)
+    scored = {}
+
+    def score(index, chunk, wav):
+        assert index == 0 and wav.shape == ((chunk.stop - chunk.start) * HOP,)
+        scored.setdefault(chunk, []).append(wav.clone())
+        return float(wav.abs().mean())  # any deterministic ranking
+
+    calls = []
+    out = decode_requests(GenerationEngine(model, "numba"), [request], options, 16000,
+                          generator=torch.Generator().manual_seed(5), progress=calls.append, score=score)[0]
+    assert sum(calls) == 1000  # extra candidates are not counted as output
+    assert len(scored) == (4 if mode == "chunked" else 1) and all(len(c) == 3 for c in scored.values())
+    for chunk, candidates in scored.items():
+        assert not torch.equal(candidates[0], candidates[1])  # other draws, not copies
+        best = min(candidates, key=lambda wav: float(wav.abs().mean()))
+        # the chunk's own samples, up to where the next chunk's cross-fade begins
+        end = min(1000, chunk.stop * HOP) - (0 if chunk.stop * HOP >= 1000 else 8 * HOP)
+        own = slice(chunk.own_start * HOP, end)
+        assert torch.equal(out[own], best[own.start - chunk.start * HOP:own.stop - chunk.start * HOP])
+
+
+def test_best_of_one_is_plain_sampling_and_more_needs_a_score():
+    model = decoder(LOCAL, SPEAKER)
+    local, speaker = conditioning(model, 1, 300)
+    request, runner = DecodeRequest(local[0], speaker[0], 300), GenerationEngine(model, "numba")
+
+    def never(index, chunk, wav):
+        raise AssertionError("one candidate needs no score")
+
+    plain, scored = [decode_requests(runner, [request], DecodeOptions(mode="sequential"), 16000,
+                                     generator=torch.Generator().manual_seed(6), score=score)[0]
+                     for score in (None, never)]
+    assert torch.equal(plain, scored)
+    with pytest.raises(ValueError, match="score"):
+        decode_requests(runner, [request], DecodeOptions(best_of=2), 16000)
+    with pytest.raises(ValueError, match="best_of"):
+        DecodeOptions(best_of=0)
+
+
 def test_a_wide_batch_of_files_is_not_also_chunked():
     model = decoder(LOCAL, SPEAKER)
     local, speaker = conditioning(model, 3, 400)
