@@ -188,14 +188,15 @@ def files_without_speech(entries: Sequence[Utterance]) -> list[str]:
 
 
 def pinned_decoding(decoder: torch.nn.Module, engine: str = "auto", precision: str = COMPARISON_PRECISION,
-                    postfilter: float = DEFAULT_POSTFILTER_GAIN, best_of: int = 1) -> tuple[DecodeOptions, dict]:
+                    postfilter: float = DEFAULT_POSTFILTER_GAIN, best_of: int = 1,
+                    choose_every_s: Optional[float] = None) -> tuple[DecodeOptions, dict]:
     """One decoding engine for a series of comparable decodes: `engine` at `precision` ("full" or "reduced")
     resolved once for this (CPU) decoder, where "auto" is otherwise chosen again for each batch width, by timing.
     Sampled audio follows the float arithmetic: the same weights and seed draw other samples on another engine,
     precision, build or CPU (2026-12-01: one model's test split scored STOI 0.6274 on one machine, 0.6262 on
     another), so decodes meant to be compared, or reused, name all of these. `postfilter` is the pitch
-    post-filter's gain (applied only to codes with a pitch stream), named in the description too, and so is
-    `best_of` (`DecodeOptions.best_of`) where it is above 1.
+    post-filter's gain (applied only to codes with a pitch stream), named in the description too, and so are
+    `best_of` (`DecodeOptions.best_of`) where it is above 1 and then `choose_every_s` where it is set.
 
     Returns:
         (DecodeOptions naming the resolved engine and the general precision that selects its kernels; a JSON-able
@@ -224,9 +225,11 @@ def pinned_decoding(decoder: torch.nn.Module, engine: str = "auto", precision: s
                    "cpu": cpu_description(), "threads": threads, "postfilter": postfilter}
     if best_of != 1:  # one candidate, plain sampling, keeps the keys of the decodes made before the option
         description["best_of"] = best_of
+        if choose_every_s is not None:
+            description["choose_every_s"] = choose_every_s
     try:
         options = DecodeOptions(engine=choice.engine, precision=general, threads=threads, postfilter=postfilter,
-                                best_of=best_of)
+                                best_of=best_of, choose_every_s=choose_every_s)
     except ValueError as error:
         raise SpeechVQError(str(error)) from None
     return options, description

@@ -24,7 +24,8 @@ from .audio import mu_law_silence, normalize_level
 from .config import DEFAULT_TEMPERATURE
 from .entropy import entropy_bits
 from .errors import SpeechVQError
-from .generation import Chunk, DecodeOptions, DecodeRequest, GenerationEngine, decode_requests
+from .generation import Chunk, DecodeOptions, DecodeRequest, GenerationEngine, Scorer, decode_requests
+from .generation.engine import CPU_ENGINES
 from .models import SpeechVQ
 from .pitch import mean_voiced_bin, shift_symbols, symbol_f0_hz, voiced_f0
 from .postfilter import pitch_postfilter
@@ -329,6 +330,9 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
     options = options or DecodeOptions()
     device = model_device(model)
     engine = engine or build_engine(model, options)
+    if options.best_of > 1 and options.choose_every_s is not None and engine.engine not in CPU_ENGINES:
+        raise SpeechVQError(f"choosing among samples as they are generated (--choose-every) needs a CPU engine "
+                            f"({', '.join(CPU_ENGINES)}), not {engine.engine}: choose once per chunk instead")
     requests, pitches, codes = [], [], []
     for item, request in zip(encoded, speakers):
         voice = resolve_voice(model, item, request)
@@ -349,7 +353,8 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
     with torch.no_grad():
         waveforms = decode_requests(engine, requests, options, model.sample_rate, temperature, generator,
                                     first_input=None, progress=progress,
-                                    score=code_distance(model, codes) if options.best_of > 1 else None)
+                                    score=code_distance(model, codes) if options.best_of > 1 else None,
+                                    score_reach=model.encoder.reach)
     outputs = []
     for wav, item, pitch in zip(waveforms, encoded, pitches):
         wav = model.waveform_from_classes(wav.cpu())
@@ -360,29 +365,29 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
     return outputs
 
 
-def code_distance(model: SpeechVQ, codes: Sequence[Tensor]) -> Callable[[int, Chunk, Tensor], float]:
+def code_distance(model: SpeechVQ, codes: Sequence[Tensor]) -> Scorer:
     """How far a decoded candidate lies from the codes it was decoded from, for choosing among candidates
     (`DecodeOptions.best_of`): the encoder's output for the candidate against the codebook vectors of the
-    codes, mean squared distance over the chunk's own frames. A sample whose words or timing drifted from
-    what the codes say is re-encoded farther from them; the encoder is the codec's own, so no other model
-    is needed.
+    codes, mean squared distance over the frames judged. A sample whose words or timing drifted from what
+    the codes say is re-encoded farther from them; the encoder is the codec's own, so no other model is
+    needed. Its reach (`Encoder.reach`) is what `decode_requests` takes as `score_reach`.
 
     Args:
         codes: per request, int64 codes `[1, F]` on the model's device.
 
     Returns:
-        score(request index, chunk, waveform float32 `[(chunk.stop - chunk.start) * hop]` at the model's level,
-        mu-law decoded): float, lower is closer.
+        score(chunk, first frame, waveform float32 `[samples]` from that frame of the chunk's request on at the
+        model's level, mu-law decoded, lo, hi): float, the distance over the request's frames [lo, hi), lower is
+        closer.
     """
     targets = [model.quantizer.lookup(row)[0].detach() for row in codes]  # [D, F] each
 
     @torch.no_grad()
-    def score(request: int, chunk: Chunk, wav: Tensor) -> float:
-        target = targets[request]
-        stop = min(chunk.stop, target.shape[-1])
+    def score(chunk: Chunk, first: int, wav: Tensor, lo: int, hi: int) -> float:
+        target = targets[chunk.request]
+        hi = min(hi, target.shape[-1])
         z_e = model.encoder(model.waveform_from_classes(wav).view(1, 1, -1).to(target.device))[0]
-        own = slice(chunk.own_start - chunk.start, stop - chunk.start)
-        return float((z_e[:, own] - target[:, chunk.own_start:stop]).pow(2).mean())
+        return float((z_e[:, lo - first:hi - first] - target[:, lo:hi]).pow(2).mean())
 
     return score
 

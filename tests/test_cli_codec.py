@@ -65,19 +65,23 @@ def test_encode_decode_info_round_trip(tmp_path, model_path, capsys):
 
 
 def test_decode_best_of(tmp_path, model_path, capsys):
-    source = write(tmp_path / "a.wav", seconds=0.1)
+    source = write(tmp_path / "a.wav", seconds=0.4)
     assert run("encode", source, "--model", model_path, "--speaker", "b") == 0
     code_file = tmp_path / "a.svq"
-    outputs = {n: tmp_path / f"best{n}.wav" for n in (1, 3)}
+    outputs = {n: tmp_path / f"best{n}.wav" for n in ("1", "3", "3 every")}
     for n, path in outputs.items():
-        assert run("decode", code_file, "--model", model_path, "--best-of", str(n), "-o", path) == 0
-    one, three = (soundfile.read(path)[0] for path in outputs.values())
-    assert one.shape == three.shape == (1600,) and not np.array_equal(one, three)
-    capsys.readouterr()
-    assert run("decode", code_file, "--model", model_path, "--best-of", "0", "-o", tmp_path / "none.wav") == 1
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1].startswith("speechvq: error:") and "best_of must be at least 1" in lines[-1]
-    assert not (tmp_path / "none.wav").exists()
+        every = ["--choose-every", "0.02"] if n.endswith("every") else []
+        assert run("decode", code_file, "--model", model_path, "--best-of", n[0], *every, "-o", path) == 0
+    one, three, chosen_as_they_go = (soundfile.read(path)[0] for path in outputs.values())
+    assert one.shape == three.shape == chosen_as_they_go.shape == (6400,)
+    assert not np.array_equal(one, three) and not np.array_equal(three, chosen_as_they_go)
+    for bad, message in ((["--best-of", "0"], "best_of must be at least 1"),
+                         (["--best-of", "2", "--choose-every", "0"], "choose_every_s must be positive")):
+        capsys.readouterr()
+        assert run("decode", code_file, "--model", model_path, *bad, "-o", tmp_path / "none.wav") == 1
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[-1].startswith("speechvq: error:") and message in lines[-1]
+        assert not (tmp_path / "none.wav").exists()
 
 
 def test_version_1_and_metadata_on_request(tmp_path, model_path, capsys):

@@ -80,11 +80,17 @@ def test_code_distance_is_zero_for_the_waveform_the_codes_hold_and_candidates_de
         z_e = model.encoder(level.view(1, 1, -1))[0]
         model.quantizer.codebook[:10] = z_e.T
     score = code_distance(model, [torch.arange(10).view(1, -1)])
-    whole, second_half = Chunk(0, 0, 0, 10), Chunk(0, 2, 5, 10)
     other = voiced_signal(640, f0_hz=210.0, seed=1)
-    assert score(0, whole, level) < 1e-10 < 1e-4 < score(0, whole, other)
-    half = slice(second_half.start * model.hop_length, None)  # encoded from frame 2 on, scored from 5 on
-    assert score(0, second_half, level[half]) < 0.1 * score(0, second_half, other[half])
+    whole = Chunk(0, 0, 0, 10)
+    assert score(whole, 0, level, 0, 10) < 1e-10 < 1e-4 < score(whole, 0, other, 0, 10)
+    half = slice(2 * model.hop_length, None)  # encoded from frame 2 on, scored from 5 on
+    assert score(whole, 2, level[half], 5, 10) < 0.1 * score(whole, 2, other[half], 5, 10)
+    # frames 3-5 from a waveform of frames 2-7: exactly what the whole waveform gives them, as far as the
+    # encoder's reach says a frame reads
+    before, after = model.encoder.reach
+    assert before <= model.hop_length and after <= model.hop_length  # one frame of margin on each side
+    assert score(whole, 2, other[2 * model.hop_length:8 * model.hop_length], 3, 6) == pytest.approx(
+        score(whole, 0, other, 3, 6), rel=1e-5)
 
     encoded = encode_waveform(model, level, speaker="spk0")
     options = DecodeOptions(best_of=3, chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004)

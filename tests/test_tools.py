@@ -245,8 +245,8 @@ def test_sampling_sweep_pairs_files_by_id():
     other = [{**item, "stoi": item["stoi"] + 0.02, "mcd_db": 4.0 + 0.4 * (item["id"] == "u1")}
              for item in reversed(base)] + [{"id": "extra", "stoi": 0.0, "pesq_wb": 1.0, "dnsmos_ovrl": None,
                                              "mcd_db": 9.0, "si_sdr_db": 0.0}]
-    (paired,) = sweep.paired_differences([(1.0, 1), (0.7, 4)], [base, other])
-    assert paired["temperature"] == 0.7 and paired["best_of"] == 4
+    (paired,) = sweep.paired_differences([(1.0, 1, None), (0.7, 4, 0.128)], [base, other])
+    assert paired["temperature"] == 0.7 and paired["best_of"] == 4 and paired["choose_every_s"] == 0.128
     assert paired["stoi"]["mean"] == pytest.approx(0.02) and paired["stoi"]["ci95"] == pytest.approx(0, abs=1e-9)
     assert paired["stoi"]["files"] == 4  # "extra" has no partner
     assert paired["mcd_db"]["mean"] == pytest.approx(0.1)
@@ -274,20 +274,26 @@ def test_sampling_sweep_decodes_each_setting_under_each_seed_and_resumes(tmp_pat
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "model.pt", SpeechVQ(config.model, speakers=["spk0", "spk1"]).eval(), config)
     argv = ("sampling_sweep", "--model", tmp_path / "model.pt", "--manifest", tmp_path / "test.jsonl",
-            "--max-files", "3", "--temperatures", "1.0", "0.6", "--best-of", "1", "2", "--seeds", "0", "1",
+            "--max-files", "3", "--temperatures", "1.0", "0.6", "--best-of", "1", "2",
+            "--choose-every", "0", "0.1", "--seeds", "0", "1",
             "--out", tmp_path / "sweep")
     result = run_tool(*argv)
     assert result.returncode == 0, result.stderr
     sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert sweep["seeds"] == [0, 1] and sweep["without_speech"] == ["spk1/silence"]
     assert sweep["decoding"]["engine"] in ("native", "numba", "torch")
-    assert [(p["temperature"], p["best_of"]) for p in sweep["paired"]] == [(0.6, 1), (1.0, 2), (0.6, 2)]
+    assert [(p["temperature"], p["best_of"], p["choose_every_s"]) for p in sweep["paired"]] == [
+        (0.6, 1, None), (1.0, 2, None), (0.6, 2, None), (1.0, 2, 0.1), (0.6, 2, 0.1)]
     assert sweep["paired"][0]["mcd_db"]["files"] == 2  # the silent file is left out
-    for folder, best_of in (("T1", 1), ("T0.6", 1), ("T1-best2", 2), ("T0.6-best2", 2)):
+    for folder, best_of, every in (("T1", 1, None), ("T0.6", 1, None), ("T1-best2", 2, None),
+                                   ("T0.6-best2", 2, None), ("T1-best2-every0.1", 2, 0.1),
+                                   ("T0.6-best2-every0.1", 2, 0.1)):
         for seed in (0, 1):
             key = json.loads((tmp_path / "sweep" / folder / f"seed{seed}" / "decode_key.json").read_text())
             assert key["seed"] == seed and key["decoding"].get("best_of", 1) == best_of
-            assert {k: v for k, v in key["decoding"].items() if k != "best_of"} == sweep["decoding"]
+            assert key["decoding"].get("choose_every_s") == every
+            assert {k: v for k, v in key["decoding"].items() if k not in ("best_of", "choose_every_s")} == \
+                sweep["decoding"]
     best_of_two = json.loads((tmp_path / "sweep" / "T1-best2" / "seed0" / "report.json").read_text())["files"]
     assert [f["mcd_db"] for f in best_of_two] != [f["mcd_db"] for f in json.loads(
         (tmp_path / "sweep" / "T1" / "seed0" / "report.json").read_text())["files"]]  # other audio
@@ -301,7 +307,7 @@ def test_sampling_sweep_decodes_each_setting_under_each_seed_and_resumes(tmp_pat
                                                        abs=1e-9)
     # run again: nothing is decoded, the result is the same
     again = run_tool(*argv)
-    assert again.returncode == 0 and again.stderr.count("reusing") == 8
+    assert again.returncode == 0 and again.stderr.count("reusing") == 12  # 6 settings x 2 seeds
     assert json.loads((tmp_path / "sweep" / "sweep.json").read_text()) == sweep
     # a manifest without utterances is one clear error
     (tmp_path / "empty.jsonl").write_text("")

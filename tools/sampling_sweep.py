@@ -4,8 +4,9 @@
 Sampling needs no retraining, so it is the cheapest quality knob: a lower temperature (the LPCNet "sharpening"
 exponent 1 + b is a temperature of 1 / (1 + b)) trades the decoder's noise for a flatter, more buzzy output;
 `--best-of 1 4` also decodes with every chunk sampled 4 times and the sample nearest the codes kept
-(`DecodeOptions.best_of`), at every temperature. The first temperature with the first count is the reference
-that the others are paired against.
+(`DecodeOptions.best_of`), at every temperature, and `--choose-every 0 0.128` decodes each count above 1 twice:
+chosen once per chunk (0) and every 0.128 s as the candidates are generated (`DecodeOptions.choose_every_s`).
+The first temperature with the first count is the reference that the others are paired against.
 Each setting is a full `speechvq eval` run (the real .svq codes, chunk-parallel decoding), scored with PESQ-WB,
 STOI, MCD and the non-intrusive DNSMOS (the `eval` extra); the inputs' own DNSMOS is printed as the ceiling.
 Every setting decodes with one engine, resolved once (`--engine auto`: this machine's fastest), so settings
@@ -18,7 +19,7 @@ and engine is read back, not redone: an interrupted sweep resumes.
     python tools/sampling_sweep.py --manifest data/manifests/test.jsonl --max-files 24 --max-seconds 4 \
         --temperatures 1.0 0.9 0.8 0.7 --seeds 0 1 --out exp/sweep
     python tools/sampling_sweep.py --manifest data/manifests/test.jsonl --max-files 0 --max-seconds 0 \
-        --temperatures 0.6 --best-of 1 4 8 --seeds 0 1 --out exp/best_of  # whole test split
+        --temperatures 0.6 --best-of 1 4 8 --choose-every 0 0.128 --seeds 0 1 --out exp/best_of  # whole test split
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 from speechvq.assets import resolve_model
 from speechvq.audio import load_audio
@@ -56,6 +58,9 @@ def main() -> int:
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.9, 0.8, 0.7])
     parser.add_argument("--best-of", type=int, nargs="+", default=[1], metavar="N",
                         help="samples per chunk, the one nearest the codes kept (1: plain sampling)")
+    parser.add_argument("--choose-every", type=float, nargs="+", default=[0.0], metavar="SECONDS",
+                        help="with a best-of count above 1: choose every SECONDS as the samples are generated "
+                             "(0: once per chunk); each value is a setting of its own")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="sampling seeds; each file's scores are averaged over them")
     parser.add_argument("--engine", default="auto", choices=ENGINES,
@@ -88,16 +93,20 @@ def main() -> int:
               for e in entries if e.id not in excluded]
     keys = [key for key, _, _ in COLUMNS]
     rows, per_file = [], []
-    settings = [(temperature, n) for n in args.best_of for temperature in args.temperatures]
-    for temperature, n in settings:
+    # (temperature, best of, choose every (s) or None: once per chunk); one candidate is chosen never
+    settings = [(temperature, n, every or None) for n in args.best_of
+                for every in (args.choose_every if n > 1 else [0.0]) for temperature in args.temperatures]
+    for temperature, n, every in settings:
         # the engine and kernels resolved once, named: no new choice by timing
-        decoding = pinned_decoding(codec.model.decoder, pinned[0].engine, pinned[0].precision, args.postfilter, n)
-        name = f"T{temperature:g}" + ("" if n == 1 else f"-best{n}")  # plain sampling keeps the folders of old sweeps
+        decoding = pinned_decoding(codec.model.decoder, pinned[0].engine, pinned[0].precision, args.postfilter, n,
+                                   every)
+        # plain sampling keeps the folders of old sweeps
+        name = f"T{temperature:g}" + ("" if n == 1 else f"-best{n}") + ("" if every is None else f"-every{every:g}")
         reports = evaluate_seeds(codec, entries, out / name, decoding, args.seeds, max_seconds, temperature,
-                                 f"T={temperature:g}" + ("" if n == 1 else f", best of {n}"))
+                                 f"T={temperature:g}" + ("" if n == 1 else f", {best_of_label(n, every)}"))
         merged = average_over_seeds([{"files": [item for item in report["files"] if item["id"] not in excluded]}
                                      for report in reports], keys)
-        rows.append({"temperature": temperature, "best_of": n, **merged["mean"]})
+        rows.append({"temperature": temperature, "best_of": n, "choose_every_s": every, **merged["mean"]})
         per_file.append(merged["files"])
     result = {"model": str(resolve_model(args.model)), "files": len(entries), "without_speech": sorted(excluded),
               "max_seconds": max_seconds, "seeds": args.seeds, "decoding": pinned[1],
@@ -115,30 +124,36 @@ def main() -> int:
     print("| --- " * (len(COLUMNS) + 2) + "|")
     for row in rows:
         cells = ["n/a" if row[key] is None else f"{row[key]:.{digits}f}" for key, _, digits in COLUMNS]
-        print(f"| {row['temperature']:g} | {row['best_of']} | " + " | ".join(cells) + " |")
+        print(f"| {row['temperature']:g} | {best_of_label(row['best_of'], row['choose_every_s'])} | "
+              + " | ".join(cells) + " |")
     print_paired(result["paired"], settings[0])
     return 0
 
 
-def paired_differences(settings: list[tuple[float, int]], per_file: list[list[dict]]) -> list[dict]:
+def best_of_label(best_of: int, choose_every_s: Optional[float]) -> str:
+    """A setting's candidates as the tables show them: "4", or "4, every 0.128 s"."""
+    return f"{best_of}" + ("" if choose_every_s is None else f", every {choose_every_s:g} s")
+
+
+def paired_differences(settings: list[tuple[float, int, Optional[float]]], per_file: list[list[dict]]) -> list[dict]:
     """Per setting after the first: the mean per-file difference of each metric from the first setting and
     its 95% interval (`evaluation.paired_difference`; None where fewer than two files scored). Every setting
     decodes the same files from the same codes.
 
     Args:
-        settings: (temperature, best_of) of each setting, in the order of `per_file`.
+        settings: (temperature, best_of, choose_every_s) of each setting, in the order of `per_file`.
         per_file: per setting, the eval report's "files" list (dicts with "id" and the metric keys).
     """
-    return [{"temperature": temperature, "best_of": n,
+    return [{"temperature": temperature, "best_of": n, "choose_every_s": every,
              **{key: paired_difference(per_file[0], files, key) for key, _, _ in COLUMNS}}
-            for (temperature, n), files in zip(settings[1:], per_file[1:])]
+            for (temperature, n, every), files in zip(settings[1:], per_file[1:])]
 
 
-def print_paired(paired: list[dict], reference: tuple[float, int]) -> None:
+def print_paired(paired: list[dict], reference: tuple[float, int, Optional[float]]) -> None:
     """The paired differences as a Markdown table: mean +- 95% interval per metric."""
     if not paired:
         return
-    print(f"\npaired per-file differences from T = {reference[0]:g}, best of {reference[1]} "
+    print(f"\npaired per-file differences from T = {reference[0]:g}, best of {best_of_label(*reference[1:])} "
           "(mean +- 95% interval):")
     print("| temperature | best of | " + " | ".join(title for _, title, _ in COLUMNS) + " |")
     print("| --- " * (len(COLUMNS) + 2) + "|")
@@ -146,7 +161,8 @@ def print_paired(paired: list[dict], reference: tuple[float, int]) -> None:
         cells = ["n/a" if entry[key] is None else
                  f"{entry[key]['mean']:+.{digits + 1}f} +- {entry[key]['ci95']:.{digits + 1}f}"
                  for key, _, digits in COLUMNS]
-        print(f"| {entry['temperature']:g} | {entry['best_of']} | " + " | ".join(cells) + " |")
+        print(f"| {entry['temperature']:g} | {best_of_label(entry['best_of'], entry['choose_every_s'])} | "
+              + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def lossy_references(entries) -> int:
 
 def evaluate_model(path: str, entries, out_root: Path, name: Optional[str], max_seconds: Optional[float],
                    temperature: float, seeds: list[int], engine: str, precision: str,
-                   postfilter: float, best_of: int = 1) -> tuple[dict, Path, tuple[DecodeOptions, dict]]:
+                   postfilter: float, best_of: int = 1,
+                   choose_every_s: Optional[float] = None) -> tuple[dict, Path, tuple[DecodeOptions, dict]]:
     """`evaluate_utterances` of one model with a progress bar, once per sampling seed, in out_root/NAME (a
     candidate's NAME by default: its file's stem and the first 8 characters of its weights' fingerprint, so a
     folder shared by several checks keeps each model's decodes apart), each seed's in NAME/seedS. A seed's
@@ -95,14 +96,14 @@ def evaluate_model(path: str, entries, out_root: Path, name: Optional[str], max_
     one under seeds 0 and 1 into the same --out, decodes seed 0 once: `evaluation.evaluate_seeds`). Every
     seed decodes with `engine` at `precision`, resolved once (`evaluation.pinned_decoding`), and the pitch
     post-filter at gain `postfilter` where the model has a pitch stream, keeping the best of `best_of`
-    samples of every chunk (`DecodeOptions.best_of`).
+    samples of every chunk (`DecodeOptions.best_of`), chosen every `choose_every_s` seconds where that is set.
 
     Returns:
         (the report, or with several seeds `average_over_seeds` of theirs; the model's folder; the decoding
         used: `pinned_decoding`'s answer).
     """
     codec = Codec.from_checkpoint(path, "cpu")
-    decoding = pinned_decoding(codec.model.decoder, engine, precision, postfilter, best_of)
+    decoding = pinned_decoding(codec.model.decoder, engine, precision, postfilter, best_of, choose_every_s)
     out = out_root / (name or f"{Path(path).stem}-{codec.fingerprint[:8]}")
     reports = evaluate_seeds(codec, entries, out, decoding, seeds, max_seconds, temperature, Path(path).name)
     merged = reports[0] if len(seeds) == 1 else average_over_seeds(reports, [key for key, *_ in SCORES])
@@ -143,6 +144,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="pitch post-filter gain of every model with a pitch stream (0: off)")
     parser.add_argument("--best-of", type=int, default=1, metavar="N",
                         help="samples of every chunk, the one nearest the codes kept, for every model")
+    parser.add_argument("--choose-every", type=float, default=None, metavar="SECONDS", dest="choose_every_s",
+                        help="with --best-of: choose every SECONDS as the samples are generated")
     parser.add_argument("--out", required=True, help="folder for each model's eval report and ship_check.json")
     args = parser.parse_args(argv)
 
@@ -164,11 +167,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         excluded = set(files_without_speech(entries))
         reports = {"reference": evaluate_model(args.reference, entries, out, "reference", args.max_seconds,
                                                args.temperature, seeds, args.engine, args.precision,
-                                               args.postfilter, args.best_of)}
+                                               args.postfilter, args.best_of, args.choose_every_s)}
         options, decoding = reports["reference"][2]
         for path in args.candidates:  # with the reference's engine and kernels, not a choice of their own
             reports[path] = evaluate_model(path, entries, out, None, args.max_seconds, args.temperature, seeds,
-                                           options.engine, options.precision, args.postfilter, args.best_of)
+                                           options.engine, options.precision, args.postfilter, args.best_of,
+                                           args.choose_every_s)
     except SpeechVQError as err:
         print(f"ship_check: {err}", file=sys.stderr)
         return 1

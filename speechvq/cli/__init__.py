@@ -289,6 +289,10 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--best-of", type=int, default=1, metavar="N",
                         help="sample every chunk N times and keep the sample that the encoder puts closest to "
                              "the codes (N times the generation time; see README)")
+    parser.add_argument("--choose-every", type=float, default=None, metavar="SECONDS", dest="choose_every_s",
+                        help="with --best-of: choose among the N samples every SECONDS as they are generated, "
+                             "all continuing from the closest, instead of once per chunk (CPU engines; see "
+                             "README)")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

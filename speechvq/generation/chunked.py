@@ -51,6 +51,11 @@ class DecodeOptions:
             which the one the caller's `score` ranks lowest is kept (`speechvq.inference` scores how far the
             encoder puts a candidate from the codes it was decoded from); 1 = plain sampling. Generation costs
             that many times as much (the candidates run as extra streams of the same batch).
+        choose_every_s: with best_of > 1, choose as the candidates are generated instead of once at the end:
+            at the first block end (`GenerationEngine.block_frames`) past every multiple of this many seconds,
+            the candidates are scored on the frames generated since the last choice (those the scorer can
+            judge already, see `decode_requests`), and all continue from the best one, each with its own
+            draws; None = one choice per chunk. The CPU engines only.
     """
 
     engine: str = "auto"
@@ -64,6 +69,7 @@ class DecodeOptions:
     wide_batch: int = 8
     postfilter: float = DEFAULT_POSTFILTER_GAIN
     best_of: int = 1
+    choose_every_s: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("chunked", "sequential"):
@@ -78,6 +84,8 @@ class DecodeOptions:
             raise ValueError(f"the post-filter gain must lie in [0, 1), got {self.postfilter}")
         if self.best_of < 1:
             raise ValueError(f"best_of must be at least 1, got {self.best_of}")
+        if self.choose_every_s is not None and not self.choose_every_s > 0:
+            raise ValueError(f"choose_every_s must be positive, got {self.choose_every_s}")
 
 
 @dataclass(frozen=True)
@@ -113,7 +121,7 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
                     sample_rate: int, temperature: float = 1.0, generator: Optional[torch.Generator] = None,
                     first_input: Optional[int] = None,
                     progress: Optional[Callable[[int], None]] = None,
-                    score: Optional[Callable[[int, Chunk, Tensor], float]] = None) -> list[Tensor]:
+                    score: Optional[Scorer] = None, score_reach: tuple[int, int] = (0, 0)) -> list[Tensor]:
     """Decode utterances to waveforms at the model's level (float32 `[T]` each, in [-1, 1]).
 
     Args:
@@ -125,9 +133,15 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
         progress: called with the number of output samples decoded since the last call (of the requested
             lengths, all utterances together; a chunk's warm-up samples and extra candidates are not counted):
             a bar with total sum(n_samples) ends full.
-        score: with `options.best_of` > 1, ranks each candidate of a chunk, lower is better: called with
-            the request's index, the chunk, and the candidate's waveform float32 `[(stop - start) * hop]`
-            (frames [start, stop), mu-law decoded, before any transform of the model's).
+        score: with `options.best_of` > 1, ranks candidates, lower is better: called as
+            score(chunk, first frame, waveform, lo, hi) with a candidate's waveform float32 (mu-law decoded,
+            before any transform of the model's) from frame `first frame` of the chunk's request on, to judge
+            its frames [lo, hi) of the request (`chunk.request` is the request's index). Once per chunk, the
+            waveform is the whole chunk's, frames [chunk.start, chunk.stop), and [lo, hi) its own frames;
+            with `options.choose_every_s`, [lo, hi) are the frames generated since the last choice, and the
+            waveform starts score_reach[0] samples or more before frame lo (at a frame boundary) and reaches
+            score_reach[1] samples past frame hi - 1's hop, except at the chunk's end.
+        score_reach: the samples (before, after) a frame's own hop that its score reads (`Encoder.reach`).
 
     Raises:
         ValueError: a decoder without codes, or candidates without a `score`.
@@ -147,9 +161,12 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
               for c in plan_chunks(-(-r.n_samples // hop), chunk_frames, overlap, index)]
     # every chunk best_of times, next to each other: with best_of 1, the streams and draws of plain sampling
     streams = [(c, k) for c in chunks for k in range(options.best_of)]
+    choosing = options.best_of > 1 and options.choose_every_s is not None
+    # a chunk's candidates in one group, where they are chosen among as they go
+    group_size = max(1, options.max_batch // options.best_of) * options.best_of if choosing else options.max_batch
     pieces: dict[tuple[Chunk, int], Tensor] = {}
-    for group_start in range(0, len(streams), options.max_batch):
-        group = streams[group_start:group_start + options.max_batch]
+    for group_start in range(0, len(streams), group_size):
+        group = streams[group_start:group_start + group_size]
         length = max(c.stop - c.start for c, _ in group)
         conditioning = torch.stack([_chunk_conditioning(decoder, requests[c.request], c, length)
                                     for c, _ in group])
@@ -158,22 +175,78 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
                                                                for c, _ in group])
         kept = sum(min(requests[c.request].n_samples, c.stop * hop) - c.own_start * hop for c, k in group if k == 0)
         reporter = None if progress is None else _OutputProgress(progress, kept, length * hop)
+        chooser = None
+        if choosing:
+            every = max(1, round(options.choose_every_s / frame_s))
+            chooser = _Chooser([c for c, k in group if k == 0], options.best_of, hop, every, length * hop, score,
+                               score_reach, decoder.classes)
         classes, _ = engine.generate(length * hop, temperature=temperature, first_input=first_input,
                                      generator=generator, progress=reporter, conditioning=conditioning,
-                                     period=period)
+                                     period=period, choose=chooser)
         if reporter is not None:
             reporter.finish()
         waveforms = mu_law_decode(classes, decoder.classes)
         for row, stream in enumerate(group):
             pieces[stream] = waveforms[row, : (stream[0].stop - stream[0].start) * hop]
-    chosen = {c: pieces[c, 0] if options.best_of == 1 else
-              min((pieces[c, k] for k in range(options.best_of)), key=lambda wav: score(c.request, c, wav))
-              for c in chunks}
+    if choosing:  # the last choice copied each chunk's best candidate over the others
+        chosen = {c: pieces[c, 0] for c in chunks}
+    else:
+        chosen = {c: pieces[c, 0] if options.best_of == 1 else
+                  min((pieces[c, k] for k in range(options.best_of)),
+                      key=lambda wav: score(c, c.start, wav, c.own_start, c.stop))
+                  for c in chunks}
     outputs = []
     for index, request in enumerate(requests):
         own = [c for c in chunks if c.request == index]
         outputs.append(_assemble(own, chosen, request.n_samples, hop, crossfade))
     return outputs
+
+
+# score(chunk, first frame of the waveform, waveform float32 [samples], lo, hi) -> lower is better
+Scorer = Callable[[Chunk, int, Tensor, int, int], float]
+
+
+class _Chooser:
+    """`GenerationEngine.generate`'s `choose` for candidates chosen among as they go (`choose_every_s`).
+
+    The group's streams are `best_of` candidates of each chunk in turn. At the first call at or after each
+    boundary (every `every` frames), each chunk's candidates are scored on the frames the scorer can judge
+    and has not judged yet (all of a frame's reach generated), and all of them continue from the lowest;
+    at the end (t = n_samples) every remaining frame is judged, up to the chunk's stop, so row 0 of each
+    chunk is the choice.
+    """
+
+    def __init__(self, chunks: list[Chunk], best_of: int, hop: int, every: int, n_samples: int, score: Scorer,
+                 reach: tuple[int, int], classes: int):
+        self.chunks, self.best_of, self.hop, self.every, self.n_samples = chunks, best_of, hop, every, n_samples
+        self.score, self.reach, self.classes = score, reach, classes
+        self.judged = [0] * len(chunks)  # per chunk, frames (from its start) judged so far
+        self.next_boundary = every * hop
+        self.margin = -(-reach[0] // hop)  # whole frames of waveform before the first judged one
+
+    def __call__(self, t: int, generated: Tensor) -> Optional[Tensor]:
+        final = t >= self.n_samples
+        if t < self.next_boundary and not final:
+            return None
+        while self.next_boundary <= t:
+            self.next_boundary += self.every * self.hop
+        # frames whose reach lies within the t samples generated: f * hop + hop + after <= t
+        ready = max(0, (t - self.reach[1]) // self.hop)
+        source = torch.arange(generated.shape[0])
+        for index, chunk in enumerate(self.chunks):
+            n_frames = chunk.stop - chunk.start
+            lo, hi = self.judged[index], n_frames if final else min(n_frames, ready)
+            if hi <= lo:
+                continue
+            rows = slice(index * self.best_of, (index + 1) * self.best_of)
+            first = max(0, lo - self.margin)
+            end = n_frames * self.hop if final else t
+            wavs = mu_law_decode(generated[rows, first * self.hop:min(t, end)], self.classes)
+            scores = [self.score(chunk, chunk.start + first, wav, chunk.start + lo, chunk.start + hi)
+                      for wav in wavs]
+            source[rows] = rows.start + min(range(self.best_of), key=scores.__getitem__)
+            self.judged[index] = hi
+        return source
 
 
 class _OutputProgress:

@@ -220,7 +220,8 @@ class GenerationEngine:
                  batch_size: Optional[int] = None, temperature: float = 1.0, first_input: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, progress: Optional[Callable[[int], None]] = None,
                  teacher: Optional[Tensor] = None, conditioning: Optional[Tensor] = None,
-                 period: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
+                 period: Optional[Tensor] = None,
+                 choose: Optional[Callable[[int, Tensor], Optional[Tensor]]] = None) -> tuple[Tensor, Optional[Tensor]]:
         """Generate `n_samples` classes per stream (see `WaveNet.generate` for the arguments).
 
         Args:
@@ -228,11 +229,22 @@ class GenerationEngine:
             teacher: int64 `[B, T]` inputs to feed instead of the generated samples (tests: the logits
                 then equal the teacher-forced pass); None to generate.
             period: int `[B, F]` pitch periods per frame, for a decoder with the pitch-lag input.
+            choose: called after every block of `block_frames` frames with the samples generated per stream so
+                far, t, and the classes int64 `[B, t]` (a view: copy what you keep); it returns None, or int64
+                `[B]` source streams: stream i then continues from where stream source[i] is (its samples so
+                far, its buffers), the way a search keeps its best candidates and drops the rest. The CPU
+                engines only (native, numba, torch).
+
+        Raises:
+            ValueError: `choose` with an engine that cannot copy streams mid-generation.
 
         Returns:
             (int64 `[B, T]` classes, float32 `[B, classes, T]` logits when `teacher` is given, else None).
         """
         decoder = self.decoder
+        if choose is not None and self.engine not in CPU_ENGINES:
+            raise ValueError(f"choosing among streams as they are generated needs a CPU engine "
+                             f"({', '.join(CPU_ENGINES)}), not {self.engine}")
         if self.engine == "reference":
             if teacher is not None:
                 raise ValueError("the reference engine generates; use WaveNet.forward for teacher forcing")
@@ -293,6 +305,14 @@ class GenerationEngine:
                                step_teacher[:, piece] if step_teacher.size else step_teacher, extra)
             if progress is not None:
                 progress(t1 - t0)
+            source = None if choose is None else choose(t1, torch.from_numpy(out[:, :t1]))
+            if source is not None:
+                source = source.cpu().numpy()
+                ring[...] = np.take(ring, source, axis=runner.ring_stream_axis)
+                previous[...] = previous[source]
+                out[:, :t1] = out[source, :t1]
+                if lag_history is not None:
+                    lag_history[...] = lag_history[source]
         classes_out = torch.from_numpy(out)
         return classes_out, None if logits is None else torch.from_numpy(logits).permute(1, 2, 0)
 
@@ -415,6 +435,8 @@ class NumbaRunner:
         self.transposed = {name: np.ascontiguousarray(getattr(packed, name).T)
                            for name in ("w_skip", "w_hidden", "w_logits")}
 
+    ring_stream_axis = 1  # of `ring`'s arrays: the stream's axis
+
     def ring(self, batch: int) -> np.ndarray:
         """Empty ring buffers float32 `[slots, B, G]` (past-tap products)."""
         return slot_major_ring(self.packed, batch)
@@ -451,6 +473,8 @@ class TorchRunner:
 
     def __init__(self, weights: dict, packed: PackedWaveNet):
         self.weights, self.packed = weights, packed
+
+    ring_stream_axis = 1  # of `ring`'s arrays: the stream's axis
 
     def ring(self, batch: int) -> np.ndarray:
         """Empty ring buffers float32 `[slots, B, G]` (past-tap products)."""

@@ -210,6 +210,8 @@ class NativeRunner:
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
         self.lag_table, self.lag_taps, self.lag_silence = None, 0, 0  # set_lag_table
 
+    ring_stream_axis = 0  # of `ring`'s arrays: the stream's axis
+
     def ring(self, batch: int) -> np.ndarray:
         """Empty ring buffers for `batch` streams: float32 `[B, slots, 2H]` (H padded; stream-major, so threads
         never write to the same cache line)."""

@@ -66,6 +66,16 @@ class Encoder(nn.Module):
             jump *= stride
         return field
 
+    @property
+    def reach(self) -> tuple[int, int]:
+        """Samples (before, after) a frame's own hop that can influence it: frame f reads samples
+        [f * hop - before, (f + 1) * hop + after) of the signal (zeros outside [0, T)), nothing else."""
+        first, last = 0, 0  # of frame 0, in the input samples of each layer, from the top layer down
+        for stride, kernel in reversed(list(zip(self.config.strides, self.config.kernel_sizes))):
+            pad_left = (kernel - stride) // 2
+            first, last = first * stride - pad_left, last * stride + kernel - 1 - pad_left
+        return -first, last + 1 - self.hop_length
+
     def num_frames(self, n_samples: int) -> int:
         """Number of latent frames for `n_samples` input samples: ceil(n_samples / hop_length)."""
         return -(-n_samples // self.hop_length)

@@ -295,8 +295,9 @@ def test_best_of_keeps_the_lowest_scored_sample_of_each_chunk(mode):
     options = DecodeOptions(mode=mode, chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004, best_of=3, max_batch=4)
     scored = {}
 
-    def score(index, chunk, wav):
-        assert index == 0 and wav.shape == ((chunk.stop - chunk.start) * HOP,)
+    def score(chunk, first, wav, lo, hi):
+        assert chunk.request == 0 and lo == chunk.own_start and (first, hi) == (chunk.start, chunk.stop)
+        assert wav.shape == ((hi - first) * HOP,)
         scored.setdefault(chunk, []).append(wav.clone())
         return float(wav.abs().mean())  # any deterministic ranking
 
@@ -314,12 +315,84 @@ def test_best_of_keeps_the_lowest_scored_sample_of_each_chunk(mode):
         assert torch.equal(out[own], best[own.start - chunk.start * HOP:own.stop - chunk.start * HOP])
 
 
+@pytest.mark.parametrize("engine", ["native", "numba", "torch"])
+def test_a_stream_told_to_continue_from_another_continues_exactly_where_it_was(engine):
+    """At temperature 0 generation is deterministic: stream 1 told at sample t0 to continue from stream 0 must
+    then generate what a stream given stream 0's conditioning and periods before t0 and its own after does."""
+    model = lag_decoder()
+    n_samples, t0 = 480, 8 * HOP  # blocks of 4 frames: the choice after the second block
+    n_frames = -(-n_samples // HOP)
+    local, speaker = conditioning(model, 2, n_samples)
+    cond, period = model.layer_conditioning(local, speaker), lag_periods(2, n_frames)
+    spliced_cond, spliced_period = cond.clone(), period.clone()
+    spliced_cond[1, :8], spliced_period[1, :8] = cond[0, :8], period[0, :8]
+    runner = GenerationEngine(model, engine, block_frames=4)
+    calls = []
+
+    def choose(t, generated):
+        calls.append(t)
+        assert generated.shape == (2, t)
+        return torch.tensor([0, 0]) if t == t0 else None
+
+    chosen, _ = runner.generate(n_samples, temperature=0.0, conditioning=cond, period=period, choose=choose)
+    spliced, _ = runner.generate(n_samples, temperature=0.0, conditioning=spliced_cond, period=spliced_period)
+    plain, _ = runner.generate(n_samples, temperature=0.0, conditioning=cond, period=period)
+    assert calls == list(range(4 * HOP, n_samples, 4 * HOP)) + [n_samples]
+    assert torch.equal(chosen, spliced)
+    assert torch.equal(chosen[0], plain[0]) and not torch.equal(chosen[1], plain[1])
+    assert not torch.equal(chosen[1, t0:], chosen[0, t0:])  # it goes on with its own conditioning
+    with pytest.raises(ValueError, match="CPU engine"):
+        GenerationEngine(model, "graph").generate(n_samples, temperature=0.0, conditioning=cond, period=period,
+                                                  choose=choose)
+
+
+@pytest.mark.parametrize("mode", ["chunked", "sequential"])
+def test_choosing_as_they_go_judges_each_frame_once_and_keeps_every_winner(mode):
+    model = decoder(LOCAL, SPEAKER)
+    local, speaker = conditioning(model, 1, 1000)
+    request = DecodeRequest(local[0], speaker[0], 1000)
+    # 40-frame chunks, 16 frames of overlap, 8 of cross-fade; blocks of 4 frames, a choice every 10 frames
+    options = DecodeOptions(mode=mode, chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004, best_of=3, max_batch=4,
+                            choose_every_s=0.005)
+    chunks = plan_chunks(125, 125 if mode == "sequential" else 40, 16)
+    reach = (11, 5)  # samples: 2 frames of margin before a judged frame, 5 samples past its hop
+    judged, winners = {c: [] for c in chunks}, []
+    decisions: dict = {}
+
+    def score(chunk, first, wav, lo, hi):
+        final = first * HOP + wav.shape[0] == chunk.stop * HOP
+        assert chunk.request == 0 and first == max(chunk.start, lo - 2) and hi <= chunk.stop and lo < hi
+        assert final or first * HOP + wav.shape[0] >= hi * HOP + reach[1]
+        segment = wav[(lo - first) * HOP:(hi - first) * HOP]
+        decisions.setdefault((chunk, lo, hi), []).append((first, wav.clone()))
+        if len(decisions[chunk, lo, hi]) == 3:
+            judged[chunk].append((lo, hi))
+        return float(segment.abs().mean())  # any deterministic ranking
+
+    out = decode_requests(GenerationEngine(model, "native", block_frames=4), [request], options, 16000,
+                          generator=torch.Generator().manual_seed(5), score=score, score_reach=reach)[0]
+    for chunk, ranges in judged.items():  # every frame of every chunk judged once, in order
+        assert [lo for lo, _ in ranges] == [chunk.start] + [hi for _, hi in ranges[:-1]]
+        assert ranges[-1][1] == chunk.stop and len(ranges) > 2
+    for (chunk, lo, hi), candidates in decisions.items():
+        assert not torch.equal(candidates[0][1], candidates[1][1])  # other draws since the last choice
+        first, best = min(candidates, key=lambda c: float(c[1][(lo - c[0]) * HOP:(hi - c[0]) * HOP].abs().mean()))
+        # what the winner had generated stays, in the chunk's own samples before the next chunk's cross-fade
+        end = min(1000, chunk.stop * HOP) - (0 if chunk.stop * HOP >= 1000 else 8 * HOP)
+        start = max(chunk.own_start * HOP, first * HOP)
+        stop = min(end, first * HOP + best.shape[0])
+        if stop > start:
+            winners.append(stop - start)
+            assert torch.equal(out[start:stop], best[start - first * HOP:stop - first * HOP])
+    assert sum(winners) > 1000
+
+
 def test_best_of_one_is_plain_sampling_and_more_needs_a_score():
     model = decoder(LOCAL, SPEAKER)
     local, speaker = conditioning(model, 1, 300)
     request, runner = DecodeRequest(local[0], speaker[0], 300), GenerationEngine(model, "numba")
 
-    def never(index, chunk, wav):
+    def never(chunk, first, wav, lo, hi):
         raise AssertionError("one candidate needs no score")
 
     plain, scored = [decode_requests(runner, [request], DecodeOptions(mode="sequential"), 16000,

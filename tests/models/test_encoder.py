@@ -43,6 +43,23 @@ def test_frames_depend_only_on_nearby_samples():
     assert not torch.equal(a[..., 15:], b[..., 15:])
 
 
+@pytest.mark.parametrize("strides", [(2, 2, 2, 2, 2, 2), (2, 2, 3), (4, 5), (3,)])
+def test_reach_is_exactly_the_samples_a_frame_reads(strides):
+    """Frame f changes when sample n changes iff f * hop - before <= n < (f + 1) * hop + after."""
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig(channels=16, strides=strides, latent_dim=8)).double()
+    hop, (before, after) = encoder.hop_length, encoder.reach
+    n_frames = 12
+    wav = torch.randn(1, 1, n_frames * hop, dtype=torch.float64)
+    base = encoder(wav)[0]
+    for n in range(n_frames * hop):
+        nudged = wav.clone()
+        nudged[..., n] += 1.0
+        changed = ((encoder(nudged)[0] - base).abs().amax(0) > 0).nonzero().flatten().tolist()
+        assert changed == [f for f in range(n_frames) if f * hop - before <= n < (f + 1) * hop + after], n
+    assert before + hop + after == encoder.receptive_field
+
+
 def test_rejects_wrong_shape():
     encoder = Encoder(EncoderConfig(channels=8, latent_dim=4))
     with pytest.raises(ValueError, match=r"\[B, 1, T\]"):
