@@ -25,7 +25,6 @@ from .config import DEFAULT_TEMPERATURE
 from .entropy import entropy_bits
 from .errors import SpeechVQError
 from .generation import Chunk, DecodeOptions, DecodeRequest, GenerationEngine, Scorer, decode_requests
-from .generation.engine import CPU_ENGINES
 from .models import SpeechVQ
 from .pitch import mean_voiced_bin, shift_symbols, symbol_f0_hz, voiced_f0
 from .postfilter import pitch_postfilter
@@ -330,9 +329,9 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
     options = options or DecodeOptions()
     device = model_device(model)
     engine = engine or build_engine(model, options)
-    if options.best_of > 1 and options.choose_every_s is not None and engine.engine not in CPU_ENGINES:
-        raise SpeechVQError(f"choosing among samples as they are generated (--choose-every) needs a CPU engine "
-                            f"({', '.join(CPU_ENGINES)}), not {engine.engine}: choose once per chunk instead")
+    if options.best_of > 1 and options.choose_every_s is not None and engine.engine == "reference":
+        raise SpeechVQError("the reference engine cannot choose among samples as they are generated "
+                            "(--choose-every): use another engine, or choose once per chunk")
     requests, pitches, codes = [], [], []
     for item, request in zip(encoded, speakers):
         voice = resolve_voice(model, item, request)

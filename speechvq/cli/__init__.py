@@ -291,8 +291,7 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                              "the codes (N times the generation time; see README)")
     parser.add_argument("--choose-every", type=float, default=None, metavar="SECONDS", dest="choose_every_s",
                         help="with --best-of: choose among the N samples every SECONDS as they are generated, "
-                             "all continuing from the closest, instead of once per chunk (CPU engines; see "
-                             "README)")
+                             "all continuing from the closest, instead of once per chunk (see README)")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

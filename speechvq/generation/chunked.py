@@ -55,7 +55,7 @@ class DecodeOptions:
             at the first block end (`GenerationEngine.block_frames`) past every multiple of this many seconds,
             the candidates are scored on the frames generated since the last choice (those the scorer can
             judge already, see `decode_requests`), and all continue from the best one, each with its own
-            draws; None = one choice per chunk. The CPU engines only.
+            draws; None = one choice per chunk.
     """
 
     engine: str = "auto"
@@ -224,10 +224,11 @@ class _Chooser:
         self.next_boundary = every * hop
         self.margin = -(-reach[0] // hop)  # whole frames of waveform before the first judged one
 
-    def __call__(self, t: int, generated: Tensor) -> Optional[Tensor]:
+    def __call__(self, t: int, classes_so_far: Callable[[], Tensor]) -> Optional[Tensor]:
         final = t >= self.n_samples
         if t < self.next_boundary and not final:
             return None
+        generated = classes_so_far().cpu()
         while self.next_boundary <= t:
             self.next_boundary += self.every * self.hop
         # frames whose reach lies within the t samples generated: f * hop + hop + after <= t

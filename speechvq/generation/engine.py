@@ -29,6 +29,8 @@ from .packed import (ENGINE_PRECISIONS, NATIVE_PRECISIONS, PRECISIONS, TRITON_PR
 from .planner import Choice, choose
 
 ENGINES = ("auto", "native", "numba", "torch", "triton", "graph", "reference")
+# choose(samples so far t, classes so far: () -> int64 [B, t]) -> int64 [B] source streams, or None
+Chooser = Callable[[int, Callable[[], Tensor]], Optional[Tensor]]
 CPU_ENGINES = ("native", "numba", "torch")  # each with a runner class: ring(batch) and run(block of steps)
 _EMPTY3 = np.zeros((0, 0, 0), np.float32)
 _EMPTY_TEACHER = np.zeros((0, 0), np.int64)
@@ -221,7 +223,7 @@ class GenerationEngine:
                  generator: Optional[torch.Generator] = None, progress: Optional[Callable[[int], None]] = None,
                  teacher: Optional[Tensor] = None, conditioning: Optional[Tensor] = None,
                  period: Optional[Tensor] = None,
-                 choose: Optional[Callable[[int, Tensor], Optional[Tensor]]] = None) -> tuple[Tensor, Optional[Tensor]]:
+                 choose: Optional[Chooser] = None) -> tuple[Tensor, Optional[Tensor]]:
         """Generate `n_samples` classes per stream (see `WaveNet.generate` for the arguments).
 
         Args:
@@ -229,22 +231,22 @@ class GenerationEngine:
             teacher: int64 `[B, T]` inputs to feed instead of the generated samples (tests: the logits
                 then equal the teacher-forced pass); None to generate.
             period: int `[B, F]` pitch periods per frame, for a decoder with the pitch-lag input.
-            choose: called after every block of `block_frames` frames with the samples generated per stream so
-                far, t, and the classes int64 `[B, t]` (a view: copy what you keep); it returns None, or int64
-                `[B]` source streams: stream i then continues from where stream source[i] is (its samples so
-                far, its buffers), the way a search keeps its best candidates and drops the rest. The CPU
-                engines only (native, numba, torch).
+            choose: called after every block (`block_frames` frames on the CPU, the graph's or launch's block on
+                a GPU) as choose(t, generated) with the samples generated per stream so far and a function that
+                returns their classes int64 `[B, t]` (on the CPU a view: copy what you keep; on a GPU a copy
+                gathered from the device, so call it only when choosing); it returns None, or int64 `[B]` source
+                streams: stream i then continues from where stream source[i] is (its samples so far, buffers,
+                last class and pitch-lag history), the way a search keeps its best candidates and drops the rest.
 
         Raises:
-            ValueError: `choose` with an engine that cannot copy streams mid-generation.
+            ValueError: `choose` with the reference engine (plain `WaveNet.generate`).
 
         Returns:
             (int64 `[B, T]` classes, float32 `[B, classes, T]` logits when `teacher` is given, else None).
         """
         decoder = self.decoder
-        if choose is not None and self.engine not in CPU_ENGINES:
-            raise ValueError(f"choosing among streams as they are generated needs a CPU engine "
-                             f"({', '.join(CPU_ENGINES)}), not {self.engine}")
+        if choose is not None and self.engine == "reference":
+            raise ValueError("the reference engine cannot choose among streams as they are generated")
         if self.engine == "reference":
             if teacher is not None:
                 raise ValueError("the reference engine generates; use WaveNet.forward for teacher forcing")
@@ -257,9 +259,9 @@ class GenerationEngine:
         if self.engine in ("graph", "triton"):
             if self.engine == "graph":
                 return self._generate_graph(n_samples, batch, conditions, temperature, first_input, generator,
-                                            progress, teacher, period)
+                                            progress, teacher, period, choose)
             return self._generate_triton(n_samples, batch, conditions, temperature, first_input, generator,
-                                         progress, teacher, period)
+                                         progress, teacher, period, choose)
         packed = self.packed
         if self.choose_per_width:
             choice = choose_engine("auto", decoder, self.threads, self.requested_precision, self.march, batch)
@@ -305,7 +307,7 @@ class GenerationEngine:
                                step_teacher[:, piece] if step_teacher.size else step_teacher, extra)
             if progress is not None:
                 progress(t1 - t0)
-            source = None if choose is None else choose(t1, torch.from_numpy(out[:, :t1]))
+            source = None if choose is None else choose(t1, lambda: torch.from_numpy(out[:, :t1]))
             if source is not None:
                 source = source.cpu().numpy()
                 ring[...] = np.take(ring, source, axis=runner.ring_stream_axis)
@@ -337,7 +339,8 @@ class GenerationEngine:
     def _generate_graph(self, n_samples: int, batch: int, conditions, temperature: float,
                         first_input: Optional[int], generator: Optional[torch.Generator],
                         progress: Optional[Callable[[int], None]], teacher: Optional[Tensor],
-                        period: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
+                        period: Optional[Tensor] = None,
+                        choose: Optional[Chooser] = None) -> tuple[Tensor, Optional[Tensor]]:
         """`generate` on the graph engine: whole blocks on the decoder's device (see `graphs`)."""
         from .graphs import GraphBlockRunner, LagInput
 
@@ -372,12 +375,14 @@ class GenerationEngine:
                 logits.append(runner.logits[: t1 - t0].clone())
             if progress is not None:
                 progress(t1 - t0)
+            outputs = _device_choice(choose, t1, outputs, runner)
         return _collect(outputs, logits)
 
     def _generate_triton(self, n_samples: int, batch: int, conditions, temperature: float,
                          first_input: Optional[int], generator: Optional[torch.Generator],
                          progress: Optional[Callable[[int], None]], teacher: Optional[Tensor],
-                         period: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
+                         period: Optional[Tensor] = None,
+                         choose: Optional[Chooser] = None) -> tuple[Tensor, Optional[Tensor]]:
         """`generate` on the triton engine: one kernel launch per block of frames (see `triton_steps`)."""
         from .graphs import LagInput
         from .packed import pad_gate_halves
@@ -408,6 +413,7 @@ class GenerationEngine:
                 logits.append(block_logits)
             if progress is not None:
                 progress(t1 - t0)
+            outputs = _device_choice(choose, t1, outputs, runner)
         return _collect(outputs, logits)
 
     def _weights(self) -> dict:
@@ -538,6 +544,19 @@ def _to_device(values: Tensor, device: torch.device) -> Tensor:
     if device.type == "cuda" and values.device.type == "cpu":
         values = values.contiguous().pin_memory()
     return values.to(device, non_blocking=True)
+
+
+def _device_choice(choose: Optional[Chooser], t: int, outputs: list[Tensor], runner) -> list[Tensor]:
+    """`generate`'s `choose` on a device engine after a block: the blocks so far `[steps, B]` each, with every
+    stream's replaced by its source's where `choose` names sources (and the runner's state likewise)."""
+    if choose is None:
+        return outputs
+    source = choose(t, lambda: torch.cat(outputs).t())
+    if source is None:
+        return outputs
+    source = source.to(outputs[0].device)
+    runner.select_streams(source)
+    return [block[:, source] for block in outputs]
 
 
 def _collect(outputs: list[Tensor], logits: list[Tensor]) -> tuple[Tensor, Optional[Tensor]]:

@@ -137,6 +137,14 @@ class GraphBlockRunner:
             self._history.zero_()
             self._time.zero_()
 
+    def select_streams(self, source: Tensor) -> None:
+        """Stream i continues from where stream source[i] is (int64 `[B]` on the device): its ring buffers,
+        last class and pitch-lag history, copied in place (the captured graph reads these very tensors)."""
+        self.ring.copy_(self.ring[:, source])
+        self.previous.copy_(self.previous[source])
+        if self.lag is not None:
+            self._history.copy_(self._history[source])
+
     def run(self) -> None:
         """Advance every stream by one block (asynchronous on CUDA)."""
         if self._graph is not None:

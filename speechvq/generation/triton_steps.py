@@ -225,6 +225,14 @@ class TritonRunner:
         if self.lag is not None:
             self.history.zero_()
 
+    def select_streams(self, source: Tensor) -> None:
+        """Stream i continues from where stream source[i] is (int64 `[B]` on the device): its ring buffers,
+        last class and pitch-lag history."""
+        self.ring.copy_(self.ring[source])
+        self.previous.copy_(self.previous[source])
+        if self.lag is not None:
+            self.history.copy_(self.history[source])
+
     def run(self, n_steps: int, t0: int, hop: int, frames: Tensor, noise: Tensor | None, temperature: float,
             teacher: Tensor | None = None, periods: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Advance every stream by `n_steps` samples starting at absolute step `t0` (a multiple of hop).

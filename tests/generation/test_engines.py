@@ -315,35 +315,66 @@ def test_best_of_keeps_the_lowest_scored_sample_of_each_chunk(mode):
         assert torch.equal(out[own], best[own.start - chunk.start * HOP:own.stop - chunk.start * HOP])
 
 
-@pytest.mark.parametrize("engine", ["native", "numba", "torch"])
-def test_a_stream_told_to_continue_from_another_continues_exactly_where_it_was(engine):
-    """At temperature 0 generation is deterministic: stream 1 told at sample t0 to continue from stream 0 must
-    then generate what a stream given stream 0's conditioning and periods before t0 and its own after does."""
+def assert_chosen_stream_continues_exactly(engine: str, n_samples: int, block_frames: int, choice_frame: int):
+    """At temperature 0 generation is deterministic: stream 1 told at frame `choice_frame` (a block end) to
+    continue from stream 0 must then generate what a stream given stream 0's conditioning and periods before
+    that frame and its own after does."""
     model = lag_decoder()
-    n_samples, t0 = 480, 8 * HOP  # blocks of 4 frames: the choice after the second block
-    n_frames = -(-n_samples // HOP)
+    n_frames, t0 = -(-n_samples // HOP), choice_frame * HOP
     local, speaker = conditioning(model, 2, n_samples)
-    cond, period = model.layer_conditioning(local, speaker), lag_periods(2, n_frames)
+    cond, period = model.layer_conditioning(local, speaker), lag_periods(2, max(13, n_frames))[:, :n_frames]
     spliced_cond, spliced_period = cond.clone(), period.clone()
-    spliced_cond[1, :8], spliced_period[1, :8] = cond[0, :8], period[0, :8]
-    runner = GenerationEngine(model, engine, block_frames=4)
+    spliced_cond[1, :choice_frame], spliced_period[1, :choice_frame] = cond[0, :choice_frame], period[0, :choice_frame]
+    runner = GenerationEngine(model, engine, block_frames=block_frames)
     calls = []
 
-    def choose(t, generated):
+    def choose(t, classes_so_far):
         calls.append(t)
-        assert generated.shape == (2, t)
-        return torch.tensor([0, 0]) if t == t0 else None
+        if t != t0:
+            return None
+        assert classes_so_far().shape == (2, t)
+        return torch.tensor([0, 0])
 
     chosen, _ = runner.generate(n_samples, temperature=0.0, conditioning=cond, period=period, choose=choose)
     spliced, _ = runner.generate(n_samples, temperature=0.0, conditioning=spliced_cond, period=spliced_period)
     plain, _ = runner.generate(n_samples, temperature=0.0, conditioning=cond, period=period)
-    assert calls == list(range(4 * HOP, n_samples, 4 * HOP)) + [n_samples]
+    assert t0 in calls and calls[-1] == n_samples
     assert torch.equal(chosen, spliced)
     assert torch.equal(chosen[0], plain[0]) and not torch.equal(chosen[1], plain[1])
     assert not torch.equal(chosen[1, t0:], chosen[0, t0:])  # it goes on with its own conditioning
-    with pytest.raises(ValueError, match="CPU engine"):
-        GenerationEngine(model, "graph").generate(n_samples, temperature=0.0, conditioning=cond, period=period,
-                                                  choose=choose)
+
+
+@pytest.mark.parametrize("engine", ["native", "numba", "torch", "graph"])
+def test_a_stream_told_to_continue_from_another_continues_exactly_where_it_was(engine):
+    # blocks of 4 frames on the CPU engines, of one frame in the graph engine here: frame 8 ends a block in both
+    assert_chosen_stream_continues_exactly(engine, 60 * HOP, 4, 8)
+
+
+def test_the_reference_engine_does_not_choose():
+    with pytest.raises(ValueError, match="reference engine"):
+        GenerationEngine(lag_decoder(), "reference").generate(10, temperature=0.0, choose=lambda t, c: None)
+
+
+def test_a_triton_stream_told_to_continue_from_another_draws_what_the_numba_one_does():
+    """Sampled under the same draws (a short argmax run here is one class over and over, proving nothing), the
+    triton kernel's streams after a choice are the numba loop's, whose choices the test above checks exactly."""
+    pytest.importorskip("triton")
+    model = lag_decoder()
+    n_samples = 4 * HOP  # 32 steps in the interpreter per run
+    local, speaker = conditioning(model, 2, n_samples)
+    cond, period = model.layer_conditioning(local, speaker), lag_periods(2, 13)[:, :4]
+
+    def choose(t, classes_so_far):
+        return torch.tensor([0, 0]) if t == 2 * HOP else None
+
+    def run(engine, chooser):
+        return GenerationEngine(model, engine, block_frames=2).generate(
+            n_samples, conditioning=cond, period=period, generator=torch.Generator().manual_seed(7),
+            choose=chooser)[0]
+
+    chosen = run("triton", choose)
+    assert torch.equal(chosen, run("numba", choose))
+    assert not torch.equal(chosen[1], run("triton", None)[1]) and torch.equal(chosen[1, :2 * HOP], chosen[0, :2 * HOP])
 
 
 @pytest.mark.parametrize("mode", ["chunked", "sequential"])
