@@ -222,7 +222,9 @@ class _Chooser:
         self.score, self.reach, self.classes = score, reach, classes
         self.judged = [0] * len(chunks)  # per chunk, frames (from its start) judged so far
         self.next_boundary = every * hop
-        self.margin = -(-reach[0] // hop)  # whole frames of waveform before the first judged one
+        # whole frames of waveform before the first judged one (a model with pre-emphasis restarts its
+        # de-emphasis there: at 0.85 its start-up has decayed to 3e-5 within one 64-sample frame)
+        self.margin = -(-reach[0] // hop)
 
     def __call__(self, t: int, classes_so_far: Callable[[], Tensor]) -> Optional[Tensor]:
         final = t >= self.n_samples
