@@ -245,9 +245,9 @@ class GenerationEngine:
             (int64 `[B, T]` classes, float32 `[B, classes, T]` logits when `teacher` is given, else None).
         """
         decoder = self.decoder
-        if choose is not None and self.engine == "reference":
-            raise ValueError("the reference engine cannot choose among streams as they are generated")
         if self.engine == "reference":
+            if choose is not None:
+                raise ValueError("the reference engine cannot choose among streams as they are generated")
             if teacher is not None:
                 raise ValueError("the reference engine generates; use WaveNet.forward for teacher forcing")
             return decoder.generate(n_samples, local, speaker, batch_size, temperature, first_input, generator,
