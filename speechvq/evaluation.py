@@ -31,7 +31,7 @@ from .errors import SpeechVQError
 from .audio import load_audio, loudest_frame_dbfs, read_audio_file, save_audio
 from .data.manifest import Utterance
 from .codec import Codec
-from .generation import DecodeOptions
+from .generation import DEFAULT_CHOOSE_EVERY_S, DecodeOptions
 from .inference import DEFAULT_TEMPERATURE, bitrates, decode_codes, timed_call
 from .metrics import EVAL_EXTRA_HINT, dnsmos, finite_mean, intrusive_scores, optional_metrics_available
 from .models import SpeechVQ
@@ -189,14 +189,15 @@ def files_without_speech(entries: Sequence[Utterance]) -> list[str]:
 
 def pinned_decoding(decoder: torch.nn.Module, engine: str = "auto", precision: str = COMPARISON_PRECISION,
                     postfilter: float = DEFAULT_POSTFILTER_GAIN, best_of: int = 1,
-                    choose_every_s: Optional[float] = None) -> tuple[DecodeOptions, dict]:
+                    choose_every_s: Optional[float] = DEFAULT_CHOOSE_EVERY_S) -> tuple[DecodeOptions, dict]:
     """One decoding engine for a series of comparable decodes: `engine` at `precision` ("full" or "reduced")
     resolved once for this (CPU) decoder, where "auto" is otherwise chosen again for each batch width, by timing.
     Sampled audio follows the float arithmetic: the same weights and seed draw other samples on another engine,
     precision, build or CPU (2026-12-01: one model's test split scored STOI 0.6274 on one machine, 0.6262 on
     another), so decodes meant to be compared, or reused, name all of these. `postfilter` is the pitch
     post-filter's gain (applied only to codes with a pitch stream), named in the description too, and so are
-    `best_of` (`DecodeOptions.best_of`) where it is above 1 and then `choose_every_s` where it is set.
+    `best_of` (`DecodeOptions.best_of`) where it is above 1 and then `choose_every_s` where it is set (None:
+    one choice per chunk, the key of decodes made before choices as they go).
 
     Returns:
         (DecodeOptions naming the resolved engine and the general precision that selects its kernels; a JSON-able

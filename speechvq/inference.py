@@ -331,7 +331,7 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
     engine = engine or build_engine(model, options)
     if options.best_of > 1 and options.choose_every_s is not None and engine.engine == "reference":
         raise SpeechVQError("the reference engine cannot choose among samples as they are generated "
-                            "(--choose-every): use another engine, or choose once per chunk")
+                            "(--choose-every): use another engine, or --choose-every 0 to choose once per chunk")
     requests, pitches, codes = [], [], []
     for item, request in zip(encoded, speakers):
         voice = resolve_voice(model, item, request)

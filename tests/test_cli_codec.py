@@ -68,15 +68,22 @@ def test_decode_best_of(tmp_path, model_path, capsys):
     source = write(tmp_path / "a.wav", seconds=0.4)
     assert run("encode", source, "--model", model_path, "--speaker", "b") == 0
     code_file = tmp_path / "a.svq"
-    outputs = {n: tmp_path / f"best{n}.wav" for n in ("1", "3", "3 every")}
-    for n, path in outputs.items():
-        every = ["--choose-every", "0.02"] if n.endswith("every") else []
-        assert run("decode", code_file, "--model", model_path, "--best-of", n[0], *every, "-o", path) == 0
-    one, three, chosen_as_they_go = (soundfile.read(path)[0] for path in outputs.values())
-    assert one.shape == three.shape == chosen_as_they_go.shape == (6400,)
-    assert not np.array_equal(one, three) and not np.array_equal(three, chosen_as_they_go)
+    settings = {"one": ["--best-of", "1"], "per chunk": ["--best-of", "3", "--choose-every", "0"],
+                "default": ["--best-of", "3"], "every 0.064": ["--best-of", "3", "--choose-every", "0.064"],
+                "every 0.128": ["--best-of", "3", "--choose-every", "0.128"]}
+    decoded = {}
+    for name, flags in settings.items():
+        path = tmp_path / f"{name}.wav"
+        assert run("decode", code_file, "--model", model_path, *flags, "-o", path) == 0
+        decoded[name] = soundfile.read(path)[0]
+        assert decoded[name].shape == (6400,)
+    # --best-of alone chooses every 0.064 s (the measured best); 0 chooses once per chunk: other audio
+    assert np.array_equal(decoded["default"], decoded["every 0.064"])
+    assert not np.array_equal(decoded["one"], decoded["per chunk"])
+    assert not np.array_equal(decoded["per chunk"], decoded["default"])
+    assert not np.array_equal(decoded["default"], decoded["every 0.128"])
     for bad, message in ((["--best-of", "0"], "best_of must be at least 1"),
-                         (["--best-of", "2", "--choose-every", "0"], "choose_every_s must be positive")):
+                         (["--best-of", "2", "--choose-every", "-1"], "choose_every_s must be positive")):
         capsys.readouterr()
         assert run("decode", code_file, "--model", model_path, *bad, "-o", tmp_path / "none.wav") == 1
         lines = capsys.readouterr().err.strip().splitlines()

@@ -4,8 +4,9 @@
 Sampling needs no retraining, so it is the cheapest quality knob: a lower temperature (the LPCNet "sharpening"
 exponent 1 + b is a temperature of 1 / (1 + b)) trades the decoder's noise for a flatter, more buzzy output;
 `--best-of 1 4` also decodes with every chunk sampled 4 times and the sample nearest the codes kept
-(`DecodeOptions.best_of`), at every temperature, and `--choose-every 0 0.128` decodes each count above 1 twice:
-chosen once per chunk (0) and every 0.128 s as the candidates are generated (`DecodeOptions.choose_every_s`).
+(`DecodeOptions.best_of`), at every temperature, chosen every 0.064 s as the candidates are generated (decoding's
+default, `DecodeOptions.choose_every_s`), and `--choose-every 0 0.128` decodes each count above 1 twice instead:
+chosen once per chunk (0) and every 0.128 s.
 The first temperature with the first count is the reference that the others are paired against.
 Each setting is a full `speechvq eval` run (the real .svq codes, chunk-parallel decoding), scored with PESQ-WB,
 STOI, MCD and the non-intrusive DNSMOS (the `eval` extra); the inputs' own DNSMOS is printed as the ceiling.
@@ -38,7 +39,7 @@ from speechvq.data.manifest import read_manifest, select_files
 from speechvq.errors import SpeechVQError
 from speechvq.evaluation import (COMPARISON_PRECISION, average_over_seeds, evaluate_seeds, files_without_speech,
                                  paired_difference, pinned_decoding)
-from speechvq.generation import ENGINES
+from speechvq.generation import DEFAULT_CHOOSE_EVERY_S, ENGINES
 from speechvq.generation.packed import PRECISIONS
 from speechvq.metrics import dnsmos, finite_mean, optional_metrics_available
 from speechvq.postfilter import DEFAULT_POSTFILTER_GAIN
@@ -58,9 +59,10 @@ def main() -> int:
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.9, 0.8, 0.7])
     parser.add_argument("--best-of", type=int, nargs="+", default=[1], metavar="N",
                         help="samples per chunk, the one nearest the codes kept (1: plain sampling)")
-    parser.add_argument("--choose-every", type=float, nargs="+", default=[0.0], metavar="SECONDS",
+    parser.add_argument("--choose-every", type=float, nargs="+", default=[DEFAULT_CHOOSE_EVERY_S], metavar="SECONDS",
                         help="with a best-of count above 1: choose every SECONDS as the samples are generated "
-                             "(0: once per chunk); each value is a setting of its own")
+                             f"(0: once per chunk; default {DEFAULT_CHOOSE_EVERY_S:g}, as decoding's); each value "
+                             "is a setting of its own")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="sampling seeds; each file's scores are averaged over them")
     parser.add_argument("--engine", default="auto", choices=ENGINES,

@@ -40,7 +40,7 @@ from speechvq.data.manifest import read_manifest, select_files
 from speechvq.errors import SpeechVQError
 from speechvq.evaluation import (COMPARISON_PRECISION, SPEECH_FLOOR_DBFS, average_over_seeds, evaluate_seeds,
                                  files_without_speech, paired_difference, pinned_decoding)
-from speechvq.generation import ENGINES, DecodeOptions
+from speechvq.generation import DEFAULT_CHOOSE_EVERY_S, ENGINES, DecodeOptions
 from speechvq.generation.packed import PRECISIONS
 from speechvq.inference import DEFAULT_TEMPERATURE
 from speechvq.metrics import finite_mean, optional_metrics_available
@@ -87,8 +87,8 @@ def lossy_references(entries) -> int:
 
 def evaluate_model(path: str, entries, out_root: Path, name: Optional[str], max_seconds: Optional[float],
                    temperature: float, seeds: list[int], engine: str, precision: str,
-                   postfilter: float, best_of: int = 1,
-                   choose_every_s: Optional[float] = None) -> tuple[dict, Path, tuple[DecodeOptions, dict]]:
+                   postfilter: float, best_of: int = 1, choose_every_s: Optional[float] = DEFAULT_CHOOSE_EVERY_S
+                   ) -> tuple[dict, Path, tuple[DecodeOptions, dict]]:
     """`evaluate_utterances` of one model with a progress bar, once per sampling seed, in out_root/NAME (a
     candidate's NAME by default: its file's stem and the first 8 characters of its weights' fingerprint, so a
     folder shared by several checks keeps each model's decodes apart), each seed's in NAME/seedS. A seed's
@@ -96,7 +96,7 @@ def evaluate_model(path: str, entries, out_root: Path, name: Optional[str], max_
     one under seeds 0 and 1 into the same --out, decodes seed 0 once: `evaluation.evaluate_seeds`). Every
     seed decodes with `engine` at `precision`, resolved once (`evaluation.pinned_decoding`), and the pitch
     post-filter at gain `postfilter` where the model has a pitch stream, keeping the best of `best_of`
-    samples of every chunk (`DecodeOptions.best_of`), chosen every `choose_every_s` seconds where that is set.
+    samples of every chunk (`DecodeOptions.best_of`), chosen every `choose_every_s` seconds (None: once per chunk).
 
     Returns:
         (the report, or with several seeds `average_over_seeds` of theirs; the model's folder; the decoding
@@ -144,10 +144,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="pitch post-filter gain of every model with a pitch stream (0: off)")
     parser.add_argument("--best-of", type=int, default=1, metavar="N",
                         help="samples of every chunk, the one nearest the codes kept, for every model")
-    parser.add_argument("--choose-every", type=float, default=None, metavar="SECONDS", dest="choose_every_s",
-                        help="with --best-of: choose every SECONDS as the samples are generated")
+    parser.add_argument("--choose-every", type=float, default=DEFAULT_CHOOSE_EVERY_S, metavar="SECONDS",
+                        dest="choose_every_s",
+                        help="with --best-of: choose every SECONDS as the samples are generated (default "
+                             f"{DEFAULT_CHOOSE_EVERY_S:g}, as decoding's; 0: once per chunk)")
     parser.add_argument("--out", required=True, help="folder for each model's eval report and ship_check.json")
     args = parser.parse_args(argv)
+    args.choose_every_s = args.choose_every_s or None  # 0: one choice per chunk
 
     missing = [name for name in ("pesq", "stoi") if not optional_metrics_available()[name]]
     if missing:

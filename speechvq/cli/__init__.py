@@ -25,6 +25,7 @@ from typing import Callable, Optional, Sequence
 
 from ..config import DEFAULT_TEMPERATURE, load_config, preset_names
 from ..errors import SpeechVQError
+from ..generation import DEFAULT_CHOOSE_EVERY_S
 from ..postfilter import DEFAULT_POSTFILTER_GAIN
 from ..version import __version__
 from ..web import DEFAULT_MAX_SECONDS, DEFAULT_MAX_UPLOAD_MB
@@ -289,9 +290,11 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--best-of", type=int, default=1, metavar="N",
                         help="sample every chunk N times and keep the sample that the encoder puts closest to "
                              "the codes (N times the generation time; see README)")
-    parser.add_argument("--choose-every", type=float, default=None, metavar="SECONDS", dest="choose_every_s",
+    parser.add_argument("--choose-every", type=float, default=DEFAULT_CHOOSE_EVERY_S, metavar="SECONDS",
+                        dest="choose_every_s",
                         help="with --best-of: choose among the N samples every SECONDS as they are generated, "
-                             "all continuing from the closest, instead of once per chunk (see README)")
+                             f"all continuing from the closest (default {DEFAULT_CHOOSE_EVERY_S:g}, measured "
+                             "best); 0: once per chunk (see README)")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -29,6 +29,8 @@ def decode_options(args: argparse.Namespace):
         return DecodeOptions(engine=args.engine, mode="sequential" if args.sequential else "chunked",
                              chunk_s=args.chunk_s, overlap_s=args.overlap_s, crossfade_s=args.crossfade_s,
                              threads=args.threads, precision=args.precision, postfilter=args.postfilter,
-                             best_of=args.best_of, choose_every_s=args.choose_every_s)
+                             best_of=args.best_of,
+                             # 0 on the command line: one choice per chunk
+                             choose_every_s=None if args.choose_every_s == 0 else args.choose_every_s)
     except ValueError as err:
         raise SpeechVQError(str(err)) from None

@@ -292,7 +292,8 @@ def test_best_of_keeps_the_lowest_scored_sample_of_each_chunk(mode):
     local, speaker = conditioning(model, 1, 1000)
     request = DecodeRequest(local[0], speaker[0], 1000)
     # 40-frame chunks (320 samples at HOP 8), 16 frames of overlap, 8 of cross-fade (64 samples)
-    options = DecodeOptions(mode=mode, chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004, best_of=3, max_batch=4)
+    options = DecodeOptions(mode=mode, chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004, best_of=3, max_batch=4,
+                            choose_every_s=None)  # one choice per chunk
     scored = {}
 
     def score(chunk, first, wav, lo, hi):
