@@ -31,8 +31,8 @@ from .packed import PRECISIONS
 # (2026-12-04, 119 test files whole, seeds 0 and 1; README "Choosing as they go"): best of 4 chosen every 0.064 s
 # against once per chunk (the same generation) STOI +0.0117 +- 0.0037, PESQ-WB +0.021 +- 0.007, MCD -0.026 dB;
 # every 0.128 s was as good (STOI -0.0011 +- 0.0038 against 0.064), every 0.256 s worse. A choice falls at a block
-# end (16 frames = 0.064 s on the CPU engines; the triton kernel's 64-frame launches choose every 0.256 s at most),
-# so this is the finest the CPU engines offer.
+# end (16 frames = 0.064 s on the CPU engines, the finest they offer; the triton kernel's 64-frame launches are
+# shortened to the interval when choosing, see `decode_requests`).
 DEFAULT_CHOOSE_EVERY_S = 0.064
 
 
@@ -183,14 +183,15 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
                                                                for c, _ in group])
         kept = sum(min(requests[c.request].n_samples, c.stop * hop) - c.own_start * hop for c, k in group if k == 0)
         reporter = None if progress is None else _OutputProgress(progress, kept, length * hop)
-        chooser = None
+        chooser, every = None, None
         if choosing:
             every = max(1, round(options.choose_every_s / frame_s))
             chooser = _Chooser([c for c, k in group if k == 0], options.best_of, hop, every, length * hop, score,
                                score_reach, decoder.classes)
+        # blocks no longer than the interval between choices (the triton kernel's launches are 64 frames)
         classes, _ = engine.generate(length * hop, temperature=temperature, first_input=first_input,
                                      generator=generator, progress=reporter, conditioning=conditioning,
-                                     period=period, choose=chooser)
+                                     period=period, choose=chooser, block_frames=every)
         if reporter is not None:
             reporter.finish()
         waveforms = mu_law_decode(classes, decoder.classes)

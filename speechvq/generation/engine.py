@@ -222,8 +222,8 @@ class GenerationEngine:
                  batch_size: Optional[int] = None, temperature: float = 1.0, first_input: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, progress: Optional[Callable[[int], None]] = None,
                  teacher: Optional[Tensor] = None, conditioning: Optional[Tensor] = None,
-                 period: Optional[Tensor] = None,
-                 choose: Optional[Chooser] = None) -> tuple[Tensor, Optional[Tensor]]:
+                 period: Optional[Tensor] = None, choose: Optional[Chooser] = None,
+                 block_frames: Optional[int] = None) -> tuple[Tensor, Optional[Tensor]]:
         """Generate `n_samples` classes per stream (see `WaveNet.generate` for the arguments).
 
         Args:
@@ -237,6 +237,9 @@ class GenerationEngine:
                 gathered from the device, so call it only when choosing); it returns None, or int64 `[B]` source
                 streams: stream i then continues from where stream source[i] is (its samples so far, buffers,
                 last class and pitch-lag history), the way a search keeps its best candidates and drops the rest.
+            block_frames: at most this many frames per block in this call (default and cap: the engine's
+                `block_frames`; the graph engine keeps its captured block): a chooser passes the frames between
+                its choices, so that they fall on time on the triton kernel's long launches too.
 
         Raises:
             ValueError: `choose` with the reference engine (plain `WaveNet.generate`).
@@ -253,6 +256,7 @@ class GenerationEngine:
             return decoder.generate(n_samples, local, speaker, batch_size, temperature, first_input, generator,
                                     progress, conditioning, period), None
         decoder._check_period(period)
+        block_frames = min(self.block_frames, block_frames or self.block_frames)
         hop, classes = decoder.hop_length, decoder.classes
         n_frames = -(-n_samples // hop)
         batch, conditions = decoder.conditioning_stream(n_samples, local, speaker, batch_size, conditioning)
@@ -261,7 +265,7 @@ class GenerationEngine:
                 return self._generate_graph(n_samples, batch, conditions, temperature, first_input, generator,
                                             progress, teacher, period, choose)
             return self._generate_triton(n_samples, batch, conditions, temperature, first_input, generator,
-                                         progress, teacher, period, choose)
+                                         progress, teacher, period, choose, block_frames)
         packed = self.packed
         if self.choose_per_width:
             choice = choose_engine("auto", decoder, self.threads, self.requested_precision, self.march, batch)
@@ -277,8 +281,8 @@ class GenerationEngine:
         if local is None and (conditioning is None or conditioning.shape[1] == 1):  # the same for every frame
             first_frame = next(conditions)
             constant = frame_vectors(packed, None if first_frame is None else first_frame.unsqueeze(1), batch).numpy()
-        for first in range(0, n_frames, self.block_frames):
-            last = min(n_frames, first + self.block_frames)
+        for first in range(0, n_frames, block_frames):
+            last = min(n_frames, first + block_frames)
             if constant is None:
                 cond = torch.stack([next(conditions) for _ in range(first, last)], 1)
                 frames = frame_vectors(packed, cond, batch).numpy()
@@ -381,8 +385,8 @@ class GenerationEngine:
     def _generate_triton(self, n_samples: int, batch: int, conditions, temperature: float,
                          first_input: Optional[int], generator: Optional[torch.Generator],
                          progress: Optional[Callable[[int], None]], teacher: Optional[Tensor],
-                         period: Optional[Tensor] = None,
-                         choose: Optional[Chooser] = None) -> tuple[Tensor, Optional[Tensor]]:
+                         period: Optional[Tensor] = None, choose: Optional[Chooser] = None,
+                         block_frames: Optional[int] = None) -> tuple[Tensor, Optional[Tensor]]:
         """`generate` on the triton engine: one kernel launch per block of frames (see `triton_steps`)."""
         from .graphs import LagInput
         from .packed import pad_gate_halves
@@ -399,7 +403,7 @@ class GenerationEngine:
                               lag)
         runner.reset(classes // 2 if first_input is None else first_input)
         # frames per launch: block_frames, fewer when a block's noise would pass 256 MiB (wide batches)
-        frames_per_block = max(1, min(self.block_frames, (1 << 28) // (4 * hop * batch * classes)))
+        frames_per_block = max(1, min(block_frames or self.block_frames, (1 << 28) // (4 * hop * batch * classes)))
         outputs, logits = [], []
         for first, n_frames, t0, t1, vectors, noise, step_teacher in self._device_blocks(
                 n_samples, batch, conditions, temperature, generator, teacher, frames_per_block, device):

@@ -378,12 +378,13 @@ def test_a_triton_stream_told_to_continue_from_another_draws_what_the_numba_one_
     assert not torch.equal(chosen[1], run("triton", None)[1]) and torch.equal(chosen[1, :2 * HOP], chosen[0, :2 * HOP])
 
 
-@pytest.mark.parametrize("mode", ["chunked", "sequential"])
-def test_choosing_as_they_go_judges_each_frame_once_and_keeps_every_winner(mode):
+@pytest.mark.parametrize("mode, block_frames", [("chunked", 4), ("sequential", 4), ("chunked", 64)])
+def test_choosing_as_they_go_judges_each_frame_once_and_keeps_every_winner(mode, block_frames):
     model = decoder(LOCAL, SPEAKER)
     local, speaker = conditioning(model, 1, 1000)
     request = DecodeRequest(local[0], speaker[0], 1000)
-    # 40-frame chunks, 16 frames of overlap, 8 of cross-fade; blocks of 4 frames, a choice every 10 frames
+    # 40-frame chunks, 16 frames of overlap, 8 of cross-fade; blocks of 4 frames, a choice every 10 frames (the
+    # engine's blocks of 64, as the triton kernel's launches, shortened to 10 for choosing)
     options = DecodeOptions(mode=mode, chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004, best_of=3, max_batch=4,
                             choose_every_s=0.005)
     chunks = plan_chunks(125, 125 if mode == "sequential" else 40, 16)
@@ -401,11 +402,13 @@ def test_choosing_as_they_go_judges_each_frame_once_and_keeps_every_winner(mode)
             judged[chunk].append((lo, hi))
         return float(segment.abs().mean())  # any deterministic ranking
 
-    out = decode_requests(GenerationEngine(model, "native", block_frames=4), [request], options, 16000,
+    out = decode_requests(GenerationEngine(model, "native", block_frames=block_frames), [request], options, 16000,
                           generator=torch.Generator().manual_seed(5), score=score, score_reach=reach)[0]
     for chunk, ranges in judged.items():  # every frame of every chunk judged once, in order
         assert [lo for lo, _ in ranges] == [chunk.start] + [hi for _, hi in ranges[:-1]]
         assert ranges[-1][1] == chunk.stop and len(ranges) > 2
+        # on time: at the first block end past each 10 frames, less the frames whose reach is not generated yet
+        assert max(hi - lo for lo, hi in ranges[:-1]) <= 12
     for (chunk, lo, hi), candidates in decisions.items():
         assert not torch.equal(candidates[0][1], candidates[1][1])  # other draws since the last choice
         first, best = min(candidates, key=lambda c: float(c[1][(lo - c[0]) * HOP:(hi - c[0]) * HOP].abs().mean()))
