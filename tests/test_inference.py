@@ -97,9 +97,12 @@ def test_code_distance_is_zero_for_the_waveform_the_codes_hold_and_candidates_de
     best = decode_codes(model, encoded, seed=2, options=options)
     assert best.shape == (640,) and torch.equal(best, decode_codes(model, encoded, seed=2, options=options))
     assert not torch.equal(best, decode_codes(model, encoded, seed=2))
-    as_they_go = DecodeOptions(best_of=3, chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004, choose_every_s=0.004)
-    # chunks shorter than a block: the one choice falls at the end, as with one choice per chunk
-    assert torch.equal(decode_codes(model, encoded, seed=2, options=as_they_go), best)
+    # choices further apart than a chunk is long: the one choice falls at its end, as with one choice per chunk
+    rarely = DecodeOptions(best_of=3, chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004, choose_every_s=1.0)
+    assert torch.equal(decode_codes(model, encoded, seed=2, options=rarely), best)
+    as_they_go = dataclasses.replace(rarely, choose_every_s=0.004)  # within the chunks: other samples
+    chosen = decode_codes(model, encoded, seed=2, options=as_they_go)
+    assert torch.equal(chosen, decode_codes(model, encoded, seed=2, options=as_they_go)) and not torch.equal(chosen, best)
     with pytest.raises(SpeechVQError, match="reference engine cannot choose"):
         decode_codes(model, encoded, options=dataclasses.replace(as_they_go, engine="reference"))
 
