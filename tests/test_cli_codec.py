@@ -71,12 +71,18 @@ def test_decode_best_of(tmp_path, model_path, capsys):
     settings = {"one": ["--best-of", "1"], "per chunk": ["--best-of", "3", "--choose-every", "0"],
                 "default": ["--best-of", "3"], "every 0.064": ["--best-of", "3", "--choose-every", "0.064"],
                 "every 0.128": ["--best-of", "3", "--choose-every", "0.128"]}
-    decoded = {}
+    decoded, summaries = {}, {}
     for name, flags in settings.items():
         path = tmp_path / f"{name}.wav"
+        capsys.readouterr()
         assert run("decode", code_file, "--model", model_path, *flags, "-o", path) == 0
+        summaries[name] = capsys.readouterr().err.strip().splitlines()[-1]
         decoded[name] = soundfile.read(path)[0]
         assert decoded[name].shape == (6400,)
+    # the summary line says how it was decoded
+    assert summaries["one"].endswith(", chunked)")
+    assert summaries["per chunk"].endswith(", chunked, best of 3 chosen per chunk)")
+    assert summaries["default"].endswith(", chunked, best of 3 chosen every 0.064 s)")
     # --best-of alone chooses every 0.064 s (the measured best); 0 chooses once per chunk: other audio
     assert np.array_equal(decoded["default"], decoded["every 0.064"])
     assert not np.array_equal(decoded["one"], decoded["per chunk"])

@@ -182,7 +182,7 @@ def run_decode(args: argparse.Namespace) -> int:
         audio_s = sum(header.duration_s for _, _, _, header, _ in jobs)
         start = time.perf_counter()
         total = sum(encoded.n_samples for _, _, encoded, _, _ in jobs)
-        with progress_bar(total, f"decoding ({engine.label}, {options.mode})", unit="sample", unit_scale=True) as bar:
+        with progress_bar(total, f"decoding ({engine.label}, {options.label})", unit="sample", unit_scale=True) as bar:
             waveforms = decode_many(model, [j[2] for j in jobs], [j[4] for j in jobs], args.temperature, args.seed,
                                     progress=bar.update, options=options, engine=engine)
         elapsed = time.perf_counter() - start
@@ -190,7 +190,7 @@ def run_decode(args: argparse.Namespace) -> int:
             save_audio(output, wav, header.sample_rate)
             print(f"{source} -> {output}: {header.duration_s:.2f} s, voice: {voice.label}", file=sys.stderr)
         print(f"decoded {audio_s:.2f} s of audio in {elapsed:.1f} s (real-time factor {elapsed / audio_s:.2f}; "
-              f"engine {engine.label}, {options.mode})", file=sys.stderr)
+              f"engine {engine.label}, {options.label})", file=sys.stderr)
     if failures and len(inputs) > 1:
         print(f"{failures} of {len(inputs)} files failed", file=sys.stderr)
     return 1 if failures else 0

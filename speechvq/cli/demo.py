@@ -76,7 +76,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"bitrate: nominal {rates['nominal_bps']:.0f} bit/s, entropy {rates['entropy_bps']:.0f} bit/s, "
           f"file {rates['file_bps']:.0f} bit/s (16-bit PCM: {16 * rate} bit/s)")
     print(f"real-time factor: encode {encode_s / audio_s:.3f}, decode {decode_s / audio_s:.2f} "
-          f"({engine.label} engine, {options.mode}, first call includes compiling or loading the kernel)")
+          f"({engine.label} engine, {options.label}, first call includes compiling or loading the kernel)")
     _print_similarity(voices, converted, decoded, wav, rate, source)
     return 0
 

@@ -95,6 +95,14 @@ class DecodeOptions:
         if self.choose_every_s is not None and not self.choose_every_s > 0:
             raise ValueError(f"choose_every_s must be positive, got {self.choose_every_s}")
 
+    @property
+    def label(self) -> str:
+        """How utterances are decoded, for messages: "chunked", "sequential, best of 4 chosen every 0.064 s"..."""
+        if self.best_of == 1:
+            return self.mode
+        when = "per chunk" if self.choose_every_s is None else f"every {self.choose_every_s:g} s"
+        return f"{self.mode}, best of {self.best_of} chosen {when}"
+
 
 @dataclass(frozen=True)
 class DecodeRequest:
