@@ -365,8 +365,8 @@ def decode_many(model: SpeechVQ, encoded: Sequence[Encoded], speakers: Sequence[
 
 
 def code_distance(model: SpeechVQ, codes: Sequence[Tensor]) -> Scorer:
-    """How far a decoded candidate lies from the codes it was decoded from, for choosing among candidates
-    (`DecodeOptions.best_of`): the encoder's output for the candidate against the codebook vectors of the
+    """How far decoded candidates lie from the codes they were decoded from, for choosing among them
+    (`DecodeOptions.best_of`): the encoder's output for each candidate against the codebook vectors of the
     codes, mean squared distance over the frames judged. A sample whose words or timing drifted from what
     the codes say is re-encoded farther from them; the encoder is the codec's own, so no other model is
     needed. Its reach (`Encoder.reach`) is what `decode_requests` takes as `score_reach`.
@@ -375,18 +375,19 @@ def code_distance(model: SpeechVQ, codes: Sequence[Tensor]) -> Scorer:
         codes: per request, int64 codes `[1, F]` on the model's device.
 
     Returns:
-        score(chunk, first frame, waveform float32 `[samples]` from that frame of the chunk's request on at the
-        model's level, mu-law decoded, lo, hi): float, the distance over the request's frames [lo, hi), lower is
-        closer.
+        score(chunk, first frame, waveforms float32 `[N, samples]` from that frame of the chunk's request on at
+        the model's level, mu-law decoded, lo, hi): float64 `[N]`, each candidate's distance over the request's
+        frames [lo, hi), lower is closer. The N candidates are encoded as one batch: one call per candidate
+        took 17% of a best-of-8 decode (2026-12-04: 720 calls, 1.05 of 6.20 s for a 4.83-s file).
     """
     targets = [model.quantizer.lookup(row)[0].detach() for row in codes]  # [D, F] each
 
     @torch.no_grad()
-    def score(chunk: Chunk, first: int, wav: Tensor, lo: int, hi: int) -> float:
+    def score(chunk: Chunk, first: int, wavs: Tensor, lo: int, hi: int) -> Tensor:
         target = targets[chunk.request]
         hi = min(hi, target.shape[-1])
-        z_e = model.encoder(model.waveform_from_classes(wav).view(1, 1, -1).to(target.device))[0]
-        return float((z_e[:, lo - first:hi - first] - target[:, lo:hi]).pow(2).mean())
+        z_e = model.encoder(model.waveform_from_classes(wavs).unsqueeze(1).to(target.device))  # [N, D, F]
+        return (z_e[:, :, lo - first:hi - first] - target[:, lo:hi]).pow(2).mean((1, 2)).double().cpu()
 
     return score
 

@@ -82,15 +82,19 @@ def test_code_distance_is_zero_for_the_waveform_the_codes_hold_and_candidates_de
     score = code_distance(model, [torch.arange(10).view(1, -1)])
     other = voiced_signal(640, f0_hz=210.0, seed=1)
     whole = Chunk(0, 0, 0, 10)
-    assert score(whole, 0, level, 0, 10) < 1e-10 < 1e-4 < score(whole, 0, other, 0, 10)
+    both = score(whole, 0, torch.stack([level, other]), 0, 10)  # the candidates as one batch: one score each
+    assert both.shape == (2,) and both[0] < 1e-10 < 1e-4 < both[1]
+    one_by_one = torch.cat([score(whole, 0, wav[None], 0, 10) for wav in (level, other)])
+    assert torch.allclose(both, one_by_one, rtol=1e-5, atol=1e-12)
     half = slice(2 * model.hop_length, None)  # encoded from frame 2 on, scored from 5 on
-    assert score(whole, 2, level[half], 5, 10) < 0.1 * score(whole, 2, other[half], 5, 10)
+    halves = score(whole, 2, torch.stack([level[half], other[half]]), 5, 10)
+    assert halves[0] < 0.1 * halves[1]
     # frames 3-5 from a waveform of frames 2-7: exactly what the whole waveform gives them, as far as the
     # encoder's reach says a frame reads
     before, after = model.encoder.reach
     assert before <= model.hop_length and after <= model.hop_length  # one frame of margin on each side
-    assert score(whole, 2, other[2 * model.hop_length:8 * model.hop_length], 3, 6) == pytest.approx(
-        score(whole, 0, other, 3, 6), rel=1e-5)
+    assert float(score(whole, 2, other[None, 2 * model.hop_length:8 * model.hop_length], 3, 6)) == pytest.approx(
+        float(score(whole, 0, other[None], 3, 6)), rel=1e-5)
 
     encoded = encode_waveform(model, level, speaker="spk0")
     options = DecodeOptions(best_of=3, chunk_s=0.02, overlap_s=0.008, crossfade_s=0.004, choose_every_s=None)

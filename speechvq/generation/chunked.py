@@ -150,10 +150,11 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
             lengths, all utterances together; a chunk's warm-up samples and extra candidates are not counted):
             a bar with total sum(n_samples) ends full.
         score: with `options.best_of` > 1, ranks candidates, lower is better: called as
-            score(chunk, first frame, waveform, lo, hi) with a candidate's waveform float32 (mu-law decoded,
-            before any transform of the model's) from frame `first frame` of the chunk's request on, to judge
-            its frames [lo, hi) of the request (`chunk.request` is the request's index). Once per chunk, the
-            waveform is the whole chunk's, frames [chunk.start, chunk.stop), and [lo, hi) its own frames;
+            score(chunk, first frame, waveforms, lo, hi) with a chunk's candidates' waveforms float32
+            `[best_of, samples]` (mu-law decoded, before any transform of the model's) from frame `first frame`
+            of the chunk's request on, to judge their frames [lo, hi) of the request (`chunk.request` is the
+            request's index); it returns one score per candidate, `[best_of]`. Once per chunk, the
+            waveforms are the whole chunk's, frames [chunk.start, chunk.stop), and [lo, hi) its own frames;
             with `options.choose_every_s`, [lo, hi) are the frames generated since the last choice, and the
             waveform starts score_reach[0] samples or more before frame lo (at a frame boundary) and reaches
             score_reach[1] samples past frame hi - 1's hop, except at the chunk's end.
@@ -209,8 +210,8 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
         chosen = {c: pieces[c, 0] for c in chunks}
     else:
         chosen = {c: pieces[c, 0] if options.best_of == 1 else
-                  min((pieces[c, k] for k in range(options.best_of)),
-                      key=lambda wav: score(c, c.start, wav, c.own_start, c.stop))
+                  pieces[c, _lowest(score(c, c.start, torch.stack([pieces[c, k] for k in range(options.best_of)]),
+                                          c.own_start, c.stop))]
                   for c in chunks}
     outputs = []
     for index, request in enumerate(requests):
@@ -219,8 +220,13 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
     return outputs
 
 
-# score(chunk, first frame of the waveform, waveform float32 [samples], lo, hi) -> lower is better
-Scorer = Callable[[Chunk, int, Tensor, int, int], float]
+# score(chunk, first frame of the waveforms, candidates' waveforms float32 [N, samples], lo, hi) -> [N], lower is better
+Scorer = Callable[[Chunk, int, Tensor, int, int], Tensor]
+
+
+def _lowest(scores) -> int:
+    """Index of the lowest of a scorer's `[N]` scores (the first of equals)."""
+    return int(torch.as_tensor(scores).argmin())
 
 
 class _Chooser:
@@ -262,9 +268,8 @@ class _Chooser:
             first = max(0, lo - self.margin)
             end = n_frames * self.hop if final else t
             wavs = mu_law_decode(generated[rows, first * self.hop:min(t, end)], self.classes)
-            scores = [self.score(chunk, chunk.start + first, wav, chunk.start + lo, chunk.start + hi)
-                      for wav in wavs]
-            source[rows] = rows.start + min(range(self.best_of), key=scores.__getitem__)
+            source[rows] = rows.start + _lowest(self.score(chunk, chunk.start + first, wavs, chunk.start + lo,
+                                                           chunk.start + hi))
             self.judged[index] = hi
         return source
 

@@ -296,11 +296,11 @@ def test_best_of_keeps_the_lowest_scored_sample_of_each_chunk(mode):
                             choose_every_s=None)  # one choice per chunk
     scored = {}
 
-    def score(chunk, first, wav, lo, hi):
+    def score(chunk, first, wavs, lo, hi):
         assert chunk.request == 0 and lo == chunk.own_start and (first, hi) == (chunk.start, chunk.stop)
-        assert wav.shape == ((hi - first) * HOP,)
-        scored.setdefault(chunk, []).append(wav.clone())
-        return float(wav.abs().mean())  # any deterministic ranking
+        assert wavs.shape == (3, (hi - first) * HOP) and chunk not in scored  # all candidates at once
+        scored[chunk] = list(wavs.clone())
+        return wavs.abs().mean(1)  # any deterministic ranking
 
     calls = []
     out = decode_requests(GenerationEngine(model, "numba"), [request], options, 16000,
@@ -392,15 +392,14 @@ def test_choosing_as_they_go_judges_each_frame_once_and_keeps_every_winner(mode,
     judged, winners = {c: [] for c in chunks}, []
     decisions: dict = {}
 
-    def score(chunk, first, wav, lo, hi):
-        final = first * HOP + wav.shape[0] == chunk.stop * HOP
+    def score(chunk, first, wavs, lo, hi):
+        final = first * HOP + wavs.shape[1] == chunk.stop * HOP
         assert chunk.request == 0 and first == max(chunk.start, lo - 2) and hi <= chunk.stop and lo < hi
-        assert final or first * HOP + wav.shape[0] >= hi * HOP + reach[1]
-        segment = wav[(lo - first) * HOP:(hi - first) * HOP]
-        decisions.setdefault((chunk, lo, hi), []).append((first, wav.clone()))
-        if len(decisions[chunk, lo, hi]) == 3:
-            judged[chunk].append((lo, hi))
-        return float(segment.abs().mean())  # any deterministic ranking
+        assert final or first * HOP + wavs.shape[1] >= hi * HOP + reach[1]
+        assert wavs.shape[0] == 3 and (chunk, lo, hi) not in decisions  # all candidates at once
+        decisions[chunk, lo, hi] = [(first, wav) for wav in wavs.clone()]
+        judged[chunk].append((lo, hi))
+        return wavs[:, (lo - first) * HOP:(hi - first) * HOP].abs().mean(1)  # any deterministic ranking
 
     out = decode_requests(GenerationEngine(model, "native", block_frames=block_frames), [request], options, 16000,
                           generator=torch.Generator().manual_seed(5), score=score, score_reach=reach)[0]
