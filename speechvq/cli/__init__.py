@@ -288,13 +288,13 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pitch post-filter gain in [0, 1) where the codes carry a pitch stream (0: off; "
                              "the default was chosen by measurement, see README)")
     parser.add_argument("--best-of", type=int, default=1, metavar="N",
-                        help="sample every chunk N times and keep the sample that the encoder puts closest to "
-                             "the codes (N times the generation time; see README)")
+                        help="sample every chunk N times, all continuing from the sample that the encoder puts "
+                             "closest to the codes at every --choose-every (N times the generation time; see README)")
     parser.add_argument("--choose-every", type=float, default=DEFAULT_CHOOSE_EVERY_S, metavar="SECONDS",
                         dest="choose_every_s",
                         help="with --best-of: choose among the N samples every SECONDS as they are generated, "
-                             f"all continuing from the closest (default {DEFAULT_CHOOSE_EVERY_S:g}, measured "
-                             "best); 0: once per chunk (see README)")
+                             "all continuing from the closest (the default was measured best); 0: once per "
+                             "chunk (see README)")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
