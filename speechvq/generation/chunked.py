@@ -156,7 +156,7 @@ def decode_requests(engine: GenerationEngine, requests: Sequence[DecodeRequest],
             request's index); it returns one score per candidate, `[best_of]`. Once per chunk, the
             waveforms are the whole chunk's, frames [chunk.start, chunk.stop), and [lo, hi) its own frames;
             with `options.choose_every_s`, [lo, hi) are the frames generated since the last choice, and the
-            waveform starts score_reach[0] samples or more before frame lo (at a frame boundary) and reaches
+            waveforms start score_reach[0] samples or more before frame lo (at a frame boundary) and reach
             score_reach[1] samples past frame hi - 1's hop, except at the chunk's end.
         score_reach: the samples (before, after) a frame's own hop that its score reads (`Encoder.reach`).
 
