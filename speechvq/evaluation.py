@@ -6,7 +6,7 @@ bitrate) and decompressed from them, then scored against the input.
     out_dir/wav/<id>.wav       the decoded utterances
     out_dir/plots/<id>.png     original and decoded log-mel spectrograms, for the first `plots` utterances
     out_dir/code_usage.png     how often each code was used, over all utterances
-    out_dir/report.json        per-file results and the averages
+    out_dir/report.json        per-file results, the averages, and how the audio was decoded ("decoding")
     out_dir/report.md          the same as Markdown tables, with the plots
 
 PESQ (wideband) and STOI come from optional packages (the `eval` extra); without them those columns are
@@ -138,6 +138,7 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
     report = _summarise(model, results, codes, torch.cat(all_pitch) if all_pitch else None)
     report["plots"] = min(plots, len(results))
     report["missing_metrics"] = sorted(name for name, ok in available.items() if not ok)
+    report["decoding"] = decoding_settings(options or DecodeOptions(), temperature, seed)
     if codes.numel():
         save_code_histogram(out_dir / "code_usage.png",
                             torch.bincount(codes, minlength=model.quantizer.codebook_size).numpy(),
@@ -145,6 +146,16 @@ def evaluate_utterances(codec: Codec, entries: Sequence[Utterance], out_dir: str
     write_bytes_atomic(out_dir / "report.json", (json.dumps(report, indent=1) + "\n").encode("utf-8"))
     write_bytes_atomic(out_dir / "report.md", markdown_report(report).encode("utf-8"))
     return report
+
+
+def decoding_settings(options: DecodeOptions, temperature: float, seed: int) -> dict:
+    """What a report's decodes were made with, as requested (JSON-able): the sampling, and how (`DecodeOptions`;
+    "engine" as asked, e.g. "auto"). Scores move with all of these, so a report that leaves them out cannot be
+    compared with another."""
+    return {"temperature": temperature, "seed": seed, "how": options.label, "engine": options.engine,
+            "precision": options.precision, "postfilter": options.postfilter, "best_of": options.best_of,
+            "choose_every_s": options.choose_every_s if options.best_of > 1 else None,
+            "chunk_s": options.chunk_s if options.mode == "chunked" else None}
 
 
 def paired_difference(reference: Sequence[dict], other: Sequence[dict], key: str) -> Optional[dict]:
@@ -370,6 +381,11 @@ def markdown_report(report: dict) -> str:
              + (f" (the pitch stream {codes['pitch_nominal_bps']:.0f})" if codes.get("pitch_nominal_bps") else "")
              + f"; empirical entropy of all codes {codes['entropy_bps_all_files']:.0f} bit/s. Codebook: {codes['codebook_used']} of "
              f"{codes['codebook_size']} codes used, perplexity {codes['codebook_perplexity']:.1f}.", ""]
+    decoding = report.get("decoding")
+    if decoding:  # reports written before 2026-12-04 do not say
+        lines += [f"Decoded at temperature {decoding['temperature']:g}, seed {decoding['seed']}: {decoding['how']}; "
+                  f"engine {decoding['engine']}, precision {decoding['precision']}, post-filter "
+                  f"{decoding['postfilter']:g}.", ""]
     if report.get("missing_metrics"):
         lines += [f"Not computed (package missing): {', '.join(report['missing_metrics'])}; {EVAL_EXTRA_HINT}.", ""]
     if mean:

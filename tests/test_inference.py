@@ -143,12 +143,19 @@ def test_convert_cli(tmp_path, checkpoint, capsys):
 
 def test_eval_cli_writes_reports(tmp_path, checkpoint):
     manifest = corpus_manifest(tmp_path, speakers=2, utterances=1, seconds=0.1)
-    report = eval_report(checkpoint, manifest, tmp_path / "eval", "--max-seconds", "0.05", "--device", "cpu")
+    report = eval_report(checkpoint, manifest, tmp_path / "eval", "--max-seconds", "0.05", "--device", "cpu",
+                         "--best-of", "2", "--seed", "3")
     assert [f["id"] for f in report["files"]] == ["spk0/utt00", "spk1/utt00"]
+    # the report says how its audio was decoded: scores move with every one of these
+    assert report["decoding"] == {"temperature": 0.6, "seed": 3, "how": "chunked, best of 2 chosen every 0.064 s",
+                                  "engine": "auto", "precision": "reduced", "postfilter": 0.7, "best_of": 2,
+                                  "choose_every_s": 0.064, "chunk_s": 1.0}
     assert report["codes"]["nominal_bps"] == 1000.0 and report["mean"]["mcd_db"] > 0
     assert (tmp_path / "eval" / "wav" / "spk0__utt00.wav").is_file()
     markdown = (tmp_path / "eval" / "report.md").read_text()
     assert "| spk1/utt00 | spk1 | spk1 |" in markdown and "PESQ-WB" in markdown
+    assert ("Decoded at temperature 0.6, seed 3: chunked, best of 2 chosen every 0.064 s; engine auto, precision "
+            "reduced, post-filter 0.7.") in markdown
     for plot in ("plots/spk0__utt00.png", "plots/spk1__utt00.png", "code_usage.png"):
         assert (tmp_path / "eval" / plot).is_file() and f"({plot})" in markdown
     assert report["missing_metrics"] == [] and report["files"][0]["stoi"] is not None
