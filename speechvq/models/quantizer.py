@@ -138,7 +138,7 @@ class VectorQuantizer(nn.Module):
             codebook_loss = F.mse_loss(quantized, flat.detach())
         loss = codebook_loss + self.config.commitment_weight * commitment_loss
 
-        counts = torch.bincount(codes, minlength=self.codebook_size).float()
+        counts = index_counts(codes, self.codebook_size)
         restarts = torch.zeros((), dtype=torch.long, device=z_e.device)
         if self.training:
             with torch.no_grad():
@@ -240,6 +240,24 @@ class VectorQuantizer(nn.Module):
         n_dead = dead.sum()
         self.total_restarts.add_(n_dead)
         return n_dead
+
+
+def index_counts(index: Tensor, size: int) -> Tensor:
+    """How often each of `size` values occurs in `index`, without waiting for the device.
+
+    `torch.bincount` on CUDA reads the largest index back to the host to size its output (a synchronising
+    copy in every training step, found by the lent GPU's sync test on 2026-12-04); the output size is known
+    here, so a scatter-add does the same count on the device.
+
+    Args:
+        index: int64 `[N]` in [0, size).
+        size: number of bins.
+
+    Returns:
+        float32 `[size]` counts, on `index`'s device.
+    """
+    counts = torch.zeros(size, dtype=torch.float32, device=index.device)
+    return counts.index_add_(0, index, torch.ones(index.shape, dtype=torch.float32, device=index.device))
 
 
 def code_perplexity(counts: Tensor) -> Tensor:

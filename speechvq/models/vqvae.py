@@ -31,7 +31,7 @@ from ..audio import de_emphasis, mu_law_decode, mu_law_encode, mu_law_silence, p
 from ..config import ModelConfig
 from ..pitch import encode_pitch, symbol_f0_hz
 from .encoder import Encoder
-from .quantizer import VectorQuantizer
+from .quantizer import VectorQuantizer, index_counts
 from .speaker import UtteranceSpeakerEncoder
 from .wavenet import WaveNet
 
@@ -201,7 +201,9 @@ class SpeechVQ(nn.Module):
             return None
         if speaker is None:
             raise ValueError(f"this model is conditioned on a speaker: pass indices in [0, {self.n_speakers})")
-        if speaker.numel() and (speaker.min() < 0 or speaker.max() >= self.n_speakers):
+        # Checked where indices come from a caller; in training they come from the speaker table, and the
+        # check would make every CUDA step wait for the device (reading min and max back).
+        if not self.training and speaker.numel() and (speaker.min() < 0 or speaker.max() >= self.n_speakers):
             raise ValueError(f"speaker index out of range [0, {self.n_speakers})")
         if self.speaker_embedding is not None:
             return self.speaker_embedding(speaker)
@@ -348,14 +350,14 @@ class SpeechVQ(nn.Module):
     def _update_voices(self, rows: Tensor, vectors: Tensor) -> None:
         """Fold a batch's vectors into the running mean of each row's speaker (the first batch sets it);
         tensor operations only, so that no training step waits for the device."""
-        counts = torch.bincount(rows, minlength=self.n_speakers)
+        counts = index_counts(rows, self.n_speakers)
         sums = torch.zeros_like(self.voice_vectors).index_add_(0, rows, vectors.float())
         present = (counts > 0).unsqueeze(1)
         batch_mean = sums / counts.clamp(min=1).unsqueeze(1)
         first = present & (self.voice_updates == 0).unsqueeze(1)
         blended = VOICE_DECAY * self.voice_vectors + (1 - VOICE_DECAY) * batch_mean
         self.voice_vectors.copy_(torch.where(first, batch_mean, torch.where(present, blended, self.voice_vectors)))
-        self.voice_updates.add_(counts.clamp(max=1))
+        self.voice_updates.add_(counts.clamp(max=1).long())
 
     @torch.no_grad()
     def encode(self, wav: Tensor, chunk_frames: Optional[int] = None) -> Tensor:

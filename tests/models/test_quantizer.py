@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from speechvq.config import QuantizerConfig
-from speechvq.models.quantizer import VectorQuantizer
+from speechvq.models.quantizer import VectorQuantizer, index_counts
 
 
 def make_quantizer(**overrides) -> VectorQuantizer:
@@ -108,6 +108,14 @@ def test_dead_code_is_restarted():
     assert vq.codebook[5].abs().max() < 10
     flat = z_e.permute(0, 2, 1).reshape(-1, 8)
     assert torch.cdist(vq.codebook[5:6].detach(), flat).min() < 0.1
+
+
+def test_index_counts_equal_bincount_with_empty_bins():
+    torch.manual_seed(0)
+    index = torch.randint(0, 7, (1000,))  # the top bins 7-9 never occur, bincount sizes by minlength
+    counts = index_counts(index, 10)
+    assert counts.dtype == torch.float32 and torch.equal(counts, torch.bincount(index, minlength=10).float())
+    assert torch.equal(index_counts(index[:0], 3), torch.zeros(3))
 
 
 def test_perplexity_of_uniform_assignment_is_codebook_size():
