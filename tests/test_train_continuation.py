@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from speechvq.checkpoint import export_checkpoint, init_from_checkpoint, load_checkpoint
 from speechvq.config import ConfigError, load_config
-from speechvq.data import AudioCache, read_manifest
+from speechvq.data import AudioCache, SegmentDataset, read_manifest
 from speechvq.data.device import DeviceBatches, DeviceCorpus
 from speechvq.errors import SpeechVQError
 from speechvq.models import SpeechVQ
@@ -185,6 +186,33 @@ def test_train_init_records_history_and_is_not_applied_on_resume(corpus):
     states_close(before, load_checkpoint(corpus / "second" / "last.pt").model_state)
     exported = export_checkpoint(corpus / "second" / "last.pt", corpus / "second.pt")
     assert exported.extra["history"] == run["history"] and exported.extra["samples_seen"] == 2 * 2 * 800
+
+
+def test_a_continuation_first_validates_the_weights_it_starts_from(corpus):
+    # Both GPU leases' continuations got worse from their first validation on; with the init's own score at
+    # step 0 a log says so, and a run that never beats it keeps the init as best.pt.
+    train(small_config(corpus, "train.max_steps=2"), corpus / "first", device="cpu", show_progress=False)
+    export_checkpoint(corpus / "first" / "last.pt", corpus / "first.pt")
+    plain = small_config(corpus, "train.max_steps=2")
+    train(plain, corpus / "scratch", device="cpu", show_progress=False)
+    assert [m["step"] for m in _valid_records(corpus / "scratch")] == [2]  # no init: nothing to validate first
+    # Adam at lr 1 wrecks the decoder in a few steps: the init's score stays the best, at step 0
+    result = train(small_config(corpus, "train.max_steps=4", "train.lr=1", "train.warmup_steps=0",
+                                "train.freeze_encoder=true"), corpus / "second", device="cpu",
+                   init=corpus / "first.pt", show_progress=False)
+    records = _valid_records(corpus / "second")
+    assert [m["step"] for m in records] == [0, 4]
+    init_model = load_checkpoint(corpus / "first.pt").build_model()
+    valid = SegmentDataset(read_manifest(plain.data.valid_manifest)[:plain.data.valid_max_utterances],
+                           init_model.speakers, AudioCache(plain.data.cache_dir, plain.model.sample_rate,
+                                                           plain.model.level_dbfs), 800, seed=plain.train.seed)
+    assert records[0]["nll"] == pytest.approx(loop.evaluate(init_model, valid, torch.device("cpu"), 2)["nll"], abs=1e-6)
+    assert result.best_valid_nll == pytest.approx(records[0]["nll"], abs=1e-6)
+    assert load_checkpoint(corpus / "second" / "best.pt").step == 0
+
+
+def _valid_records(exp_dir: Path) -> list[dict]:
+    return [r for r in map(json.loads, (exp_dir / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "valid"]
 
 
 def test_new_weights_learn_at_their_own_rate_and_resume_exactly(corpus):
@@ -412,10 +440,10 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
     # nor did bash complain on the way (an ablation's changes once overwrote the --more flag: "command not found")
     assert not re.search(r"gpu_session\.sh: line \d+:", result.stderr), result.stderr[-3000:]
     out = recipe / "exp" / "gpu_session_smoke" / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["control.pt", "logs.tar.gz", "main.pt", "pitch.pt", "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["fast.pt", "logs.tar.gz", "main.pt", "pitch.pt", "summary.md"]
     summary = (out / "summary.md").read_text()
     decoded = summary[summary.index("## Decoded scores"):]
-    for run in ("main", "control", "pitch", "init"):
+    for run in ("main", "fast", "pitch", "init"):
         assert f"| {run} |" in summary
         # every model was decoded and scored (a failed evaluation leaves its row out); PESQ is not on the image
         assert re.search(rf"^\| {run} \| 2 \| n/a \| \d\.\d{{3}} \| \d+\.\d\d \|", decoded, re.M), decoded
@@ -423,11 +451,21 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
     assert "pitch stream 6 bits, pitch-lag input 5 taps, new weights at 10 x lr" in summary
     # the main run trains for --minutes, each ablation for the shorter --ablation_minutes (the smoke's 0.35, 0.3)
     runs = summary[summary.index("## Training runs"):summary.index("## Decoded scores")]
-    for run, budget in [("main", "0.35"), ("control", "0.3"), ("pitch", "0.3")]:
+    for run, budget in [("main", "0.35"), ("fast", "0.3"), ("pitch", "0.3")]:
         assert re.search(rf"^\| {run} \| {re.escape(budget)} \|", runs, re.M), runs
+    # each continuation's first validation is of its init: the summary's valid NLL at step 0
+    assert re.search(r"^\| main \| 0\.35 \| \d+ \| [\d.,]+ \| [\d,]+ \| \d\.\d{4} \| \d\.\d{4} \(\d+\) \|", runs, re.M), runs
+    # the main run took the old path, the fast run the device loader and the compiled step
+    assert re.search(r"^\| main \|.*workers loader, eager, unfused Adam, decoder only", runs, re.M), runs
+    assert re.search(r"^\| fast \|.*device loader, compiled, fused Adam, whole model", runs, re.M), runs
     # the GPU tests ran beside stages 4 and 5 (collected in the lent image's view; skipped without a GPU)
     assert re.search(r"^pytest -m gpu: [1-9]\d* skipped, \d+ deselected in", summary, re.M), summary
     assert "| compiled |" in summary and "| before |" in summary
+    # the fast-path check ran on the init beside the GPU tests: the device loader's crops are the host's, and
+    # each path it was given trained from the init's held-out NLL
+    assert re.search(r"^loader: 0 of \d+ device crops differ", summary, re.M), summary
+    for path in ("old", "fast"):
+        assert re.search(rf"^steps +{path}: held-out NLL \(gradient norm\) 0:\d\.\d{{4}} 2:", summary, re.M), summary
     main_run = load_checkpoint(out / "main.pt")
     assert main_run.extra["history"][-1]["source"] == "previous.pt" and main_run.code_statistics is not None
     # the main run continues the decoder only: the encoder and codebook it started from are unchanged
@@ -435,10 +473,10 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
     previous = previous_checkpoint.model_state
     frozen = [k for k in previous if k.startswith("encoder.") or k == "quantizer.codebook"]
     assert frozen and all(torch.equal(previous[k], main_run.model_state[k]) for k in frozen)
-    # so its init's code statistics still hold and were kept; the whole-model control run measured its own
-    assert "main: the encoder side was frozen" in result.stderr and "control: the encoder side" not in result.stderr
+    # so its init's code statistics still hold and were kept; the whole-model fast run measured its own
+    assert "main: the encoder side was frozen" in result.stderr and "fast: the encoder side" not in result.stderr
     assert torch.equal(main_run.code_statistics["bigram"], previous_checkpoint.code_statistics["bigram"])
-    assert load_checkpoint(out / "control.pt").code_statistics is not None
+    assert load_checkpoint(out / "fast.pt").code_statistics is not None
     assert "decoder only" in summary and "whole model" in summary
 
     # the lease's second call, on the machine the first left: the main model continues alone (no probe, ablations,
@@ -494,5 +532,71 @@ def test_training_steps_never_wait_for_the_gpu(corpus, monkeypatch, options):
         export_checkpoint(corpus / "gpu_init" / "last.pt", init)
     monkeypatch.setattr(loop, "_train_step", strict_step)
     result = train(cfg, corpus / ("gpu_" + "_".join(options)), device="cuda", stop_at_step=5, show_progress=False,
+                   init=init)
+    assert result.step == 5 and calls["n"] == 5
+
+
+class _HostReads(TorchDispatchMode):
+    """Raises on the operators that make a CUDA step wait for the device: reading a value back (`.item()`,
+    `bool(tensor)`), or an output whose size depends on the data (nonzero, boolean-mask indexing, bincount,
+    unique). On the CPU they cost nothing, so only this list can tell, without a GPU, that a training step
+    would sync there (the lent GPU's sync test found `torch.bincount` on 2026-12-04)."""
+
+    aten = torch.ops.aten
+    SYNCING = {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.equal.default,
+               aten.nonzero.default, aten.masked_select.default, aten.bincount.default,
+               aten._unique2.default, aten.unique_consecutive.default, aten.unique_dim.default,
+               aten.repeat_interleave.Tensor, aten.masked_scatter.default}
+
+    def __init__(self):
+        super().__init__()
+        self.paused = False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not self.paused:
+            indices = args[1] if func in (self.aten.index.Tensor, self.aten.index_put_.default,
+                                          self.aten.index_put.default) else ()
+            if func in self.SYNCING or any(i is not None and i.dtype == torch.bool for i in indices):
+                raise AssertionError(f"{func} reads the device back: a CUDA training step would wait here")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("options", [(), ("model.pitch.bits=6", "model.decoder.pitch_lag_taps=5"),
+                                     ("train.freeze_encoder=true",), ("model.quantizer.ema=true",),
+                                     ("model.quantizer.dead_code_window=2", "model.code_jitter=0.3"),
+                                     ("model.speaker_mode=utterance",)],
+                         ids=["plain", "pitch-lag", "frozen", "ema", "restarts-jitter", "utterance"])
+def test_training_steps_read_nothing_back_from_the_device(corpus, monkeypatch, options):
+    # The CPU's view of test_training_steps_never_wait_for_the_gpu: every operator of steps 2-5 (forward,
+    # backward, clipping, the device loader's crops, the statistics sums) is checked against the list of
+    # syncing ones. The CPU's Adam reads its step count (`.item()`); CUDA's fused Adam does not, so the
+    # optimizer's own step is left out.
+    cfg = small_config(corpus, "data.loader=device", "data.segment_s=0.064", "train.log_every=1000",
+                       "train.valid_every=1000", "train.checkpoint_every=1000", "train.max_steps=1000", *options)
+    mode, calls, original = _HostReads(), {"n": 0}, loop._train_step
+    adam_step = torch.optim.Adam.step
+
+    def paused_adam_step(self, *args, **kwargs):
+        mode.paused = True
+        try:
+            return adam_step(self, *args, **kwargs)
+        finally:
+            mode.paused = False
+
+    def strict_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first step initialises the codebook (k-means reads the device)
+            return original(*args, **kwargs)
+        with mode:
+            return original(*args, **kwargs)
+
+    init = None
+    if "train.freeze_encoder=true" in options:
+        train(small_config(corpus, "train.max_steps=1"), corpus / "cpu_init", device="cpu", show_progress=False)
+        init = corpus / "cpu_init.pt"
+        export_checkpoint(corpus / "cpu_init" / "last.pt", init)
+    monkeypatch.setattr(loop, "_train_step", strict_step)
+    monkeypatch.setattr(torch.optim.Adam, "step", paused_adam_step)
+    result = train(cfg, corpus / ("cpu_" + "_".join(options)), device="cpu", stop_at_step=5, show_progress=False,
                    init=init)
     assert result.step == 5 and calls["n"] == 5

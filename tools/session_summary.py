@@ -53,20 +53,26 @@ def run_rows(work: Path) -> list[str]:
     """One row per training run, from its metrics.jsonl and last checkpoint."""
     import torch
 
-    lines = ["| run | budget (min) | steps | samples seen (M) | samples/s (median interval) | best valid NLL "
-             "| changes |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    # valid NLL at step 0 is the init's (a continuation validates the weights it starts from): a best at
+    # step 0 means the run never improved on them, and its best.pt is the init
+    lines = ["| run | budget (min) | steps | samples seen (M) | samples/s (median interval) | valid NLL at step 0 "
+             "| best valid NLL (step) | last valid NLL | changes |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for exp in sorted((work / "exp").glob("*/")):
         if exp.name == "previous" or not (exp / "last.pt").is_file():
             continue
         metrics = _read_jsonl(exp / "metrics.jsonl")
         rates = sorted(m["samples_per_s"] for m in metrics if m.get("kind") == "train")
-        valid = [m["nll"] for m in metrics if m.get("kind") == "valid"]
+        valid = [(m["step"], m["nll"]) for m in metrics if m.get("kind") == "valid"]
+        start = next((nll for step, nll in valid if step == 0), None)
+        best = min(valid, key=lambda row: row[1]) if valid else None
         state = torch.load(exp / "last.pt", map_location="cpu", weights_only=True)["extra"]["run"]
         config = (exp / "config.yaml").read_text()
         budget = _budget_minutes(work / "logs" / f"train_{exp.name}.log")
         lines.append(f"| {exp.name} | {budget} | {state['step']} | {state.get('samples_seen', 0) / 1e6:,.1f} | "
-                     f"{_fmt(rates[len(rates) // 2] if rates else None, 0)} | {_fmt(min(valid) if valid else None, 4)} | "
-                     f"{_changes(config)} |")
+                     f"{_fmt(rates[len(rates) // 2] if rates else None, 0)} | {_fmt(start, 4)} | "
+                     f"{_fmt(best[1], 4) + f' ({best[0]})' if best else 'n/a'} | "
+                     f"{_fmt(valid[-1][1] if valid else None, 4)} | {_changes(config)} |")
     return lines
 
 
@@ -127,6 +133,26 @@ def gpu_test_lines(work: Path) -> list[str]:
     return [f"pytest -m gpu: {result}"] + ([""] + failures if failures else [])
 
 
+def fast_path_lines(work: Path) -> list[str]:
+    """check_fast_path.py's findings (logs/fast_path.log): loader, gradients, Adam, and the steps check."""
+    log = work / "logs" / "fast_path.log"
+    if not log.is_file():
+        return ["(not run)"]
+    kept = [line.strip() for line in log.read_text(errors="replace").splitlines()
+            if line.startswith(("loader:", "gradients ", "adam:", "steps ")) or "Error" in line]
+    return ["```", *kept, "```"] if kept else ["(no result: see logs/fast_path.log)"]
+
+
+def generation_lines(work: Path) -> list[str]:
+    """bench_generate_gpu.py's checks against the reference and its speed table (logs/bench_generate_gpu.log)."""
+    log = work / "logs" / "bench_generate_gpu.log"
+    if not log.is_file():
+        return ["(not run)"]
+    kept = [line.strip() for line in log.read_text(errors="replace").splitlines()
+            if line.startswith("check ") or "failed" in line or "samples/s aggregate" in line]
+    return ["```", *kept, "```"] if kept else ["(no result: see logs/bench_generate_gpu.log)"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path)
@@ -136,6 +162,9 @@ def main() -> int:
     lines += probe_table(args.work) + ["", "## Training runs", ""] + run_rows(args.work)
     lines += ["", "## Decoded scores (init = the model the runs started from)", ""] + eval_rows(args.work)
     lines += ["", "## Tests that need a GPU", ""] + gpu_test_lines(args.work)
+    lines += ["", "## The fast path against the old one (tools/check_fast_path.py)", ""] + fast_path_lines(args.work)
+    lines += ["", "## Generation on the GPU (tools/bench_generate_gpu.py --pitch-lag-taps 5)", ""]
+    lines += generation_lines(args.work)
     print("\n".join(lines))
     return 0
 

@@ -21,15 +21,16 @@
 #      no held-out speaker) and the audio cache (--prepare_workers processes)
 #   2  throughput probe (tools/bench_train.py): the step before and after each speed change, the batch size,
 #      the compiled step, the data loaders -> WORK/probe.json; runs on the GPU while stage 1 decodes audio
-#   3  training, all runs at once: `speechvq train --init INIT --max-minutes MINUTES` with the training set
-#      held on the device (data.loader=device) and the compiled step (train.compile=true)
+#   3  training, all runs at once: `speechvq train --init INIT --max-minutes MINUTES`, the main run on the old
+#      path (--main_changes: worker loader, eager step, unfused Adam, batch 32), each ablation with one part of
+#      the fast path (training set held on the device, compiled step, fused Adam, batch 64)
 #   4  export each run's best.pt, measure its code statistics (entropy coding) on --stats_files utterances
 #      (all runs at once); a run whose encoder side stayed frozen keeps its init's instead (the same codes,
 #      and the shipped model's were counted on 3,000 files, ten times --stats_files)
 #   5  decoded (not teacher-forced) scores of the init model and every run on --eval_files test utterances
-#      (their first --eval_seconds), then WORK/summary.md (tools/session_summary.py); beside stages 4 and 5,
-#      the tests marked gpu (pytest -m gpu)
-#   6  copy the exported models, the summary and the logs to --out
+#      (their first --eval_seconds), on the machine's CPUs until --deadline_s, then WORK/summary.md
+#      (tools/session_summary.py); beside stages 4 and 5, the tests marked gpu (pytest -m gpu)
+#   6  copy the summary and the logs to --out (the models went there in stage 4: the main run's first)
 # With --more true: the lease's second call, for the device time the first leaves (a call may run 10 minutes, a
 # lease lasts 15, the machine's start included). On the machine the first call left warm (it stays 30 s) the first
 # call's manifests, audio cache and probe are still there: no stage 1 or 2, no ablations, GPU tests or evaluations
@@ -40,6 +41,7 @@
 # one, 0.35-minute runs, the CPU; every stage above runs. CI runs it (tests/test_train_continuation.py).
 set -euo pipefail
 cd "$(dirname "$0")"
+left_s() { local left=$((deadline_s - SECONDS)); echo $((left > 10 ? left : 10)); }  # seconds to --deadline_s
 . ../../tools/recipe_defaults.sh
 corpus_dir=
 conf=conf/default.yaml
@@ -74,12 +76,23 @@ lr=1e-4
 # moves only if the encoder side trains). Since 2026-12-03 the shipped model and conf/default.yaml have the
 # pitch-lag input (model.decoder.pitch_lag_taps=5; docs/default_model/sessions/2026-12-03-cpu-2), so every run
 # keeps it; both GPU engines carry it (triton since the third 2026-12-03 session, graph since the second; neither
-# has run on a GPU yet, so the GPU tests check both against the reference): evaluations run auto's triton or,
-# past --eval_timeout or on a failure, the CPU engines. The lag ablation that added it became the base run; young
+# has run on a GPU yet, so the GPU tests check both against the reference). The lag ablation that added it became the base run; young
 # took its place: the lag tables (RMS 0.02-0.03 beside input embeddings of 1.0) at 10 x lr, as in the CPU step
 # that shipped them.
-main_changes=train.freeze_encoder=true
-ablations="base: joint:train.freeze_encoder=false control:train.freeze_encoder=false,data.loader=workers,train.compile=false,train.fused_optimizer=false,data.batch_size=32 lowlr:train.lr=5e-5 young:train.new_weights_lr_scale=10,train.new_weights_include=[decoder.lag_embedding.*]"
+# The second lease (2026-12-04, H200) found the fast path itself harmful: from the shipped model every run on
+# it (device loader, compiled step, fused Adam, batch 64: main, base, joint, lowlr, young) got worse from the
+# first validation on (main's training NLL 2.60 -> 4.2 with its gradient norm 0.6 -> 90, valid NLL on the
+# original recordings 2.5787 -> 2.6226 at its best step), as all three runs of the first lease had; the one
+# run on the old path (control: worker loader, eager, unfused Adam, batch 32) did not (2.5782). The same
+# fast path on the CPU (compiled, device loader, fp32 or CPU bf16; batch 4 x 0.256 s) trains as the old one
+# does (docs/default_model/sessions/2026-12-04-h200/). So until a lease tells which part does it, the main
+# run takes the old path (main_changes), and the ablations each add one part of the fast path to it: compiled,
+# device (the device loader), fused (fused Adam), b64 (batch 64); base is the main run's settings at their
+# budget. A run's first validation is its init's (valid NLL at step 0 in summary.md): an ablation worse than
+# base at the same budget marks its part.
+main_changes="train.freeze_encoder=true data.loader=workers train.compile=false train.fused_optimizer=false data.batch_size=32"
+default_main_changes=$main_changes
+ablations="base: compiled:train.compile=true device:data.loader=device fused:train.fused_optimizer=true b64:data.batch_size=64"
 default_ablations=$ablations
 probe_batches="32 64 128"
 probe_steps=10         # timed steps per probe setting (tools/bench_train.py --steps)
@@ -89,7 +102,10 @@ work=exp/gpu_session
 out=
 eval_files=12
 eval_seconds=2
-eval_timeout=100       # seconds an evaluation may take on the GPU before it is run on the CPUs instead
+# Seconds after the start by which the evaluations and GPU tests end, so that the summary and the logs come back:
+# one device command may run 600 s, and the lease of 2026-12-04 lost them when its evaluations ran past it.
+deadline_s=540
+fast_path_options=     # tools/check_fast_path.py's (its defaults on the GPU: batch 32 x 0.5 s, 200 steps per path)
 stats_files=300
 out_limit_mib=63       # what --out may hold (a device call returns 64 MiB)
 prepare_workers=$(nproc)
@@ -107,13 +123,16 @@ if $smoke; then
   [ "$minutes" = "$default_minutes" ] && minutes=0.35  # unless --minutes says otherwise
   # 3 timed steps per probe setting: the smoke checks that the stages fit together, not the numbers
   probe_batches="2 8"; probe_steps=3
+  fast_path_options="--batch 2 --seconds 0.256 --steps 4 --every 2 --paths old fast"
   overrides="data.segment_s=0.256 $overrides"   # whole code frames, as train.compile needs
   eval_files=2; eval_seconds=0.2; stats_files=10; test_per_speaker=1; valid_per_speaker=1
-  # joint differs from control by its loader, compilation, Adam and batch only, and base from main by its budget:
-  # the smoke keeps the runs that take the other code paths (< 2 min); its pitch run adds the stream and the
-  # pitch-lag input to a tiny init that has neither
+  # the main run on the old path at the probe's batch; the lease's single-part ablations run the same code as
+  # these two: fast (the whole fast path, and the whole model, whose code statistics are measured) and pitch
+  # (the stream and the pitch-lag input added to a tiny init that has neither) take the other code paths (< 2 min)
+  [ "$main_changes" = "$default_main_changes" ] &&
+    main_changes="train.freeze_encoder=true data.loader=workers train.compile=false train.fused_optimizer=false"
   [ "$ablations" = "$default_ablations" ] &&
-    ablations="control:train.freeze_encoder=false,data.loader=workers,train.compile=false,train.fused_optimizer=false pitch:model.pitch.bits=6,model.decoder.pitch_lag_taps=5,train.new_weights_lr_scale=10"
+    ablations="fast:train.freeze_encoder=false,data.loader=device,train.compile=true,train.fused_optimizer=true pitch:model.pitch.bits=6,model.decoder.pitch_lag_taps=5,train.new_weights_lr_scale=10"
   export OMP_NUM_THREADS=1
   corpus_dir=$work/corpus
   if ! $more; then
@@ -223,10 +242,27 @@ gpu_tests=
 if ! $more; then
   repo=$(python3 -c "import os, speechvq; print(os.path.dirname(os.path.dirname(os.path.abspath(speechvq.__file__))))")
   log "GPU tests (in the background): pytest -m gpu in $repo"
-  (cd "$repo" && timeout 200 python3 -m pytest -q -m gpu -rs -p no:cacheprovider -p no:hypothesispytest \
+  gpu_tests_s=$(left_s); [ "$gpu_tests_s" -gt 200 ] && gpu_tests_s=200
+  (cd "$repo" && timeout "$gpu_tests_s" python3 -m pytest -q -m gpu -rfEs -p no:cacheprovider -p no:hypothesispytest \
      tests/generation/test_gpu.py tests/test_train_continuation.py tests/test_inference.py) \
     > "$work/logs/gpu_tests.log" 2>&1 &
   gpu_tests=$!
+  # Beside them, on the GPU the evaluations leave idle: each part of the fast path against the old one on the
+  # init model and real crops (tools/check_fast_path.py; the runs of both leases on the fast path got worse)
+  log "Fast-path check (in the background): tools/check_fast_path.py on $init"
+  (timeout "$(left_s)" python3 ../../tools/check_fast_path.py --model "$init" --manifest "$manifests/train.jsonl" \
+     --cache-dir "$work/cache" --device "$device" $fast_path_options --json "$work/fast_path.json" \
+     > "$work/logs/fast_path.log" 2>&1 || log "check_fast_path.py failed or reached --deadline_s (logs/fast_path.log)") &
+  fast_path=$!
+  # then generation speed of the shipped decoder's shape (the pitch-lag input) on the triton and graph engines,
+  # each first checked against the reference, alone on the GPU (until --deadline_s)
+  if [ "$device" = cuda ]; then
+    (while kill -0 "$gpu_tests" 2> /dev/null || kill -0 "$fast_path" 2> /dev/null; do sleep 2; done  # siblings
+     timeout "$(left_s)" python3 ../../tools/bench_generate_gpu.py --pitch-lag-taps 5 \
+       --batches 64 1024 --samples 16384 > "$work/logs/bench_generate_gpu.log" 2>&1 ||
+     log "bench_generate_gpu.py failed or reached --deadline_s (logs/bench_generate_gpu.log)") &
+    bench=$!
+  fi
 fi
 
 log "Stage 4: export and code statistics"
@@ -240,33 +276,50 @@ for spec in "${runs[@]}"; do  # each run's in parallel: two or three processes, 
      speechvq code-stats --model "$work/models/$name.pt" --manifest "$manifests/train.jsonl" \
        --max-files "$stats_files" --spread --device "$device" > "$work/logs/stats_$name.log" 2>&1
    fi
-   cp "$work/models/$name.pt" "$out/$name.pt") &
+  ) &
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
+# What comes back is limited (--out_limit_mib): the main run's model first, then the others while they fit
+# beside 4 MiB kept for the logs (six models of 12.5 MB did not fit on 2026-12-04); the summary has every run.
+for spec in "${runs[@]}"; do name=${spec%%:*}; [ "$name" = "$main_name" ] && echo "$name"; done > "$work/copy_order"
+for spec in "${runs[@]}"; do name=${spec%%:*}; [ "$name" = "$main_name" ] || echo "$name"; done >> "$work/copy_order"
+while read -r name; do
+  [ -f "$work/models/$name.pt" ] || continue
+  used=$(du -cb "$out" | tail -n 1 | cut -f1); size=$(du -b "$work/models/$name.pt" | cut -f1)
+  if [ "$name" = "$main_name" ] || [ $((used + size + 4 * 1024 * 1024)) -le $((out_limit_mib * 1024 * 1024)) ]; then
+    cp "$work/models/$name.pt" "$out/$name.pt"
+  else
+    log "$name.pt stays here: it does not fit under --out_limit_mib beside the others (its numbers are in summary.md)"
+  fi
+done < "$work/copy_order"
 
 if ! $more; then
   log "Stage 5: decoded scores on $eval_files test utterances (first $eval_seconds s)"
   # --spread: the test manifest lists each speaker's utterances together; the first 12 were 10 of allison's and
   # 2 of carlo's, 2 of the 12 speakers
-  evaluate() {  # NAME MODEL DEVICE SECONDS (the time limit; 0: none)
-    timeout "$4" python3 -m speechvq eval --model "$2" --manifest "$manifests/test.jsonl" --out "$work/eval/$1" \
-      --max-files "$eval_files" --spread --max-seconds "$eval_seconds" --device "$3" --plots 2 >> "$work/logs/eval_$1.log" 2>&1
-  }
-  # The first lease's four evaluations all failed within seconds on the GPU, and why was not kept: the ship rule
-  # needs decoded scores, so a failed one says why (the end of its log) and runs again on the machine's CPUs; so
-  # does one that outlasts --eval_timeout seconds (a hang must not spend the call's 10 minutes).
+  # On the machine's CPUs, all at once, each with its share of the cores, until --deadline_s. Not on the GPU: a
+  # decode is one stream per file, and on the H200 on 2026-12-04 seven one-stream decodes side by side ran at
+  # 700-1,000 samples/s each (the triton kernel alone makes 5,600-10,000 on an H100): none finished in 100 s.
+  names=(init $(for spec in "${runs[@]}"; do echo "${spec%%:*}"; done))
+  threads=$(( $(nproc) / ${#names[@]} )); [ "$threads" -ge 1 ] || threads=1
+  eval_s=$(left_s)
   pids=()
-  for name in init $(for spec in "${runs[@]}"; do echo "${spec%%:*}"; done); do
+  for name in "${names[@]}"; do
     model=$work/models/$name.pt; [ "$name" = init ] && model=$init
-    (evaluate "$name" "$model" "$device" "$eval_timeout" || { tail -n 3 "$work/logs/eval_$name.log" >&2; [ "$device" != cpu ] &&
-       log "evaluation of $name failed or timed out on $device: again on the CPU" &&
-       OMP_NUM_THREADS=3 evaluate "$name" "$model" cpu 0; }) &
+    (OMP_NUM_THREADS=$threads timeout "$eval_s" python3 -m speechvq eval --model "$model" \
+       --manifest "$manifests/test.jsonl" --out "$work/eval/$name" --max-files "$eval_files" --spread \
+       --max-seconds "$eval_seconds" --device cpu --plots 2 >> "$work/logs/eval_$name.log" 2>&1 ||
+     { status=$?; tail -n 3 "$work/logs/eval_$name.log" >&2
+       if [ "$status" = 124 ]; then log "evaluation of $name not finished by --deadline_s ($deadline_s s)"
+       else log "evaluation of $name failed (see $work/logs/eval_$name.log)"; fi; }) &
     pids+=($!)
   done
-  for pid in "${pids[@]}"; do wait "$pid" || log "an evaluation failed (see $work/logs/eval_*.log)"; done
+  for pid in "${pids[@]}"; do wait "$pid"; done
 fi
 gpu_tests_ok=true
+[ -z "${fast_path:-}" ] || wait "$fast_path" || true
+[ -z "${bench:-}" ] || wait "$bench" || true
 if [ -n "$gpu_tests" ]; then
   wait $gpu_tests || { gpu_tests_ok=false; grep "^FAILED\|^ERROR" "$work/logs/gpu_tests.log" >&2; log "GPU tests failed"; }
   tail -n 1 "$work/logs/gpu_tests.log" >&2

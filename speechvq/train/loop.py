@@ -218,6 +218,13 @@ def _run(config: Config, exp_dir: Path, context: DistributedContext, stop_at_ste
     clock = _StepClock(deadline, window_steps=cfg.train.valid_every)
     if max_minutes is not None:
         logger.message(f"time budget {max_minutes:g} min, start-up included: the schedule ends with it")
+    if report is not None:
+        # A continuation's first validation is of the weights it starts from: its log then says whether
+        # training improved on them (both GPU leases' runs got worse from the first interval on), and a run
+        # that never does keeps them as best.pt rather than its least bad step.
+        with clock.validation():
+            _validate_and_keep_best(model, valid_set, cfg, context, state, optimizer, scheduler, exp_dir, logger,
+                                    code_statistics)
     saved_step, stopped = state.step, "max_steps"
     saved_step_at_start = saved_step
     with _StopRequest() as stop:
