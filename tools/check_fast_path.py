@@ -44,8 +44,9 @@ from speechvq.models import SpeechVQ
 from speechvq.train import loop
 
 # the paths of the steps check: (compiled step, fused Adam, bf16)
-PATHS = {"old": (False, False, True), "compiled": (True, False, True), "fused": (False, True, True),
-         "fast": (True, True, True), "old-fp32": (False, False, False)}
+# in the order they run: the whole fast path against the old one first, should the deadline stop the rest
+PATHS = {"old": (False, False, True), "fast": (True, True, True), "compiled": (True, False, True),
+         "fused": (False, True, True), "old-fp32": (False, False, False)}
 
 
 def loader_check(corpus: DeviceCorpus, cache: AudioCache, entries, segment: int, count: int, seed: int) -> int:

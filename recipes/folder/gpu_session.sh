@@ -224,6 +224,18 @@ for spec in "${runs[@]}"; do
     --max-minutes "$budget" > "$work/logs/train_$name.log" 2>&1 &
   pids+=($!)
 done
+# Beside the runs (the old path leaves the GPU mostly idle): each part of the fast path against the old one on
+# the init model and real crops (tools/check_fast_path.py; the runs of both leases on the fast path got worse).
+# From here it has until --deadline_s (after training about 160 s would be left, for three compilations and
+# 1,000 training steps).
+fast_path=
+if ! $more; then
+  log "Fast-path check (in the background): tools/check_fast_path.py on $init"
+  (timeout "$(left_s)" python3 ../../tools/check_fast_path.py --model "$init" --manifest "$manifests/train.jsonl" \
+     --cache-dir "$work/cache" --device "$device" $fast_path_options --json "$work/fast_path.json" \
+     > "$work/logs/fast_path.log" 2>&1 || log "check_fast_path.py failed or reached --deadline_s (logs/fast_path.log)") &
+  fast_path=$!
+fi
 # A run that fails (or ends without a checkpoint) costs its own results, not the others': the later stages go on
 # with the runs that finished, and the script's status says that one failed.
 finished=(); failed=0
@@ -247,17 +259,10 @@ if ! $more; then
      tests/generation/test_gpu.py tests/test_train_continuation.py tests/test_inference.py) \
     > "$work/logs/gpu_tests.log" 2>&1 &
   gpu_tests=$!
-  # Beside them, on the GPU the evaluations leave idle: each part of the fast path against the old one on the
-  # init model and real crops (tools/check_fast_path.py; the runs of both leases on the fast path got worse)
-  log "Fast-path check (in the background): tools/check_fast_path.py on $init"
-  (timeout "$(left_s)" python3 ../../tools/check_fast_path.py --model "$init" --manifest "$manifests/train.jsonl" \
-     --cache-dir "$work/cache" --device "$device" $fast_path_options --json "$work/fast_path.json" \
-     > "$work/logs/fast_path.log" 2>&1 || log "check_fast_path.py failed or reached --deadline_s (logs/fast_path.log)") &
-  fast_path=$!
   # then generation speed of the shipped decoder's shape (the pitch-lag input) on the triton and graph engines,
   # each first checked against the reference, alone on the GPU (until --deadline_s)
   if [ "$device" = cuda ]; then
-    (while kill -0 "$gpu_tests" 2> /dev/null || kill -0 "$fast_path" 2> /dev/null; do sleep 2; done  # siblings
+    (while kill -0 "$gpu_tests" 2> /dev/null || kill -0 "${fast_path:-0}" 2> /dev/null; do sleep 2; done  # siblings
      timeout "$(left_s)" python3 ../../tools/bench_generate_gpu.py --pitch-lag-taps 5 \
        --batches 64 1024 --samples 16384 > "$work/logs/bench_generate_gpu.log" 2>&1 ||
      log "bench_generate_gpu.py failed or reached --deadline_s (logs/bench_generate_gpu.log)") &
@@ -318,7 +323,7 @@ if ! $more; then
   for pid in "${pids[@]}"; do wait "$pid"; done
 fi
 gpu_tests_ok=true
-[ -z "${fast_path:-}" ] || wait "$fast_path" || true
+[ -z "$fast_path" ] || wait "$fast_path" || true
 [ -z "${bench:-}" ] || wait "$bench" || true
 if [ -n "$gpu_tests" ]; then
   wait $gpu_tests || { gpu_tests_ok=false; grep "^FAILED\|^ERROR" "$work/logs/gpu_tests.log" >&2; log "GPU tests failed"; }
