@@ -456,15 +456,15 @@ def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
     # each continuation's first validation is of its init: the summary's valid NLL at step 0
     assert re.search(r"^\| main \| 0\.35 \| \d+ \| [\d.,]+ \| [\d,]+ \| \d\.\d{4} \| \d\.\d{4} \(\d+\) \|", runs, re.M), runs
     # the main run took the old path, the fast run the device loader and the compiled step
-    assert re.search(r"^\| main \|.*workers loader, eager, unfused Adam, decoder only", runs, re.M), runs
-    assert re.search(r"^\| fast \|.*device loader, compiled, fused Adam, whole model", runs, re.M), runs
+    assert re.search(r"^\| main \|.*workers loader, eager, unfused Adam, fp32, decoder only", runs, re.M), runs
+    assert re.search(r"^\| fast \|.*device loader, compiled, fused Adam, bf16, whole model", runs, re.M), runs
     # the GPU tests ran beside stages 4 and 5 (collected in the lent image's view; skipped without a GPU)
     assert re.search(r"^pytest -m gpu: [1-9]\d* skipped, \d+ deselected in", summary, re.M), summary
     assert "| compiled |" in summary and "| before |" in summary
     # the fast-path check ran on the init beside the GPU tests: the device loader's crops are the host's, and
     # each path it was given trained from the init's held-out NLL
     assert re.search(r"^loader: 0 of \d+ device crops differ", summary, re.M), summary
-    for path in ("old", "fast"):
+    for path in ("old-fp32", "fast"):
         assert re.search(rf"^steps +{path}: held-out NLL \(gradient norm\) 0:\d\.\d{{4}} 2:", summary, re.M), summary
     main_run = load_checkpoint(out / "main.pt")
     assert main_run.extra["history"][-1]["source"] == "previous.pt" and main_run.code_statistics is not None

@@ -92,6 +92,7 @@ def _changes(config_text: str) -> str:
     found = [f"lr {train['lr']:g}", f"{config['data'].get('loader', 'workers')} loader",
              "compiled" if train.get("compile") else "eager",
              "fused Adam" if train.get("fused_optimizer", True) else "unfused Adam",
+             train.get("precision", "fp32"),  # as configured: bf16 applies on CUDA only
              "decoder only" if train.get("freeze_encoder") else "whole model"]
     if model.get("code_jitter", 0.0):
         found.append(f"code_jitter={model['code_jitter']}")
