@@ -35,8 +35,10 @@ holdout_speakers="ivr_ru tux_da"   # two of the offline corpus's 12 speakers, ne
 train_seconds=380
 init=../../speechvq/assets/default.pt
 # How a continuation (--init) trains, before --overrides: the decoder side only, at a rate that does not undo the
-# annealed model (see "Training on a lent GPU" in README.md). Not applied from scratch (--init none).
-continue_overrides="train.freeze_encoder=true train.lr=1e-4"
+# annealed model (see "Training on a lent GPU" in README.md), in float32: near a trained optimum bf16's gradient
+# error is a third of the gradient and the same in every batch (docs/default_model/sessions/2026-12-04-h200).
+# Not applied from scratch (--init none).
+continue_overrides="train.freeze_encoder=true train.lr=1e-4 train.precision=fp32"
 time_limit=
 max_steps=
 . ../../tools/parse_options.sh
