@@ -98,7 +98,8 @@ def compare(reference: dict[str, torch.Tensor], other: dict[str, torch.Tensor], 
     norm = lambda grads: math.sqrt(sum(float(g.pow(2).sum()) for g in grads.values()))  # noqa: E731
     return {"global_norm_ratio": norm(other) / norm(reference), "missing": sorted(set(reference) - set(other)),
             "finite": all(bool(torch.isfinite(g).all()) for g in other.values()),
-            "worst": [{"tensor": name, "cosine": cosine, "norm_ratio": ratio} for _, name, cosine, ratio in rows[:worst]]}
+            "worst": [{"tensor": name, "cosine": cosine, "norm_ratio": ratio}
+                      for _, name, cosine, ratio in rows[:worst]]}
 
 
 def adam_check(model: SpeechVQ, grads: dict[str, torch.Tensor], lr: float) -> float:

@@ -134,24 +134,25 @@ def gpu_test_lines(work: Path) -> list[str]:
     return [f"pytest -m gpu: {result}"] + ([""] + failures if failures else [])
 
 
-def fast_path_lines(work: Path) -> list[str]:
-    """check_fast_path.py's findings (logs/fast_path.log): loader, gradients, Adam, and the steps check."""
-    log = work / "logs" / "fast_path.log"
+def log_excerpt(work: Path, name: str, keep) -> list[str]:
+    """The lines of logs/`name` that `keep(line)` accepts, as a fenced block; "(not run)" without the log."""
+    log = work / "logs" / name
     if not log.is_file():
         return ["(not run)"]
-    kept = [line.strip() for line in log.read_text(errors="replace").splitlines()
-            if line.startswith(("loader:", "gradients ", "adam:", "steps ")) or "Error" in line]
-    return ["```", *kept, "```"] if kept else ["(no result: see logs/fast_path.log)"]
+    kept = [line.strip() for line in log.read_text(errors="replace").splitlines() if keep(line)]
+    return ["```", *kept, "```"] if kept else [f"(no result: see logs/{name})"]
+
+
+def fast_path_lines(work: Path) -> list[str]:
+    """check_fast_path.py's findings (logs/fast_path.log): loader, gradients, Adam, and the steps check."""
+    return log_excerpt(work, "fast_path.log", lambda line: line.startswith(("loader:", "gradients ", "adam:", "steps "))
+                       or "Error" in line)
 
 
 def generation_lines(work: Path) -> list[str]:
     """bench_generate_gpu.py's checks against the reference and its speed table (logs/bench_generate_gpu.log)."""
-    log = work / "logs" / "bench_generate_gpu.log"
-    if not log.is_file():
-        return ["(not run)"]
-    kept = [line.strip() for line in log.read_text(errors="replace").splitlines()
-            if line.startswith("check ") or "failed" in line or "samples/s aggregate" in line]
-    return ["```", *kept, "```"] if kept else ["(no result: see logs/bench_generate_gpu.log)"]
+    return log_excerpt(work, "bench_generate_gpu.log", lambda line: line.startswith("check ") or "failed" in line
+                       or "samples/s aggregate" in line)
 
 
 def main() -> int:

@@ -270,7 +270,7 @@ if ! $more; then
   # then generation speed of the shipped decoder's shape (the pitch-lag input) on the triton and graph engines,
   # each first checked against the reference, alone on the GPU (until --deadline_s)
   if [ "$device" = cuda ]; then
-    (while kill -0 "$gpu_tests" 2> /dev/null || kill -0 "${fast_path:-0}" 2> /dev/null; do sleep 2; done  # siblings
+    (while kill -0 "$gpu_tests" 2> /dev/null || kill -0 "$fast_path" 2> /dev/null; do sleep 2; done  # siblings
      timeout "$(left_s)" python3 ../../tools/bench_generate_gpu.py --pitch-lag-taps 5 \
        --batches 64 1024 --samples 16384 > "$work/logs/bench_generate_gpu.log" 2>&1 ||
      log "bench_generate_gpu.py failed or reached --deadline_s (logs/bench_generate_gpu.log)") &
