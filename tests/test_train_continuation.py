@@ -423,6 +423,23 @@ def test_compiled_training_matches_eager_and_refuses_partial_frames(corpus):
               show_progress=False)
 
 
+@pytest.fixture
+def cuda_math_flags():
+    """Restores cuDNN's and cuBLAS's process-wide settings (they exist without a GPU) after the test."""
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = saved
+
+
+def test_float32_runs_use_ieee_float32_on_cuda_and_bf16_runs_tf32(cuda_math_flags):
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True  # PyTorch's cuDNN default
+    loop.configure_cuda_math("fp32")
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cudnn.benchmark
+    loop.configure_cuda_math("bf16")
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+
+
 @pytest.mark.slow
 def test_gpu_session_cpu_smoke_runs_every_stage(tmp_path):
     from tests.test_recipes import recipe_copy

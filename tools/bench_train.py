@@ -6,6 +6,8 @@ ratios compare like with like on a noisy machine:
 
     before     the step as the shipped model was trained: eight `.item()` reads and a finiteness check per
                step (each waits for the device), Adam's multi-tensor update
+    fp32       (bf16 configs on CUDA) the no-sync step below in IEEE float32, TF32 off, as a float32 run
+               computes: what leaving bf16 costs (not part of the chain of ratios below)
     no-sync    statistics summed on the device and read once per interval (what `speechvq train` does now)
     fused      + Adam's fused single-kernel update (CUDA only)
     batch N    the same at other batch sizes (--batches): the probe that chooses the batch
@@ -34,6 +36,7 @@ import torch
 
 from speechvq.config import load_config
 from speechvq.models import SpeechVQ
+from speechvq.train.loop import configure_cuda_math
 
 
 def make_step(model: SpeechVQ, optimizer, bf16: bool, syncs: bool):
@@ -212,9 +215,7 @@ def main() -> None:
     cuda = device.type == "cuda"
     bf16 = config.train.precision == "bf16" and cuda
     if cuda:  # as the training loop sets it
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        configure_cuda_math(config.train.precision)
     model = SpeechVQ(cfg, speakers=[f"s{i}" for i in range(args.speakers)]).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     print(f"preset {args.preset}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, crops of "
@@ -234,13 +235,13 @@ def main() -> None:
                 json.dump(result, handle, indent=1)
         return
 
-    def measure(name: str, batch: int, fused: bool, syncs: bool) -> float:
+    def measure(name: str, batch: int, fused: bool, syncs: bool, low_precision: bool = bf16) -> float:
         wav = speech_like(batch, n_samples, cfg.sample_rate, device)
         speaker = torch.arange(batch, device=device) % args.speakers
         optimizer = torch.optim.Adam(params, lr=1e-5, fused=fused)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        seconds_per_step = time_steps(make_step(model, optimizer, bf16, syncs), wav, speaker, args.steps)
+        seconds_per_step = time_steps(make_step(model, optimizer, low_precision, syncs), wav, speaker, args.steps)
         rate = batch * n_samples / seconds_per_step
         row = {"variant": name, "batch": batch, "s_per_step": seconds_per_step, "samples_per_s": rate}
         if cuda:
@@ -252,6 +253,10 @@ def main() -> None:
         return seconds_per_step
 
     measure("before", base_batch, fused=False, syncs=True)
+    if bf16:  # the cost of training in IEEE float32 instead (a float32 run's settings), for the same step
+        configure_cuda_math("fp32")
+        measure("fp32", base_batch, fused=False, syncs=False, low_precision=False)
+        configure_cuda_math(config.train.precision)
     measure("no-sync", base_batch, fused=False, syncs=False)
     if cuda:
         measure("fused", base_batch, fused=True, syncs=False)

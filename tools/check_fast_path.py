@@ -9,16 +9,20 @@ part with the old path on the trained model and real training crops, on the devi
 
     loader     the device loader's crops against the same crops cut from the prepared audio on the host
                (`data.loader=device`; must be equal)
-    gradients  one batch's gradients, tensor by tensor, against the eager float32 step: eager bf16 (the
-               rounding floor), compiled bf16 (`train.compile`), compiled float32. Per tensor: the cosine
-               with the reference and the ratio of norms; the worst tensors and the global norm
+    gradients  one batch's gradients, tensor by tensor, against the eager IEEE float32 step: eager TF32 (how
+               float32 runs computed on CUDA until 2026-12-04), eager bf16 (the rounding floor), compiled
+               bf16 (`train.compile`), compiled float32. Per tensor: the cosine with the reference and the
+               ratio of norms; the worst tensors and the global norm
     adam       fused Adam (`train.fused_optimizer`) against the multi-tensor one, three steps from the same
                weights and gradients: the largest difference as a share of the largest update
     steps      --steps training steps (`speechvq.train.loop`'s own step, constant lr) from the same weights on
                the same batches for each path: old (eager, multi-tensor Adam) and fast (compiled step and
-               fused Adam), each in float32 and bf16, then compiled and fused alone in bf16; the float32 NLL
-               of a held-out batch every --every steps. A part that makes the NLL climb where old-fp32 does
-               not is the one
+               fused Adam), each in float32 and bf16, then the old path in float32 with TF32, then compiled
+               and fused alone in bf16; the float32 NLL of a held-out batch every --every steps. A part that
+               makes the NLL climb where old-fp32 does not is the one
+
+Float32 here is IEEE float32 (TF32 off) and bf16 runs with TF32 on, as `speechvq train` sets them
+(`loop.configure_cuda_math`); the held-out NLL is always IEEE float32.
 
     python tools/check_fast_path.py --model speechvq/assets/default.pt --manifest data/manifests/train.jsonl \
         --cache-dir data/cache --json fast_path.json       # on a GPU (bf16 as the runs train)
@@ -29,6 +33,7 @@ part with the old path on the trained model and real training crops, on the devi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -44,12 +49,27 @@ from speechvq.data.device import DeviceBatches, DeviceCorpus
 from speechvq.models import SpeechVQ
 from speechvq.train import loop
 
-# the paths of the steps check: (compiled step, fused Adam, bf16)
+# the paths of the steps check: (compiled step, fused Adam, bf16, TF32)
 # in the order they run, should the deadline stop the rest: the old path and the whole fast path, each in float32
 # and in bf16 (at batch 16 x 0.5 s on the CPU, bf16 turned the gradients of the first residual blocks' output
-# biases to cosine 0.42-0.68 with float32's), then compiled and fused alone
-PATHS = {"old-fp32": (False, False, False), "old": (False, False, True), "fast-fp32": (True, True, False),
-         "fast": (True, True, True), "compiled": (True, False, True), "fused": (False, True, True)}
+# biases to cosine 0.42-0.68 with float32's), the old path in float32 with TF32 (its rounding error is as
+# systematic, a tenth the size: docs/default_model/sessions/2026-12-04-cpu-4/), then compiled and fused alone
+PATHS = {"old-fp32": (False, False, False, False), "old": (False, False, True, True),
+         "fast-fp32": (True, True, False, False), "fast": (True, True, True, True),
+         "old-tf32": (False, False, False, True), "compiled": (True, False, True, True),
+         "fused": (False, True, True, True)}
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool):
+    """Within: cuDNN's and cuBLAS's float32 products at TF32 (10-bit mantissa operands) or IEEE float32 (no-op
+    on the CPU, which has no TF32); the previous settings are restored after."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def loader_check(corpus: DeviceCorpus, cache: AudioCache, entries, segment: int, count: int, seed: int) -> int:
@@ -73,14 +93,16 @@ def loader_check(corpus: DeviceCorpus, cache: AudioCache, entries, segment: int,
     return differ
 
 
-def gradients(model: SpeechVQ, batch: Batch, bf16: bool) -> dict[str, torch.Tensor]:
-    """Each parameter's gradient of one training pass (float32 copies), the global RNG seeded first."""
+def gradients(model: SpeechVQ, batch: Batch, bf16: bool, with_tf32: bool = False) -> dict[str, torch.Tensor]:
+    """Each parameter's gradient of one training pass (float32 copies), the global RNG seeded first; the float32
+    products (all of them, or what bf16 autocast leaves in float32) at TF32 when `with_tf32` (CUDA only)."""
     torch.manual_seed(0)
     model.train()
     model.zero_grad(set_to_none=True)
-    with torch.autocast(device_type=batch.wav.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(batch.wav, batch.speaker if model.has_speakers else None)
-    out.loss.backward()
+    with tf32(with_tf32):
+        with torch.autocast(device_type=batch.wav.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(batch.wav, batch.speaker if model.has_speakers else None)
+        out.loss.backward()
     return {name: p.grad.detach().float().clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
@@ -128,7 +150,7 @@ def steps_check(source: SpeechVQ, checkpoint, batches: DeviceBatches, held: Batc
         [(step, held-out NLL in float32 nats per sample, mean gradient norm of the steps since the last row)];
         the first row is the init's (gradient norm 0).
     """
-    compiled, fused, bf16 = path
+    compiled, fused, bf16, with_tf32 = path
     model = copy.deepcopy(source)
     if freeze_encoder:
         model.freeze_encoder()
@@ -143,7 +165,8 @@ def steps_check(source: SpeechVQ, checkpoint, batches: DeviceBatches, held: Batc
     trajectory = [(0, held_nll(model, held), 0.0)]
     for k in range(steps):
         # the config is read for train.grad_clip only; the rate is the optimizer's
-        loop._train_step(model, model, optimizer, scheduler, batches.batch(k), checkpoint.config, bf16, sums)
+        with tf32(with_tf32):
+            loop._train_step(model, model, optimizer, scheduler, batches.batch(k), checkpoint.config, bf16, sums)
         if (k + 1) % every == 0 or k + 1 == steps:
             means, count = sums.take(k + 1, 0)
             trajectory.append((k + 1, held_nll(model, held), means["grad_norm"] / count))
@@ -152,9 +175,10 @@ def steps_check(source: SpeechVQ, checkpoint, batches: DeviceBatches, held: Batc
 
 @torch.no_grad()
 def held_nll(model: SpeechVQ, held: Batch) -> float:
-    """Teacher-forced NLL (nats per sample) of a held-out batch, eval mode, float32."""
+    """Teacher-forced NLL (nats per sample) of a held-out batch, eval mode, IEEE float32."""
     model.eval()
-    return float(model(held.wav, held.speaker if model.has_speakers else None).nll)
+    with tf32(False):
+        return float(model(held.wav, held.speaker if model.has_speakers else None).nll)
 
 
 def main() -> int:
@@ -196,12 +220,13 @@ def main() -> int:
     first, held = batches.batch(0), batches.batch(10**6)  # the held-out batch: far past any step's
     reference = gradients(copy.deepcopy(source), first, bf16=False)
     result["gradients"] = {}
-    for label, compiled, bf16 in [("eager bf16", False, True), ("compiled bf16", True, True),
-                                  ("compiled fp32", True, False)]:
+    variants = [("eager tf32", False, False, True), ("eager bf16", False, True, True),
+                ("compiled bf16", True, True, True), ("compiled fp32", True, False, False)]
+    for label, compiled, bf16, with_tf32 in variants:  # (compiled step, bf16, TF32) each
         model = copy.deepcopy(source)
         if compiled:
             model.compile_training()
-        found = compare(reference, gradients(model, first, bf16))
+        found = compare(reference, gradients(model, first, bf16, with_tf32))
         result["gradients"][label] = found
         worst = ", ".join(f"{w['tensor']} cos {w['cosine']:.4f} x{w['norm_ratio']:.3f}" for w in found["worst"])
         print(f"gradients {label} vs eager fp32: global norm x{found['global_norm_ratio']:.4f}, finite "

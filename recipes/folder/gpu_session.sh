@@ -98,6 +98,11 @@ lr=1e-4
 # float32 (bf16 applies on CUDA only), every GPU continuation in bf16, and on the H100 bf16 was only 13% faster
 # than float32. So the main run also trains in float32, and bf16 is one of the ablations. The device loader
 # left the list: check_fast_path.py compares its crops with the host's on the device itself.
+# Until then "float32" on CUDA had meant TF32 products (10-bit mantissa operands), whose error on the shipped
+# model is as systematic as bf16's and eight times smaller (4% of the gradient at 32 x 0.5 s, cosine 0.89
+# between two batches' errors; docs/default_model/sessions/2026-12-04-cpu-4/): since the fourth CPU session of
+# 2026-12-04 a float32 run computes in IEEE float32 on CUDA too (TF32 only under bf16), so the main run
+# computes as the CPU continuations that improved the model did. The probe's `fp32` row says what that costs.
 main_changes="train.freeze_encoder=true data.loader=workers train.compile=false train.fused_optimizer=false data.batch_size=32 train.precision=fp32"
 default_main_changes=$main_changes
 ablations="base: bf16:train.precision=bf16 compiled:train.compile=true fused:train.fused_optimizer=true b64:data.batch_size=64"
