@@ -111,3 +111,12 @@ def corpus(tmp_path):
     make_folder_corpus(tmp_path / "corpus", speakers=2, utterances=5, seconds=0.3)
     write_splits(tmp_path / "manifests", scan_corpus("folder", tmp_path / "corpus").entries, SplitSpec(1, 1))
     return tmp_path
+
+
+@pytest.fixture
+def cuda_math_flags():
+    """Restores cuDNN's and cuBLAS's process-wide settings (TF32, cudnn.benchmark; they exist without a GPU)
+    after the test."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = saved

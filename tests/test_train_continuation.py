@@ -423,14 +423,6 @@ def test_compiled_training_matches_eager_and_refuses_partial_frames(corpus):
               show_progress=False)
 
 
-@pytest.fixture
-def cuda_math_flags():
-    """Restores cuDNN's and cuBLAS's process-wide settings (they exist without a GPU) after the test."""
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = saved
-
-
 def test_float32_runs_use_ieee_float32_on_cuda_and_bf16_runs_tf32(cuda_math_flags):
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True  # PyTorch's cuDNN default
     loop.configure_cuda_math("fp32")

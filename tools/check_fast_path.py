@@ -163,13 +163,13 @@ def steps_check(source: SpeechVQ, checkpoint, batches: DeviceBatches, held: Batc
     sums = loop._DeviceSums(held.wav.device)
     torch.manual_seed(0)
     trajectory = [(0, held_nll(model, held), 0.0)]
-    for k in range(steps):
-        # the config is read for train.grad_clip only; the rate is the optimizer's
-        with tf32(with_tf32):
+    with tf32(with_tf32):  # held_nll switches it off for its own pass
+        for k in range(steps):
+            # the config is read for train.grad_clip only; the rate is the optimizer's
             loop._train_step(model, model, optimizer, scheduler, batches.batch(k), checkpoint.config, bf16, sums)
-        if (k + 1) % every == 0 or k + 1 == steps:
-            means, count = sums.take(k + 1, 0)
-            trajectory.append((k + 1, held_nll(model, held), means["grad_norm"] / count))
+            if (k + 1) % every == 0 or k + 1 == steps:
+                means, count = sums.take(k + 1, 0)
+                trajectory.append((k + 1, held_nll(model, held), means["grad_norm"] / count))
     return trajectory
 
 

@@ -19,13 +19,10 @@ pytestmark = [pytest.mark.gpu,
 
 
 @pytest.fixture(autouse=True)
-def exact_float32():
+def exact_float32(cuda_math_flags):
     """float32 arithmetic in cuDNN and cuBLAS: their TF32 default (10-bit mantissas) put the reference 1.0e-4 to
     1.3e-4 from both engines on the lent H200 (2026-12-04), whose largest differences from it were equal to 2e-8."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def exact_logits(model, inputs, local, speaker, period=None):

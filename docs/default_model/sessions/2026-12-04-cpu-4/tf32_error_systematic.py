@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "2026-12-04-h200"))
-from bf16_error_systematic import ROOT, shipped_decoder_and_corpus  # noqa: E402
+from bf16_error_systematic import ROOT, cos, flat, shipped_decoder_and_corpus  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tools"))
 from check_fast_path import gradients  # noqa: E402
@@ -112,14 +112,6 @@ def _one(value):
 def emulated_gradients(model, batch, rounding: bool = True) -> dict[str, torch.Tensor]:
     with emulated_tf32(rounding):
         return gradients(model, batch, bf16=False)
-
-
-def cos(a: torch.Tensor, b: torch.Tensor) -> float:
-    return torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
-
-
-def flat(grads: dict[str, torch.Tensor]) -> torch.Tensor:
-    return torch.cat([v.flatten() for v in grads.values()])
 
 
 def check() -> None:

@@ -31,6 +31,14 @@ def shipped_decoder_and_corpus():
     return source, DeviceCorpus(read_manifest(MANIFEST), source.speakers, cache, torch.device("cpu"))
 
 
+def cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
+
+
+def flat(grads: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([v.flatten() for v in grads.values()])
+
+
 def main() -> None:
     batch_size, seconds = int(sys.argv[1]), float(sys.argv[2])
     source, corpus = shipped_decoder_and_corpus()
@@ -42,7 +50,6 @@ def main() -> None:
         low = gradients(copy.deepcopy(source), batch, bf16=True)
         fp32.append(ref)
         error.append({name: low[name] - ref[name] for name in ref})
-    cos = lambda a, b: torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()  # noqa: E731
     print(f"batch {batch_size} x {seconds} s")
     print("tensor | cos(fp32 grad batch 0, batch 1) | cos(bf16 error batch 0, batch 1) | |error| / |fp32 grad| (batch 0)")
     for name in ["decoder.layers.0.out.bias", "decoder.layers.1.out.bias", "decoder.layers.2.out.bias",
@@ -51,7 +58,6 @@ def main() -> None:
         if name in fp32[0]:
             print(f"{name} | {cos(fp32[0][name], fp32[1][name]):.3f} | {cos(error[0][name], error[1][name]):.3f} | "
                   f"{(error[0][name].norm() / fp32[0][name].norm()).item():.3f}")
-    flat = lambda grads: torch.cat([v.flatten() for v in grads.values()])  # noqa: E731
     print(f"all | {cos(flat(fp32[0]), flat(fp32[1])):.3f} | {cos(flat(error[0]), flat(error[1])):.3f} | "
           f"{(flat(error[0]).norm() / flat(fp32[0]).norm()).item():.3f}")
 

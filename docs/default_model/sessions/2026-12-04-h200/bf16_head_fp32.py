@@ -1,7 +1,6 @@
 """The same test with the decoder's output head (post_hidden, post_logits) in float32 under autocast."""
 import runpy, sys
 import torch
-import torch.nn.functional as F
 from speechvq.models import wavenet
 
 original = wavenet.WaveNet._logits
