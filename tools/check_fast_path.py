@@ -53,7 +53,7 @@ from speechvq.train import loop
 # in the order they run, should the deadline stop the rest: the old path and the whole fast path, each in float32
 # and in bf16 (at batch 16 x 0.5 s on the CPU, bf16 turned the gradients of the first residual blocks' output
 # biases to cosine 0.42-0.68 with float32's), the old path in float32 with TF32 (its rounding error is as
-# systematic, a tenth the size: docs/default_model/sessions/2026-12-04-cpu-4/), then compiled and fused alone
+# systematic, an eighth the size: docs/default_model/sessions/2026-12-04-cpu-4/), then compiled and fused alone
 PATHS = {"old-fp32": (False, False, False, False), "old": (False, False, True, True),
          "fast-fp32": (True, True, False, False), "fast": (True, True, True, True),
          "old-tf32": (False, False, False, True), "compiled": (True, False, True, True),

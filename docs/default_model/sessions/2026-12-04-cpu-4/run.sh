@@ -7,8 +7,8 @@
 # same seed and data order, each for a 60-minute budget: conf/cpu_speaker.yaml (the narrow 10-layer WaveNet)
 # with the shipped model's pitch stream (6 bits) and pitch-lag input (5 taps), crops of 0.384 s (whole code
 # frames, so the step compiles) fed from memory. Then both are exported and decoded on the test split.
-# RUNS="NAME[:OVERRIDE[,OVERRIDE...]] ..." trains other variants the same way (2026-12-04-cpu-5 does);
-# CHECK=0 skips the decoding.
+# RUNS="NAME[:OVERRIDE[,OVERRIDE...]] ..." trains other variants the same way (2026-12-04-cpu-5 does), the
+# first the reference of the decoding; CHECK=0 skips the decoding.
 set -euo pipefail
 manifests=$1; cache=$2; work=${3:-exp/preemph}; minutes=${MINUTES:-60}
 runs=${RUNS:-"plain preemph:model.pre_emphasis=0.85"}
@@ -34,6 +34,8 @@ for name in "${names[@]}"; do
   speechvq export "$work/$name/last.pt" "$work/$name.pt" --force
 done
 [[ ${CHECK:-1} == 0 ]] && exit 0
-# Decoded scores, paired per file: preemph against plain (the ship rule's test, here a screen)
-python tools/ship_check.py "$work/preemph.pt" --reference "$work/plain.pt" --seeds 0 1 \
+# Decoded scores, paired per file: each later run against the first (preemph against plain; the ship rule's
+# test, here a screen)
+candidates=(); for name in "${names[@]:1}"; do candidates+=("$work/$name.pt"); done
+python tools/ship_check.py "${candidates[@]}" --reference "$work/${names[0]}.pt" --seeds 0 1 \
   --manifest "$manifests/test.jsonl" --max-files 48 --spread --max-seconds 3 --out "$work/ship_check"

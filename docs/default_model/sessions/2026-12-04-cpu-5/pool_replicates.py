@@ -13,35 +13,33 @@ from pathlib import Path
 
 import numpy as np
 
-from speechvq.evaluation import mean_interval
+from speechvq.evaluation import average_over_seeds, mean_interval
 
 KEYS = ("stoi", "pesq_wb", "mcd_db", "ffe", "si_sdr_db", "dnsmos_ovrl")
 
 
-def per_file_scores(folder: Path) -> dict[str, dict[str, float]]:
-    """{file id: {score: mean over the decoding seeds}} of one ship_check model folder."""
-    reports = [json.loads(path.read_text())["files"] for path in sorted(folder.glob("seed*/report.json"))]
+def per_file_scores(folder: Path) -> dict[str, dict]:
+    """{file id: {score: mean over the decoding seeds, or None}} of one ship_check model folder."""
+    reports = [json.loads(path.read_text()) for path in sorted(folder.glob("seed*/report.json"))]
     if not reports:
         raise SystemExit(f"error: no seed*/report.json under {folder}")
-    scores = {}
-    for item in reports[0]:
-        values = [next(other for other in report if other["id"] == item["id"]) for report in reports]
-        scores[item["id"]] = {key: float(np.mean([v[key] for v in values])) for key in KEYS}
-    return scores
+    return {item["id"]: item for item in average_over_seeds(reports, KEYS)["files"]}
 
 
 def main() -> None:
     pairs = [argument.split(":") for argument in sys.argv[1:]]
-    differences = []  # per replicate: {file id: {score: candidate - reference}}
+    differences = []  # per replicate: {file id: {score: candidate - reference, or None}}
     for reference_folder, candidate_folder in pairs:
         reference, candidate = per_file_scores(Path(reference_folder)), per_file_scores(Path(candidate_folder))
-        differences.append({name: {key: candidate[name][key] - reference[name][key] for key in KEYS}
+        differences.append({name: {key: None if None in (candidate[name][key], reference[name][key])
+                                   else candidate[name][key] - reference[name][key] for key in KEYS}
                             for name in reference.keys() & candidate.keys()})
     files = sorted(set.intersection(*(set(d) for d in differences)))
     print(f"{len(pairs)} replicate(s), {len(files)} files both decoded in each")
     for key in KEYS:
-        pooled = [np.mean([d[name][key] for d in differences]) for name in files]
-        each = [mean_interval([d[name][key] for name in files])["mean"] for d in differences]
+        scored = [name for name in files if all(d[name][key] is not None for d in differences)]
+        pooled = [np.mean([d[name][key] for d in differences]) for name in scored]
+        each = [mean_interval([d[name][key] for name in scored])["mean"] for d in differences]
         result = mean_interval(pooled)
         print(f"{key:12s} pooled {result['mean']:+.4f} +- {result['ci95']:.4f}   replicates "
               + " ".join(f"{value:+.4f}" for value in each))
