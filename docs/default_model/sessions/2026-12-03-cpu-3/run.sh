@@ -8,12 +8,16 @@
 # (manifest md5 7fca0c67...), in /work/diag/cpu3.
 # Later sessions run this recipe again through the environment (defaults: this session's run): WORK, MANIFESTS,
 # CACHE, START (the model continued), MINUTES, SEED, NAME (of the exported model), REFERENCE (earlier decodes of
-# START to reuse; none: ship_check decodes START too).
+# START to reuse; none: ship_check decodes START too). START_REVISION (when START is not given): START is the
+# shipped model as of that git revision, written into WORK.
 set -euo pipefail
 work=${WORK:-/work/diag/p8}; start=${START:-speechvq/assets/default.pt}
 manifests=${MANIFESTS:-/work/diag/cpu3/manifests}; cache=${CACHE:-/work/diag/cpu3/cache}
 minutes=${MINUTES:-50}; seed=${SEED:-9}; name=${NAME:-lag4}; reference=${REFERENCE-/work/diag/p6/ship/lag3-ae2dbb69}
 mkdir -p "$work"
+if [ -z "${START:-}" ] && [ -n "${START_REVISION:-}" ]; then
+  start=$work/shipped-$START_REVISION.pt; git show "$START_REVISION:speechvq/assets/default.pt" > "$start"
+fi
 data=(data.train_manifest="$manifests/train.jsonl" data.valid_manifest="$manifests/valid.jsonl"
       data.speakers="$manifests/speakers.json" data.cache_dir="$cache")
 OMP_NUM_THREADS=2 .venv/bin/speechvq train -c recipes/folder/conf/default.yaml --exp "$work/lag" --device cpu \

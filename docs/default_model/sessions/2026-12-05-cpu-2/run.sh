@@ -11,9 +11,6 @@
 # START: the model continued; by default 589a601e from git history (f73fb4b). REFERENCE: earlier decodes of START
 # by ship_check (the session used 2026-12-05-cpu's, /work/s7/ship/cont-589a601e); empty: decoded here.
 set -euo pipefail
-work=${WORK:-/work/s8}; mkdir -p "$work"
-start=${START:-$work/589a601e.pt}
-[ -n "${START:-}" ] || git show f73fb4b:speechvq/assets/default.pt > "$start"
-WORK=$work MANIFESTS=${MANIFESTS:-/work/diag/manifests} CACHE=${CACHE:-/work/gpu/cache} START=$start \
-  MINUTES=${MINUTES:-100} SEED=${SEED:-14} NAME=cont REFERENCE=${REFERENCE-} \
+WORK=${WORK:-/work/s8} MANIFESTS=${MANIFESTS:-/work/diag/manifests} CACHE=${CACHE:-/work/gpu/cache} START=${START:-} \
+  START_REVISION=f73fb4b MINUTES=${MINUTES:-100} SEED=${SEED:-14} NAME=cont REFERENCE=${REFERENCE-} \
   bash "$(dirname "$0")/../2026-12-03-cpu-3/run.sh"

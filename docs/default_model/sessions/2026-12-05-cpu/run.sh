@@ -12,8 +12,6 @@
 # /work/s7/run, here $WORK/lag, and its model /work/s7/cont.pt.
 # START: the model continued; by default ae2dbb69 from git history (speechvq/assets/default.pt is 589a601e since).
 set -euo pipefail
-work=${WORK:-/work/s7}; mkdir -p "$work"
-start=${START:-$work/ae2dbb69.pt}
-[ -n "${START:-}" ] || git show b3fc56b:speechvq/assets/default.pt > "$start"
-WORK=$work MANIFESTS=${MANIFESTS:-/work/diag/manifests} CACHE=${CACHE:-/work/gpu/cache} START=$start \
-  MINUTES=${MINUTES:-95} SEED=${SEED:-13} NAME=cont REFERENCE= bash "$(dirname "$0")/../2026-12-03-cpu-3/run.sh"
+WORK=${WORK:-/work/s7} MANIFESTS=${MANIFESTS:-/work/diag/manifests} CACHE=${CACHE:-/work/gpu/cache} START=${START:-} \
+  START_REVISION=b3fc56b MINUTES=${MINUTES:-95} SEED=${SEED:-13} NAME=cont REFERENCE= \
+  bash "$(dirname "$0")/../2026-12-03-cpu-3/run.sh"
