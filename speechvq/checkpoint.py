@@ -13,6 +13,7 @@ place, so an interrupted save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +217,26 @@ def _same_codes(source: Checkpoint, model: SpeechVQ, copied: list[str]) -> bool:
     return all(key in done for key in model.encoder_side_keys())
 
 
+# Quantizer state that only training uses: it does not change what a code decodes to.
+_TRAINING_ONLY = ("quantizer.ema_cluster_size", "quantizer.ema_embed_sum", "quantizer.steps_unused",
+                  "quantizer.total_restarts", "quantizer.initialized", "voice_updates", "voice_pitch_updates")
+
+
+def weights_fingerprint(state: dict[str, torch.Tensor], speakers: list[str]) -> str:
+    """A hex digest (16 characters) of a model's inference weights (`state`, its state_dict, any dtype and
+    device, hashed as float32) and speaker names: the fingerprint code files carry (`speechvq.codec`), and
+    the name a continued run's history gives its start model."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        if name in _TRAINING_ONLY:
+            continue
+        value = tensor.detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}".encode())
+        digest.update(value.numpy().tobytes())
+    digest.update("\0".join(speakers).encode())
+    return digest.hexdigest()[:16]
+
+
 _SPEAKER_ROW_KEYS = ("speaker_embedding.weight", "voice_vectors", "voice_updates", "voice_pitch",
                      "voice_pitch_updates")
 
@@ -272,7 +293,8 @@ def init_from_checkpoint(model: SpeechVQ, path: str | os.PathLike) -> InitReport
     model.load_state_dict(state)
     run = source.extra.get("run", {})
     record = {"step": source.step, "samples_seen": run.get("samples_seen", source.extra.get("samples_seen")),
-              "source": Path(path).name}
+              "source": Path(path).name,  # a file name may be a scratch copy: the fingerprint names the model
+              "fingerprint": weights_fingerprint(source.model_state, source.speakers)}
     history = list(run.get("history", source.extra.get("history", []))) + [record]
     statistics = source.code_statistics if _same_codes(source, model, copied) else None
     dropped = [key for key, value in source.model_state.items()

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from . import bitstream, entropy
-from .checkpoint import attach_code_statistics, load_checkpoint
+from .checkpoint import attach_code_statistics, load_checkpoint, weights_fingerprint
 from .errors import SpeechVQError
 from .inference import (DEFAULT_TEMPERATURE, Encoded, check_pitch, decode_codes, encode_waveform, reference_voice,
                         resolve_voice, speaker_row)
@@ -32,22 +32,10 @@ from .models import SpeechVQ
 from .version import __version__
 
 DEFAULT_CHUNK_FRAMES = 25_000  # 100 s of codes at 250 Hz per encoder pass: bounded memory on long files
-# Quantizer state that only training uses: it does not change what a code decodes to.
-_TRAINING_ONLY = ("quantizer.ema_cluster_size", "quantizer.ema_embed_sum", "quantizer.steps_unused",
-                  "quantizer.total_restarts", "quantizer.initialized", "voice_updates", "voice_pitch_updates")
-
-
 def model_fingerprint(model: SpeechVQ) -> str:
-    """A hex digest of the model's inference weights and speaker names (16 characters)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        if name in _TRAINING_ONLY:
-            continue
-        value = tensor.detach().to("cpu", torch.float32).contiguous()
-        digest.update(f"{name}:{tuple(value.shape)}".encode())
-        digest.update(value.numpy().tobytes())
-    digest.update("\0".join(model.speakers).encode())
-    return digest.hexdigest()[:16]
+    """A hex digest of the model's inference weights and speaker names (16 characters); see
+    `speechvq.checkpoint.weights_fingerprint`."""
+    return weights_fingerprint(model.state_dict(), model.speakers)
 
 
 @dataclass(frozen=True)

@@ -486,6 +486,9 @@ def test_add_pitch_stream_keeps_the_decoder_and_measures_each_voice(corpus, caps
     assert pitched.has_pitch and written.config.model.pitch.bits == 6 and written.code_statistics is None
     assert not pitched.pitch_embedding.weight.any()
     assert written.extra["history"][-1]["source"] == "plain.pt" and written.step == 3
+    from speechvq.codec import model_fingerprint
+    assert written.extra["history"][0] == {"step": 1, "source": "x.pt"}  # the earlier record kept as it was
+    assert written.extra["history"][-1]["fingerprint"] == model_fingerprint(plain)
     # spk0 speaks at 100-128 Hz, spk1 at 160-188 Hz (tests.helpers.make_folder_corpus): each its own mean
     entries = read_manifest(manifest)
     counts = [sum(e.speaker == name for e in entries) for name in ("spk0", "spk1")]

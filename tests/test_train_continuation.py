@@ -17,6 +17,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from speechvq.checkpoint import export_checkpoint, init_from_checkpoint, load_checkpoint
+from speechvq.codec import model_fingerprint
 from speechvq.config import ConfigError, load_config
 from speechvq.data import AudioCache, SegmentDataset, read_manifest
 from speechvq.data.device import DeviceBatches, DeviceCorpus
@@ -102,6 +103,7 @@ def test_init_starts_where_the_source_left_off_and_matches_speakers_by_name(tmp_
         assert teacher_forced_nll(same, wav, torch.tensor([0, 2])) == pytest.approx(
             teacher_forced_nll(source, wav, torch.tensor([0, 2])), abs=1e-6)
         assert report.history[-1]["step"] == 7
+        assert report.history[-1]["fingerprint"] == model_fingerprint(source)  # the model, whatever the file name
 
     # another table: rows follow the names; a new speaker keeps its fresh row
     other = SpeechVQ(cfg.model, speakers=["cy", "dee", "ann"])

@@ -88,9 +88,9 @@ def add_pitch_stream(source: str, manifest: str, target: str, bits: int) -> dict
             raise SpeechVQError(f"{manifest}: no voiced utterance of the model's voices")
         model.voice_pitch.copy_(means)
         model.voice_pitch_updates.copy_(utterances)
-    history = list(checkpoint.extra.get("history", []))
-    history.append({"step": checkpoint.step, "samples_seen": None, "source": Path(source).name,
-                    "change": f"pitch stream added ({bits} bits, vectors at zero)"})
+    # the record init_from_checkpoint made of the source (step, file name, fingerprint), marked as a change
+    history = report.history[:-1] + [{**report.history[-1], "samples_seen": None,
+                                      "change": f"pitch stream added ({bits} bits, vectors at zero)"}]
     # a new file in the exported form: weights, config, step and record, no training state or code statistics
     save_checkpoint(target, model, config, step=checkpoint.step, extra={**checkpoint.extra, "history": history})
     load_checkpoint(target).build_model()  # what was written loads as a model

@@ -27,7 +27,8 @@ class RunState:
         skipped_items: training items dropped because their file could not be read.
         samples_seen: audio samples trained on in this run (all ranks).
         fitted_max_steps: the step count a `--max-minutes` run fitted its schedule to (0: not fitted).
-        history: the runs this one continues (`--init`), oldest first: each {"step", "samples_seen", "source"}.
+        history: the runs this one continues (`--init`), oldest first: each {"step", "samples_seen", "source",
+            "fingerprint"} (the source's file name and `speechvq.checkpoint.weights_fingerprint`).
         new_weights: names of the parameters that learn at `train.new_weights_lr_scale` x lr (those `--init`'s
             source lacked or held all at zero); kept so that a resumed run builds the same optimizer groups.
         held_voice_pitch: the voices whose mean pitch bin came from `--init` already measured, which the run
