@@ -40,6 +40,24 @@ def test_compare_table_with_a_lossless_peer():
     assert lossless["file_bps"] == pytest.approx(256000, rel=0.01)  # 16-bit WAV at 16 kHz plus its header
 
 
+def test_compare_leaves_recordings_without_speech_out_of_the_means_not_the_bitrate():
+    import torch
+
+    compare_codecs = load_tool("compare_codecs")
+    torch.manual_seed(0)
+    items = [("spoken", None, 0.3 * voiced_signal(9600, seed=0)),
+             ("silent", None, 1e-5 * torch.randn(9600))]  # about -100 dBFS: below the -50 dBFS speech floor
+    results = compare_codecs.compare(items, {"copy": compare_codecs._with_nominal(copy_codec(compare_codecs))})
+    summary = results["codecs"]["copy"]
+    assert results["without_speech"] == ["silent"]
+    assert summary["files"] == 2 and summary["scored_files"] == 1
+    spoken = next(r for r in results["files"] if r["id"] == "spoken")
+    for metric in ("mcd_db", "si_sdr_db", "stoi"):
+        assert summary[metric] == pytest.approx(spoken[metric], abs=1e-9)
+    assert summary["file_bps"] == pytest.approx(256000, rel=0.01)  # both files' bytes over both files' seconds
+    assert compare_codecs.markdown_table(results["codecs"]).splitlines()[2].endswith("| 2 (1) |")
+
+
 @pytest.mark.parametrize("peer", ["codec2-2400", "opus-6k"])
 def test_classic_codecs_in_the_comparison(peer):
     compare_codecs = load_tool("compare_codecs")

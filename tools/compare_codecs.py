@@ -9,6 +9,9 @@ through its real codec (the .svq bytes, decoded with seed 0).
 
 Every decoded file is brought back to 16 kHz, aligned to the input (near its codec's delay: the median of the
 files' best lags, see `codec_delay`), and scored with PESQ-WB and STOI (the `eval` extra), MCD and SI-SDR.
+A recording without speech (no 20 ms frame above -50 dBFS, as `tools/ship_check.py` decides) is coded, counted
+in the bitrate and scored per file, but left out of the means and of the delay: PESQ of silence swings from 1.1
+to 3.4 between two decodes both at -81 dBFS (2026-12-05), which says nothing about a codec.
 Codec 2 is narrowband (8 kHz): it is scored against the 16 kHz input like the others, so
 its missing upper band counts against it, as a listener would hear it. File bitrates include each format's
 container and header bytes (Ogg for Opus and Speex, the .svq header for speechvq; Codec 2 files are bare frames).
@@ -35,8 +38,9 @@ import soundfile
 import torch
 
 from speechvq.assets import resolve_model
-from speechvq.audio import load_audio, resample
+from speechvq.audio import load_audio, loudest_frame_dbfs, resample
 from speechvq.errors import SpeechVQError
+from speechvq.evaluation import SPEECH_FLOOR_DBFS
 from speechvq.metrics import align, finite_mean, intrusive_scores
 
 RATE = 16000  # the comparison's rate: inputs, decoded outputs and metrics
@@ -157,8 +161,12 @@ def compare(items: Sequence[tuple[str, str, torch.Tensor]], codecs: dict, progre
             `ExternalCodec.run` or `speechvq_codec(...)`; speechvq's also takes the speaker.
 
     Returns:
-        {"files": [per codec and utterance: scores, bytes, bitrate, rtf], "codecs": {name: means}}.
+        {"files": [per codec and utterance: scores, bytes, bitrate, rtf], "codecs": {name: means},
+        "without_speech": ids of the utterances left out of the means and of the delay}.
     """
+    # decided from the inputs alone, never from a codec's output
+    silent = {utterance for utterance, _, wav in items
+              if loudest_frame_dbfs(wav, RATE // 50) < SPEECH_FLOOR_DBFS}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, run in codecs.items():
@@ -170,7 +178,8 @@ def compare(items: Sequence[tuple[str, str, torch.Tensor]], codecs: dict, progre
                 outputs.append((utterance, wav, *run(wav, workdir, **extra)))
                 if progress is not None:
                     progress(1)
-            delay = codec_delay([wav for _, wav, *_ in outputs], [decoded for _, _, decoded, _, _ in outputs])
+            spoken = [output for output in outputs if output[0] not in silent] or outputs
+            delay = codec_delay([wav for _, wav, *_ in spoken], [decoded for _, _, decoded, _, _ in spoken])
             for utterance, wav, decoded, n_bytes, seconds in outputs:
                 seconds_audio = wav.numel() / RATE
                 rows.append({"codec": name, "id": utterance, "audio_s": seconds_audio, "bytes": n_bytes,
@@ -179,26 +188,31 @@ def compare(items: Sequence[tuple[str, str, torch.Tensor]], codecs: dict, progre
     summary = {}
     for name in codecs:
         mine = [r for r in rows if r["codec"] == name]
+        scored = [r for r in mine if r["id"] not in silent]
         total_s = sum(r["audio_s"] for r in mine)
-        summary[name] = {"files": len(mine), "file_bps": 8 * sum(r["bytes"] for r in mine) / total_s,
+        summary[name] = {"files": len(mine), "scored_files": len(scored),
+                         "file_bps": 8 * sum(r["bytes"] for r in mine) / total_s,
                          "delay_samples": mine[0]["delay_samples"] if mine else None,
                          "nominal_bps": getattr(codecs[name], "nominal_bps", None),
                          "rtf": sum(r["rtf"] * r["audio_s"] for r in mine) / total_s,
-                         **{m: finite_mean([r[m] for r in mine]) for m in METRICS}}
-    return {"files": rows, "codecs": summary}
+                         **{m: finite_mean([r[m] for r in scored]) for m in METRICS}}
+    return {"files": rows, "codecs": summary, "without_speech": sorted(silent)}
 
 
 def markdown_table(summary: dict) -> str:
-    """One row per codec, sorted by actual bitrate: bitrate against every metric."""
+    """One row per codec, sorted by actual bitrate: bitrate against every metric; "files (scored)" where
+    recordings without speech were left out of the means."""
     def fmt(value, digits):
         return "n/a" if value is None else f"{value:.{digits}f}"
 
-    lines = ["| codec | file bit/s | nominal bit/s | PESQ-WB | STOI | MCD (dB) | FFE | SI-SDR (dB) | RTF | files |",
+    lines = ["| codec | file bit/s | nominal bit/s | PESQ-WB | STOI | MCD (dB) | FFE | SI-SDR (dB) | RTF | files "
+             "(scored) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, s in sorted(summary.items(), key=lambda item: item[1]["file_bps"]):
+        files = str(s["files"]) if s["scored_files"] == s["files"] else f"{s['files']} ({s['scored_files']})"
         lines.append(f"| {name} | {s['file_bps']:.0f} | {fmt(s['nominal_bps'], 0)} | {fmt(s['pesq_wb'], 2)} | "
-                     f"{fmt(s['stoi'], 3)} | {fmt(s['mcd_db'], 2)} | {fmt(s['ffe'], 3)} | {fmt(s['si_sdr_db'], 1)} | {s['rtf']:.3f} | "
-                     f"{s['files']} |")
+                     f"{fmt(s['stoi'], 3)} | {fmt(s['mcd_db'], 2)} | {fmt(s['ffe'], 3)} | {fmt(s['si_sdr_db'], 1)} | "
+                     f"{s['rtf']:.3f} | {files} |")
     return "\n".join(lines) + "\n"
 
 
@@ -249,6 +263,8 @@ def main() -> int:
         return 1
     table = markdown_table(results["codecs"])
     print(f"{len(items)} utterances, {sum(w.numel() for _, _, w in items) / RATE:.1f} s\n\n{table}")
+    if results["without_speech"]:
+        print(f"left out of the means and the delay, no speech in the recording: {', '.join(results['without_speech'])}")
     if args.out:
         from speechvq.atomic import write_bytes_atomic
 
