@@ -17,7 +17,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from speechvq.checkpoint import export_checkpoint, init_from_checkpoint, load_checkpoint
-from speechvq.codec import model_fingerprint
+from speechvq.codec import Codec, model_fingerprint
 from speechvq.config import ConfigError, load_config
 from speechvq.data import AudioCache, SegmentDataset, read_manifest
 from speechvq.data.device import DeviceBatches, DeviceCorpus
@@ -181,7 +181,8 @@ def test_train_init_records_history_and_is_not_applied_on_resume(corpus):
     cfg = small_config(corpus, "train.max_steps=4")
     train(cfg, corpus / "second", device="cpu", stop_at_step=2, init=corpus / "first.pt", show_progress=False)
     run = load_checkpoint(corpus / "second" / "last.pt").extra["run"]
-    assert run["history"] == [{"step": 2, "samples_seen": 2 * 2 * 800, "source": "first.pt"}]
+    start = Codec.from_checkpoint(corpus / "first.pt").fingerprint
+    assert run["history"] == [{"step": 2, "samples_seen": 2 * 2 * 800, "source": "first.pt", "fingerprint": start}]
     # resuming: the weights come from last.pt, not from --init again
     before = load_checkpoint(corpus / "second" / "last.pt").model_state
     train(cfg, corpus / "second", device="cpu", stop_at_step=2, init=corpus / "first.pt", show_progress=False)
