@@ -32,6 +32,8 @@ from .models import SpeechVQ
 from .version import __version__
 
 DEFAULT_CHUNK_FRAMES = 25_000  # 100 s of codes at 250 Hz per encoder pass: bounded memory on long files
+
+
 def model_fingerprint(model: SpeechVQ) -> str:
     """A hex digest of the model's inference weights and speaker names (16 characters); see
     `speechvq.checkpoint.weights_fingerprint`."""

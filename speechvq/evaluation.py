@@ -187,15 +187,16 @@ def mean_interval(values: Sequence[float]) -> Optional[dict]:
             "files": int(len(values))}
 
 
+def has_speech(wav: torch.Tensor, sample_rate: int) -> bool:
+    """Whether a recording (float `[..., T]` in [-1, 1] at `sample_rate` Hz) has a 20 ms frame above
+    `SPEECH_FLOOR_DBFS`: the test that keeps silent prompts out of comparisons' means (their PESQ is noise)."""
+    return loudest_frame_dbfs(wav, max(1, sample_rate // 50)) >= SPEECH_FLOOR_DBFS
+
+
 def files_without_speech(entries: Sequence[Utterance]) -> list[str]:
-    """Ids of the entries whose recording has no 20 ms frame above `SPEECH_FLOOR_DBFS` (read from the files, so
-    the choice depends on the utterances alone, never on a model's output)."""
-    silent = []
-    for entry in entries:
-        wav, rate = read_audio_file(entry.path)
-        if loudest_frame_dbfs(wav, max(1, rate // 50)) < SPEECH_FLOOR_DBFS:
-            silent.append(entry.id)
-    return silent
+    """Ids of the entries whose recording fails `has_speech` (read from the files, so the choice depends on the
+    utterances alone, never on a model's output)."""
+    return [entry.id for entry in entries if not has_speech(*read_audio_file(entry.path))]
 
 
 def pinned_decoding(decoder: torch.nn.Module, engine: str = "auto", precision: str = COMPARISON_PRECISION,

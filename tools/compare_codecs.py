@@ -9,7 +9,7 @@ through its real codec (the .svq bytes, decoded with seed 0).
 
 Every decoded file is brought back to 16 kHz, aligned to the input (near its codec's delay: the median of the
 files' best lags, see `codec_delay`), and scored with PESQ-WB and STOI (the `eval` extra), MCD and SI-SDR.
-A recording without speech (no 20 ms frame above -50 dBFS, as `tools/ship_check.py` decides) is coded, counted
+A recording without speech (`speechvq.evaluation.has_speech`, as `tools/ship_check.py` decides) is coded, counted
 in the bitrate and scored per file, but left out of the means and of the delay: PESQ of silence swings from 1.1
 to 3.4 between two decodes both at -81 dBFS (2026-12-05), which says nothing about a codec.
 Codec 2 is narrowband (8 kHz): it is scored against the 16 kHz input like the others, so
@@ -38,9 +38,9 @@ import soundfile
 import torch
 
 from speechvq.assets import resolve_model
-from speechvq.audio import load_audio, loudest_frame_dbfs, resample
+from speechvq.audio import load_audio, resample
 from speechvq.errors import SpeechVQError
-from speechvq.evaluation import SPEECH_FLOOR_DBFS
+from speechvq.evaluation import has_speech
 from speechvq.metrics import align, finite_mean, intrusive_scores
 
 RATE = 16000  # the comparison's rate: inputs, decoded outputs and metrics
@@ -165,8 +165,7 @@ def compare(items: Sequence[tuple[str, str, torch.Tensor]], codecs: dict, progre
         "without_speech": ids of the utterances left out of the means and of the delay}.
     """
     # decided from the inputs alone, never from a codec's output
-    silent = {utterance for utterance, _, wav in items
-              if loudest_frame_dbfs(wav, RATE // 50) < SPEECH_FLOOR_DBFS}
+    silent = {utterance for utterance, _, wav in items if not has_speech(wav, RATE)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, run in codecs.items():
