@@ -7,13 +7,13 @@
 # From the repository root, nothing else running on the CPU. The split and cache: 2026-12-01-cpu's commands
 # (manifest md5 7fca0c67...), in /work/diag/cpu3.
 # Later sessions run this recipe again through the environment (defaults: this session's run): WORK, MANIFESTS,
-# CACHE, START (the model continued), MINUTES, SEED, NAME (of the exported model), REFERENCE (earlier decodes of
-# START to reuse; none: ship_check decodes START too). START_REVISION (when START is not given): START is the
+# CACHE, START (the model continued), MINUTES, SEED, LR (peak learning rate), NAME (of the exported model), REFERENCE
+# (earlier decodes of START to reuse; none: ship_check decodes START too). START_REVISION (when START is not given): START is the
 # shipped model as of that git revision, written into WORK.
 set -euo pipefail
 work=${WORK:-/work/diag/p8}; start=${START:-speechvq/assets/default.pt}
 manifests=${MANIFESTS:-/work/diag/cpu3/manifests}; cache=${CACHE:-/work/diag/cpu3/cache}
-minutes=${MINUTES:-50}; seed=${SEED:-9}; name=${NAME:-lag4}; reference=${REFERENCE-/work/diag/p6/ship/lag3-ae2dbb69}
+minutes=${MINUTES:-50}; seed=${SEED:-9}; lr=${LR:-1e-4}; name=${NAME:-lag4}; reference=${REFERENCE-/work/diag/p6/ship/lag3-ae2dbb69}
 mkdir -p "$work"
 if [ -z "${START:-}" ] && [ -n "${START_REVISION:-}" ]; then
   start=$work/shipped-$START_REVISION.pt; git show "$START_REVISION:speechvq/assets/default.pt" > "$start"
@@ -24,7 +24,7 @@ OMP_NUM_THREADS=2 .venv/bin/speechvq train -c recipes/folder/conf/default.yaml -
   --init "$start" --max-minutes "$minutes" --set "${data[@]}" \
   train.max_steps=100000 train.seed="$seed" data.segment_s=0.256 data.batch_size=4 data.num_workers=0 \
   data.valid_max_utterances=20 data.loader=device train.precision=fp32 train.compile=true \
-  train.freeze_encoder=true train.lr=1e-4 train.warmup_steps=100 \
+  train.freeze_encoder=true train.lr="$lr" train.warmup_steps=100 \
   train.new_weights_lr_scale=10 "train.new_weights_include=[decoder.lag_embedding.*, pitch_embedding.*]" \
   train.log_every=50 train.valid_every=250 train.checkpoint_every=250 train.valid_audio_s=0 \
   > "$work/train.log" 2>&1
