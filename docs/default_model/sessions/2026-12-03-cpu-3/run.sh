@@ -7,9 +7,10 @@
 # From the repository root, nothing else running on the CPU. The split and cache: 2026-12-01-cpu's commands
 # (manifest md5 7fca0c67...), in /work/diag/cpu3.
 # Later sessions run this recipe again through the environment (defaults: this session's run): WORK, MANIFESTS,
-# CACHE, START (the model continued), MINUTES, SEED, LR (peak learning rate), NAME (of the exported model), REFERENCE
-# (earlier decodes of START to reuse; none: ship_check decodes START too). START_REVISION (when START is not given): START is the
-# shipped model as of that git revision, written into WORK.
+# CACHE, START (the model continued), MINUTES, SEED, LR (peak learning rate), NAME (of the exported model), SHIPPED
+# (the model the ship check judges against; default START, set it when START is a candidate that did not ship),
+# REFERENCE (earlier decodes of SHIPPED to reuse; none: ship_check decodes it too). START_REVISION (when START is
+# not given): START is the shipped model as of that git revision, written into WORK.
 set -euo pipefail
 work=${WORK:-/work/diag/p8}; start=${START:-speechvq/assets/default.pt}
 manifests=${MANIFESTS:-/work/diag/cpu3/manifests}; cache=${CACHE:-/work/diag/cpu3/cache}
@@ -31,5 +32,5 @@ OMP_NUM_THREADS=2 .venv/bin/speechvq train -c recipes/folder/conf/default.yaml -
 .venv/bin/speechvq export "$work/lag/best.pt" "$work/$name.pt" --force
 mkdir -p "$work/ship"
 if [ -n "$reference" ] && [ ! -d "$work/ship/reference" ]; then cp -r "$reference" "$work/ship/reference"; fi
-OMP_NUM_THREADS=2 .venv/bin/python tools/ship_check.py "$work/$name.pt" --reference "$start" --seeds 0 1 \
+OMP_NUM_THREADS=2 .venv/bin/python tools/ship_check.py "$work/$name.pt" --reference "${SHIPPED:-$start}" --seeds 0 1 \
   --manifest "$manifests/test.jsonl" --out "$work/ship" > "$work/ship.log" 2>&1
