@@ -65,6 +65,7 @@ from .errors import SpeechVQError
 
 MAGIC = b"\x89SV"
 MAGIC_V1 = b"\x89SVQ\r\n\x1a\n"
+_CHECKPOINT_MAGICS = (b"PK\x03\x04", b"\x80\x02")  # torch.save: zip archive; legacy pickle (protocol 2)
 FORMAT_VERSION = 2
 VERSIONS = (1, 2)
 CODINGS = ("packed", "markov1")
@@ -293,7 +294,9 @@ def parse(data: bytes, source: str = "code file") -> tuple[Header, bytes]:
     if not data:
         raise SpeechVQError(f"{source} is empty")
     if not (data.startswith(MAGIC) or MAGIC.startswith(data)):
-        raise SpeechVQError(f"{source} is not a speechvq code file (wrong magic bytes)")
+        # torch.save writes a zip archive (a pickle before torch 1.6): a checkpoint given where a code file goes
+        hint = "; it looks like a model checkpoint: pass it with --model" if data.startswith(_CHECKPOINT_MAGICS) else ""
+        raise SpeechVQError(f"{source} is not a speechvq code file (wrong magic bytes{hint})")
     if len(data) < 4:
         raise SpeechVQError(f"{source} is truncated ({len(data)} bytes)")
     if data[3] == MAGIC_V1[3]:

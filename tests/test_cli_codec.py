@@ -304,6 +304,13 @@ def test_damaged_code_files_fail_with_one_line_and_no_output(tmp_path, model_pat
     assert run("info", code_file) == 1
 
 
+def test_a_checkpoint_given_as_a_code_file_is_named_as_one(tmp_path, model_path, capsys):
+    assert run("info", model_path) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "wrong magic bytes; it looks like a model checkpoint: pass it with --model" in err[0]
+    assert run("info", "--model", model_path) == 0
+
+
 def test_code_file_of_another_model(tmp_path, model_path, capsys):
     assert run("encode", write(tmp_path / "a.wav"), "--model", model_path) == 0
     torch.manual_seed(99)
