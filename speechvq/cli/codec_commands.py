@@ -162,7 +162,6 @@ def run_decode(args: argparse.Namespace) -> int:
     if args.like is not None:
         request = reference_voice(model, read_for_model(Path(args.like), model.sample_rate), Path(args.like).name)
     options = decode_options(args)
-    engine = build_engine(model, options)
     jobs, failures, claimed = [], 0, set()
     for source, output in zip(inputs, outputs):  # read and check everything before the slow part
         try:
@@ -179,6 +178,7 @@ def run_decode(args: argparse.Namespace) -> int:
         voice = resolve_voice(model, encoded, request)
         jobs.append((source, output, encoded, header, voice))
     if jobs:
+        engine = build_engine(model, options)  # may time the CPU engines first: only once there is work to do
         audio_s = sum(header.duration_s for _, _, _, header, _ in jobs)
         start = time.perf_counter()
         total = sum(encoded.n_samples for _, _, encoded, _, _ in jobs)
