@@ -4,7 +4,7 @@
 # 2026-12-03-cpu-3's recipe (that session's run.sh, called here) at the full peak lr 1e-4 (lag tables and pitch
 # vectors at 10 x lr) and another data order (seed 17). Why: each 100-minute CPU run now moves the model by less
 # than the ship rule can tell apart from decoding noise, so two runs are stacked before judging; the candidate's
-# valid NLL was still falling at its end (2.557 at step 5,139, below its 2.563 start). Judged by the ship rule
+# valid NLL had ended below its start (2.557, flat from step 4,250 of 5,139, against 2.563). Judged by the ship rule
 # (tools/ship_check.py, the 120 test files whole, seeds 0 and 1) against the SHIPPED model daa13eb3, not against
 # the candidate; 2026-12-05-cpu-4's decodes of daa13eb3 (same decode key) are reused as the reference.
 # From the repository root, nothing else running on the CPU; the split and cache as in 2026-12-05-cpu-4.
