@@ -10,8 +10,10 @@
 # CACHE, START (the model continued), MINUTES, SEED, LR (peak learning rate), NAME (of the exported model), SHIPPED
 # (the model the ship check judges against; default START, set it when START is a candidate that did not ship),
 # REFERENCE (earlier decodes of SHIPPED to reuse; none: ship_check decodes it too). START_REVISION (when START is
-# not given): START is the shipped model as of that git revision, written into WORK.
+# not given): START is the shipped model as of that git revision, written into WORK. SETTINGS: more `--set`
+# overrides, space-separated, after (so overriding) the recipe's own (2026-12-05-cpu-8: the encoder side training).
 set -euo pipefail
+read -r -a settings <<< "${SETTINGS:-}"
 work=${WORK:-/work/diag/p8}; start=${START:-speechvq/assets/default.pt}
 manifests=${MANIFESTS:-/work/diag/cpu3/manifests}; cache=${CACHE:-/work/diag/cpu3/cache}
 minutes=${MINUTES:-50}; seed=${SEED:-9}; lr=${LR:-1e-4}; name=${NAME:-lag4}; reference=${REFERENCE-/work/diag/p6/ship/lag3-ae2dbb69}
@@ -28,7 +30,7 @@ OMP_NUM_THREADS=2 .venv/bin/speechvq train -c recipes/folder/conf/default.yaml -
   train.freeze_encoder=true train.lr="$lr" train.warmup_steps=100 \
   train.new_weights_lr_scale=10 "train.new_weights_include=[decoder.lag_embedding.*, pitch_embedding.*]" \
   train.log_every=50 train.valid_every=250 train.checkpoint_every=250 train.valid_audio_s=0 \
-  > "$work/train.log" 2>&1
+  ${settings[@]+"${settings[@]}"} > "$work/train.log" 2>&1
 .venv/bin/speechvq export "$work/lag/best.pt" "$work/$name.pt" --force
 mkdir -p "$work/ship"
 if [ -n "$reference" ] && [ ! -d "$work/ship/reference" ]; then cp -r "$reference" "$work/ship/reference"; fi
