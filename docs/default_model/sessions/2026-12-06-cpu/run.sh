@@ -14,5 +14,5 @@ set -euo pipefail
 WORK=${WORK:-/work/s16} MANIFESTS=${MANIFESTS:-/work/diag/manifests} CACHE=${CACHE:-/work/gpu/cache} \
   NAME=${NAME:-settled} START=${START:-/work/s15/whole2.pt} \
   SHIPPED=${SHIPPED:-/work/s12/shipped-8daf2b9.pt} REFERENCE=${REFERENCE-/work/s14/ship/reference} \
-  MINUTES=${MINUTES:-95} SEED=${SEED:-22} LR=${LR:-1e-4} \
+  MINUTES=${MINUTES:-95} SEED=${SEED:-22} \
   bash "$(dirname "$0")/../2026-12-03-cpu-3/run.sh"
