@@ -12,6 +12,7 @@
 # REFERENCE (earlier decodes of SHIPPED to reuse; none: ship_check decodes it too). START_REVISION (when START is
 # not given): START is the shipped model as of that git revision, written into WORK. SETTINGS: more `--set`
 # overrides, space-separated, after (so overriding) the recipe's own (2026-12-05-cpu-8: the encoder side training).
+# SHIP_CHECK=0: train and export only (2026-12-06-cpu-2: the first of two cycles in one session).
 set -euo pipefail
 read -r -a settings <<< "${SETTINGS:-}"
 work=${WORK:-/work/diag/p8}; start=${START:-speechvq/assets/default.pt}
@@ -32,6 +33,7 @@ OMP_NUM_THREADS=2 .venv/bin/speechvq train -c recipes/folder/conf/default.yaml -
   train.log_every=50 train.valid_every=250 train.checkpoint_every=250 train.valid_audio_s=0 \
   ${settings[@]+"${settings[@]}"} > "$work/train.log" 2>&1
 .venv/bin/speechvq export "$work/lag/best.pt" "$work/$name.pt" --force
+if [ "${SHIP_CHECK:-1}" = 0 ]; then exit 0; fi
 mkdir -p "$work/ship"
 if [ -n "$reference" ] && [ ! -d "$work/ship/reference" ]; then cp -r "$reference" "$work/ship/reference"; fi
 OMP_NUM_THREADS=2 .venv/bin/python tools/ship_check.py "$work/$name.pt" --reference "${SHIPPED:-$start}" --seeds 0 1 \
