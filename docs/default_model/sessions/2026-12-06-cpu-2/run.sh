@@ -7,7 +7,7 @@
 # spread over three sessions whose working folders survived; this session's did not (a new machine: 2-core AMD EPYC
 # with AVX-512, where the earlier ones were Intel Xeon), so a candidate that needs the next session to finish it
 # may be lost. Only the end of the pair is judged, by the ship rule against the shipped 45b870c2, decoding it anew
-# (reference decodes are kept per CPU type; none exist for this one). Seeds 23 and 24 (new data orders). From the
+# (reference decodes are kept per CPU type; none exist for this one). Seeds 23 and 24 (new data orders; SEED, SEED2). From the
 # repository root, nothing else running on the CPU; the split and cache: 2026-12-01-cpu's commands.
 set -euo pipefail
 work=${WORK:-/work/s17} minutes=${MINUTES:-45}
