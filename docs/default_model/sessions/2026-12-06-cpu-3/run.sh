@@ -11,10 +11,8 @@
 # per CPU type; none survived). From the repository root, nothing else running on the CPU; the split and cache:
 # 2026-12-01-cpu's commands (manifest md5 7fca0c67...).
 set -euo pipefail
-work=${WORK:-/work/s18}
-mkdir -p "$work"
-shipped=$work/shipped-45b870c2.pt
-[ -f "$shipped" ] || git show 15ab8a1:speechvq/assets/default.pt > "$shipped"
-WORK=$work NAME=second START=$shipped SHIPPED=$shipped REFERENCE= MINUTES=${MINUTES:-85} SEED=${SEED:-25} \
+# START_REVISION: the wrapped recipe writes the shipped model of that revision into WORK and judges against it
+# (the run itself, 10327da, wrote it here by hand as WORK/shipped-45b870c2.pt; the same bytes).
+WORK=${WORK:-/work/s18} NAME=second START_REVISION=15ab8a1 REFERENCE= MINUTES=${MINUTES:-85} SEED=${SEED:-25} \
   MANIFESTS=${MANIFESTS:-/work/diag/manifests} CACHE=${CACHE:-/work/gpu/cache} \
   bash "$(dirname "$0")/../2026-12-03-cpu-3/run.sh"
