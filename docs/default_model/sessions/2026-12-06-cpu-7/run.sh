@@ -1,5 +1,5 @@
 #!/bin/bash
-# A DECODER-ONLY settle (encoder and codebook frozen: 2026-12-03-cpu-3's recipe, called here) on the codes of
+# A DECODER-ONLY settle (encoder and codebook frozen: 2026-12-03-cpu-3's recipe, through cpu-5's) on the codes of
 # 75e55d51 (2026-12-06-cpu-6's second half-lr whole-model cycle, kept in /work/s21: this machine's folders survived
 # again), a 95-minute budget, train.seed 29, the recipe's peak lr (1e-4), then judged by the ship rule against the
 # SHIPPED model 45b870c2, reusing the decodes of it made on this CPU type (Intel Xeon, AVX-512) in 2026-12-06-cpu-3.
@@ -11,8 +11,7 @@
 # From the repository root, nothing else running on the CPU; the split and cache: 2026-12-01-cpu's commands
 # (manifest md5 7fca0c67...).
 set -euo pipefail
-WORK=${WORK:-/work/s22} NAME=${NAME:-settled2} START=${START:-/work/s21/whole2h.pt} \
-  SHIPPED=${SHIPPED:-/work/s18/shipped-45b870c2.pt} REFERENCE=${REFERENCE-/work/s18/ship/reference} \
-  MINUTES=${MINUTES:-95} SEED=${SEED:-29} \
-  MANIFESTS=${MANIFESTS:-/work/diag/manifests} CACHE=${CACHE:-/work/gpu/cache} \
-  bash "$(dirname "$0")/../2026-12-03-cpu-3/run.sh"
+# 2026-12-06-cpu-5's run.sh (the settle on 3accf59e's codes) with this run's start, work folder, name and seed; its
+# other defaults (SHIPPED, REFERENCE, MINUTES 95, MANIFESTS, CACHE) are this run's too.
+WORK=${WORK:-/work/s22} NAME=${NAME:-settled2} START=${START:-/work/s21/whole2h.pt} SEED=${SEED:-29} \
+  bash "$(dirname "$0")/../2026-12-06-cpu-5/run.sh"
